@@ -1,0 +1,175 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+
+	"github.com/BurntSushi/toml"
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/config"
+)
+
+const runUsage = `Usage:
+  redisrepl [run] [-config FILE] [-log-level LEVEL]
+      Run every [[link]] of the TOML file FILE (default /etc/redisrepl.toml),
+      reloading it when it changes or on SIGHUP. See README.md for the schema.
+
+  redisrepl -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [-rc]
+      Run one link given on the command line (the original redisrepl form):
+      replicate the keys of the local Redis at ADDR that start with NAMESPACE
+      to Webdis at URL, presenting the client certificate FILE; with -rc also
+      bring remote changes back.
+
+SIGINT or SIGTERM stop cleanly (writes in flight finish; exit status 0).
+Exit status: 0 stopped cleanly, 1 failed while running, 2 bad configuration or flags.
+
+Flags:
+`
+
+// runCmd is the service: "redisrepl run" and the original one-link flags.
+func runCmd(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("redisrepl", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfgPath  = fs.String("config", "/etc/redisrepl.toml", "configuration `file`")
+		logLevel = fs.String("log-level", "", "debug|info|warn|error (overrides [service] log_level)")
+		showVer  = fs.Bool("version", false, "print the version and exit")
+		raddr    = fs.String("raddr", "", "one-link form: local Redis `address` (host:port, :port or redis://host:port/db)")
+		haddr    = fs.String("haddr", "", "one-link form: remote Webdis `URL` (https://host/path)")
+		cert     = fs.String("cert", "", "one-link form: client certificate `file` (PEM)")
+		key      = fs.String("key", "", "one-link form: client key `file` (PEM)")
+		ca       = fs.String("CA", "", "one-link form: CA `file` that signed the proxy's certificate (PEM)")
+		nam      = fs.String("nam", "", "one-link form: `namespace` (key prefix) to replicate")
+		rc       = fs.Bool("rc", false, "one-link form: also replicate remote changes to the local Redis (direction both)")
+	)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), runUsage)
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *showVer {
+		fmt.Fprintln(stdout, "redisrepl", version)
+		return 0
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "redisrepl: unexpected argument %q (see redisrepl -h)\n", fs.Arg(0))
+		return 2
+	}
+
+	var (
+		cfg *config.Config
+		err error
+	)
+	oneLink := *raddr != "" || *haddr != "" || *nam != "" || *cert != "" || *key != "" || *ca != "" || *rc
+	if oneLink {
+		cfg, err = flagsConfig(*raddr, *haddr, *cert, *key, *ca, *nam, *rc)
+	} else {
+		cfg, err = config.Load(*cfgPath)
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "redisrepl: %v\n", err)
+		return 2
+	}
+	level := cfg.Service.LogLevel
+	if *logLevel != "" {
+		level = *logLevel
+	}
+	log, err := newLogger(stderr, level)
+	if err != nil {
+		fmt.Fprintf(stderr, "redisrepl: %v\n", err)
+		return 2
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	svc := newService(log)
+	if !oneLink {
+		svc.watch(ctx, cfg.Path)
+	}
+	if err := svc.run(ctx, cfg); err != nil {
+		log.Error().Err(err).Msg("redisrepl failed")
+		return 1
+	}
+	return 0
+}
+
+// flagsConfig turns the original one-link flags into a configuration,
+// validated like a file would be.
+func flagsConfig(raddr, haddr, cert, key, ca, nam string, rc bool) (*config.Config, error) {
+	missing := ""
+	for _, f := range []struct{ name, v string }{{"-raddr", raddr}, {"-haddr", haddr}, {"-cert", cert}, {"-key", key}, {"-CA", ca}, {"-nam", nam}} {
+		if f.v == "" {
+			missing += " " + f.name
+		}
+	}
+	if missing != "" {
+		return nil, fmt.Errorf("the one-link form needs every one of -raddr -haddr -cert -key -CA -nam; missing:%s", missing)
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	direction := "push"
+	if rc {
+		direction = "both"
+	}
+	link := map[string]any{
+		"name": linkName(nam), "local": raddr, "remote": haddr, "namespace": nam,
+		"cert": abs(cert), "key": abs(key), "ca": abs(ca), "direction": direction,
+	}
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(map[string]any{"link": []any{link}}); err != nil {
+		return nil, fmt.Errorf("flags: %v", err)
+	}
+	return config.Parse("command line", buf.Bytes())
+}
+
+// newLogger logs for a person on a terminal, as JSON lines otherwise.
+func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
+	if level == "" {
+		level = "info"
+	}
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "trace" || level == "fatal" || level == "panic" {
+		return zerolog.Nop(), fmt.Errorf("log level %q: want debug, info, warn or error", level)
+	}
+	if f, ok := w.(*os.File); ok {
+		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			w = zerolog.ConsoleWriter{Out: f, TimeFormat: "15:04:05.000"}
+		}
+	}
+	return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+}
+
+// linkName makes a link name (letters, digits, '.', '_', '-') of a namespace.
+func linkName(namespace string) string {
+	b := []byte(namespace)
+	for i, c := range b {
+		if !(c == '.' || c == '_' || c == '-' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	if len(b) == 0 || b[0] == '.' {
+		return "link"
+	}
+	return string(b)
+}

@@ -1,0 +1,132 @@
+// Package dedup is the loop-prevention core of a link: it remembers, per key,
+// the state the link last made equal on both sides.
+//
+// Replication is by state, not by event: when a key changes, its whole
+// current state is read and written to the other side. That write comes back
+// as an event from the side written to; reading the key there finds the very
+// state the link just wrote. The link asks the Table whether the state it
+// read is the one it last synced: if so the event is an echo (or a no-op) and
+// is dropped. Content, not timing, decides, so a slow link cannot turn an
+// echo into a loop, and a real change that happens to arrive late is never
+// mistaken for one.
+package dedup
+
+import (
+	"strconv"
+	"sync"
+)
+
+// Entry is the synced state of one key: a digest of its type and contents
+// and its absolute expiry (unix ms, 0 = none).
+type Entry struct {
+	Digest   uint64
+	ExpireAt int64
+}
+
+// Table maps keys to their last synced state. It is safe for concurrent use
+// and holds at most Max entries: past that it forgets arbitrary entries,
+// which costs at worst one redundant write for a forgotten key, never a loop
+// (the redundant write is recorded and its echo then matches).
+type Table struct {
+	mu  sync.Mutex
+	m   map[string]Entry
+	max int
+}
+
+// New returns a table holding at most max entries (max <= 0: 1,000,000).
+func New(max int) *Table {
+	if max <= 0 {
+		max = 1_000_000
+	}
+	return &Table{m: make(map[string]Entry), max: max}
+}
+
+// ParseDigest turns a hex digest (as the link's Lua scripts return, SHA-1)
+// into the 64 bits kept per key. It returns 0, false for "" (unknown).
+func ParseDigest(hex string) (uint64, bool) {
+	if len(hex) < 16 {
+		return 0, false
+	}
+	d, err := strconv.ParseUint(hex[:16], 16, 64)
+	return d, err == nil
+}
+
+// Record remembers that key holds the state (digest, expireAt) on both
+// sides. An unknown digest ("") forgets the key instead.
+func (t *Table) Record(key []byte, digest string, expireAt int64) {
+	d, ok := ParseDigest(digest)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if !ok {
+		delete(t.m, string(key))
+		return
+	}
+	if _, present := t.m[string(key)]; !present && len(t.m) >= t.max {
+		for k := range t.m {
+			delete(t.m, k)
+			break
+		}
+	}
+	t.m[string(key)] = Entry{Digest: d, ExpireAt: expireAt}
+}
+
+// Synced says whether key's state (digest, expireAt) is the one last synced:
+// same digest, expiry within tolerance ms.
+func (t *Table) Synced(key []byte, digest string, expireAt, tolerance int64) bool {
+	d, ok := ParseDigest(digest)
+	if !ok {
+		return false
+	}
+	t.mu.Lock()
+	e, found := t.m[string(key)]
+	t.mu.Unlock()
+	if !found || e.Digest != d {
+		return false
+	}
+	if (e.ExpireAt == 0) != (expireAt == 0) {
+		return false
+	}
+	diff := e.ExpireAt - expireAt
+	return diff <= tolerance && -diff <= tolerance
+}
+
+// Lookup returns key's last synced state.
+func (t *Table) Lookup(key []byte) (Entry, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	e, ok := t.m[string(key)]
+	return e, ok
+}
+
+// Forget drops key.
+func (t *Table) Forget(key []byte) {
+	t.mu.Lock()
+	delete(t.m, string(key))
+	t.mu.Unlock()
+}
+
+// Len is the number of keys remembered.
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.m)
+}
+
+// Sample returns up to n keys whose entries satisfy keep, picked
+// arbitrarily (Go's map order), looking at no more than 64*n entries.
+func (t *Table) Sample(n int, keep func(Entry) bool) [][]byte {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	var out [][]byte
+	seen := 0
+	for k, e := range t.m {
+		if len(out) >= n || seen >= 64*n {
+			break
+		}
+		seen++
+		if keep(e) {
+			out = append(out, []byte(k))
+		}
+	}
+	return out
+}

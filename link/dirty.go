@@ -1,0 +1,182 @@
+package link
+
+import (
+	"context"
+	"sync"
+)
+
+// Why a key is dirty; several may be set.
+const (
+	changedLocal  uint8 = 1 << iota // an event on the local side
+	changedRemote                   // an event on the remote side
+	mustCompare                     // a resync found the sides differ: copy even if dedup says synced
+)
+
+// dirtySet is a link's pending work: the set of keys that changed and wait to
+// be copied, in the order they first changed. It is a set, not a queue of
+// events: a key that changes a thousand times while it waits is copied once.
+//
+// A key being copied is "in flight" and is not handed out again until Done;
+// if it changes meanwhile it is queued again then. That keeps the copies of
+// one key one at a time, whichever direction they go.
+//
+// The set holds at most max keys. Adding one more drops them all and sets
+// the overflow flag: the link then resyncs the whole namespace, which costs
+// memory proportional to one batch instead of to the backlog.
+type dirtySet struct {
+	mu       sync.Mutex
+	pending  map[string]uint8 // waiting keys and why
+	queue    []string         // pending keys in arrival order
+	head     int              // queue[:head] are taken
+	inflight map[string]uint8 // keys being copied, and why they changed again since
+	max      int
+	overflow bool
+	wake     chan struct{}
+}
+
+func newDirtySet(max int) *dirtySet {
+	if max <= 0 {
+		max = 1_000_000
+	}
+	return &dirtySet{
+		pending:  make(map[string]uint8),
+		inflight: make(map[string]uint8),
+		max:      max,
+		wake:     make(chan struct{}, 1),
+	}
+}
+
+// Add marks key dirty for reason why. It never blocks: it is called by the
+// event readers, which must keep up with Redis.
+func (d *dirtySet) Add(key []byte, why uint8) {
+	d.mu.Lock()
+	if f, ok := d.inflight[string(key)]; ok {
+		d.inflight[string(key)] = f | why
+		d.mu.Unlock()
+		return
+	}
+	if f, ok := d.pending[string(key)]; ok {
+		d.pending[string(key)] = f | why
+		d.mu.Unlock()
+		return
+	}
+	if len(d.pending) >= d.max {
+		d.dropLocked()
+		d.mu.Unlock()
+		d.signal()
+		return
+	}
+	d.pushLocked(string(key), why)
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *dirtySet) pushLocked(k string, why uint8) {
+	d.pending[k] = why
+	if d.head > 1024 && d.head*2 > len(d.queue) {
+		n := copy(d.queue, d.queue[d.head:])
+		clear(d.queue[n:])
+		d.queue, d.head = d.queue[:n], 0
+	}
+	d.queue = append(d.queue, k)
+}
+
+func (d *dirtySet) dropLocked() {
+	d.pending = make(map[string]uint8)
+	d.queue, d.head = nil, 0
+	d.overflow = true
+}
+
+func (d *dirtySet) signal() {
+	select {
+	case d.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Take waits until keys are pending (or ctx is done) and hands out at most
+// max of them, marking them in flight.
+func (d *dirtySet) Take(ctx context.Context, max int) ([]string, []uint8) {
+	for {
+		d.mu.Lock()
+		if d.head < len(d.queue) {
+			n := min(max, len(d.queue)-d.head)
+			keys := make([]string, n)
+			whys := make([]uint8, n)
+			copy(keys, d.queue[d.head:d.head+n])
+			clear(d.queue[d.head : d.head+n])
+			d.head += n
+			for i, k := range keys {
+				whys[i] = d.pending[k]
+				delete(d.pending, k)
+				d.inflight[k] = 0
+			}
+			more := d.head < len(d.queue)
+			d.mu.Unlock()
+			if more {
+				d.signal() // let another worker take the rest
+			}
+			return keys, whys
+		}
+		d.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return nil, nil
+		case <-d.wake:
+		}
+	}
+}
+
+// Done ends the flight of keys. A key that changed meanwhile is queued
+// again; with retry, every key is (the copy failed), keeping why.
+func (d *dirtySet) Done(keys []string, whys []uint8, retry bool) {
+	requeued := false
+	d.mu.Lock()
+	for i, k := range keys {
+		again := d.inflight[k]
+		delete(d.inflight, k)
+		if retry {
+			again |= whys[i]
+		}
+		if again == 0 {
+			continue
+		}
+		if f, ok := d.pending[k]; ok {
+			d.pending[k] = f | again
+			continue
+		}
+		if len(d.pending) >= d.max {
+			d.dropLocked()
+			continue
+		}
+		d.pushLocked(k, again)
+		requeued = true
+	}
+	d.mu.Unlock()
+	if requeued {
+		d.signal()
+	}
+}
+
+// Len is the number of keys waiting (not counting those in flight).
+func (d *dirtySet) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending)
+}
+
+// Idle says whether nothing is waiting or in flight.
+func (d *dirtySet) Idle() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending) == 0 && len(d.inflight) == 0
+}
+
+// TakeOverflow reports whether keys were dropped since the last call.
+func (d *dirtySet) TakeOverflow() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	o := d.overflow
+	d.overflow = false
+	return o
+}

@@ -1,0 +1,135 @@
+package link_test
+
+import (
+	"context"
+	"io"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link"
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
+)
+
+// linkConfig is a link between hub's local Redis and its remote, for
+// namespace ns, with the defaults config applies.
+func linkConfig(hub *webdistest.Hub, ns string) config.Link {
+	return config.Link{
+		Name:            "test",
+		Local:           hub.LocalAddr,
+		LocalAddr:       hub.LocalAddr,
+		Namespace:       ns,
+		Remote:          hub.URL,
+		Cert:            hub.Cert,
+		Key:             hub.Key,
+		CA:              hub.CA,
+		Direction:       "push",
+		Conflict:        "local",
+		Workers:         8,
+		BatchKeys:       256,
+		MaxRequestBytes: 900 << 10,
+		MaxDirtyKeys:    1_000_000,
+		MaxValueBytes:   512 << 20,
+	}
+}
+
+func testLogger(t testing.TB) zerolog.Logger {
+	if os.Getenv("REDISREPL_TEST_LOG") != "" {
+		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.DebugLevel).With().Timestamp().Logger()
+	}
+	return zerolog.New(io.Discard)
+}
+
+// startLink runs a link until the test ends, and waits for it to be live.
+func startLink(t testing.TB, cfg config.Link) *link.Link {
+	t.Helper()
+	l, err := link.New(cfg, testLogger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("link.Run: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Errorf("link did not stop within 15s")
+		}
+	})
+	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
+	return l
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func conns(t testing.TB, hub *webdistest.Hub) (local, remote redis.Conn) {
+	t.Helper()
+	l, err := hub.Local()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := hub.Remote()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close(); r.Close() })
+	return l, r
+}
+
+func do(t testing.TB, c redis.Conn, cmd string, args ...any) any {
+	t.Helper()
+	v, err := c.Do(cmd, args...)
+	if err != nil {
+		t.Fatalf("%s %v: %v", cmd, args, err)
+	}
+	return v
+}
+
+// waitEqual waits until both sides hold the same namespace, key by key,
+// byte by byte, TTLs within a second, and fails with the differences if
+// they do not within d.
+func waitEqual(t testing.TB, hub *webdistest.Hub, prefix string, d time.Duration) map[string]webdistest.Key {
+	t.Helper()
+	local, remote := conns(t, hub)
+	deadline := time.Now().Add(d)
+	for {
+		l, err := webdistest.Dump(local, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := webdistest.Dump(remote, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff := webdistest.Diff(l, r, 1500)
+		if len(diff) == 0 {
+			return l
+		}
+		if time.Now().After(deadline) {
+			if len(diff) > 20 {
+				diff = append(diff[:20], "...")
+			}
+			t.Fatalf("sides differ after %v (%d keys locally, %d remotely):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}

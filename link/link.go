@@ -1,0 +1,312 @@
+// Package link is one replication link: the namespace of a local Redis kept
+// equal to the same namespace of a remote Redis reached through Webdis.
+//
+// A change travels through three files:
+//
+//	subscribe.go  keyspace events → the dirty set (dirty.go), never blocking
+//	link.go       workers take dirty keys in batches and copy them (copyBatch)
+//	store.go      whole-key reads and atomic writes, by Lua scripts (scripts.go)
+//
+// resync.go compares both namespaces after anything that may have lost
+// events (start, reconnect, overflow, a restarted hub) and marks what differs
+// dirty, so the same workers repair it.
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/webdis"
+)
+
+// ttlTolerance is how far apart (ms) two absolute expiry times may be and
+// still count as the same TTL: they are computed from each side's clock.
+const ttlTolerance = 1000
+
+// shutdownGrace is how long writes in flight may take to finish after the
+// link is asked to stop.
+const shutdownGrace = 10 * time.Second
+
+// Link replicates one namespace. Create it with New, run it with Run.
+type Link struct {
+	cfg    config.Link
+	log    zerolog.Logger
+	pool   *Pool
+	client *webdis.Client
+	local  *Store
+	remote *Store
+	dirty  *dirtySet
+	synced *dedup.Table
+
+	resyncReq chan struct{}
+	state     atomic.Value // string: see State
+	Stats     Stats
+
+	errMu   sync.Mutex
+	lastErr string
+}
+
+// Stats are a link's counters since it started.
+type Stats struct {
+	EventsLocal    atomic.Int64 // keyspace events read from the local Redis
+	KeysWritten    atomic.Int64 // keys written on the remote (deletes included)
+	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
+	RemoteRequests atomic.Int64 // write requests sent to the remote
+	Errors         atomic.Int64
+	Resyncs        atomic.Int64
+	Repaired       atomic.Int64 // keys a resync found different
+}
+
+// New checks cfg and loads its certificates; it contacts nothing.
+func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
+	workers := max(cfg.Workers, 1)
+	client, err := webdis.New(webdis.Options{
+		URL:      cfg.Remote,
+		CertFile: cfg.Cert,
+		KeyFile:  cfg.Key,
+		CAFile:   cfg.CA,
+		MaxConns: workers + 2,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
+	}
+	maxBytes := cfg.MaxRequestBytes
+	if maxBytes <= 0 {
+		maxBytes = 900 << 10
+	}
+	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS}
+	pool := NewPool(addr, workers+2)
+	prefix := []byte(cfg.Namespace)
+	l := &Link{
+		cfg:    cfg,
+		log:    log.With().Str("link", cfg.Name).Logger(),
+		pool:   pool,
+		client: client,
+		// A key read whole must also fit in one write: both limits follow
+		// the remote's request budget.
+		local:     &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes},
+		remote:    &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes},
+		dirty:     newDirtySet(cfg.MaxDirtyKeys),
+		synced:    dedup.New(0),
+		resyncReq: make(chan struct{}, 1),
+	}
+	l.state.Store("starting")
+	return l, nil
+}
+
+// Name is the link's name.
+func (l *Link) Name() string { return l.cfg.Name }
+
+// State is one of starting, connecting, resyncing, live, degraded, stopped.
+func (l *Link) State() string { return l.state.Load().(string) }
+
+// LastError is the last error the link met, "" if none.
+func (l *Link) LastError() string {
+	l.errMu.Lock()
+	defer l.errMu.Unlock()
+	return l.lastErr
+}
+
+// Pending is the number of dirty keys waiting.
+func (l *Link) Pending() int { return l.dirty.Len() }
+
+func (l *Link) setState(s string) {
+	if old := l.state.Swap(s); old != s {
+		l.log.Info().Str("from", old.(string)).Str("to", s).Msg("link state")
+	}
+}
+
+func (l *Link) fail(err error, what string) {
+	l.Stats.Errors.Add(1)
+	l.errMu.Lock()
+	l.lastErr = what + ": " + err.Error()
+	l.errMu.Unlock()
+	ev := l.log.Error().Err(err).Str("op", what)
+	if k := webdis.KindOf(err); k != webdis.KindUnknown {
+		ev = ev.Str("kind", k.String())
+	}
+	ev.Msg("replication error")
+}
+
+// requestResync asks for a full comparison of both sides.
+func (l *Link) requestResync() {
+	select {
+	case l.resyncReq <- struct{}{}:
+	default:
+	}
+}
+
+// Run replicates until ctx is done, then lets the writes in flight finish
+// (up to shutdownGrace) and returns nil. It returns an error only when the
+// link cannot run at all.
+func (l *Link) Run(ctx context.Context) error {
+	defer l.client.Close()
+	defer l.pool.Close()
+	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
+		Str("namespace", fmt.Sprintf("%q", l.cfg.Namespace)).Str("direction", l.cfg.Direction).Msg("link starting")
+
+	// Writes in flight get their own context, cancelled shutdownGrace after
+	// ctx, so that stopping does not cut a request in half without need.
+	opCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelOps()
+	stopOps := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(shutdownGrace, cancelOps)
+		_ = t
+	})
+	defer stopOps()
+
+	var wg sync.WaitGroup
+	run := func(f func()) {
+		wg.Add(1)
+		go func() { defer wg.Done(); f() }()
+	}
+	run(func() { l.subscribeLocal(ctx) })
+	run(func() { l.resyncLoop(ctx, opCtx) })
+	run(func() { l.watchRemote(ctx) })
+	for range max(l.cfg.Workers, 1) {
+		run(func() { l.worker(ctx, opCtx) })
+	}
+	wg.Wait()
+	l.setState("stopped")
+	l.log.Info().Msg("link stopped")
+	return nil
+}
+
+// worker copies batches of dirty keys until ctx is done.
+func (l *Link) worker(ctx, opCtx context.Context) {
+	bo := newBackoff()
+	for {
+		keys, whys := l.dirty.Take(ctx, max(l.cfg.BatchKeys, 1))
+		if keys == nil {
+			return
+		}
+		err := l.copyBatch(opCtx, keys, whys)
+		l.dirty.Done(keys, whys, err != nil)
+		if err != nil {
+			l.fail(err, "copy")
+			l.setState("degraded")
+			if !sleepCtx(ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		if bo.reset() {
+			// The first success after failures: events may have been lost
+			// meanwhile (Redis drops them for nobody), so compare all.
+			l.requestResync()
+		}
+	}
+}
+
+// copyBatch makes the remote hold the local state of keys.
+func (l *Link) copyBatch(ctx context.Context, keys []string, whys []uint8) error {
+	bkeys := make([][]byte, len(keys))
+	for i, k := range keys {
+		bkeys[i] = []byte(k)
+	}
+	states, err := l.local.Read(ctx, bkeys)
+	if err != nil {
+		return err
+	}
+	write := states[:0:0]
+	var big []State
+	for i := range states {
+		st := &states[i]
+		switch {
+		case whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, ttlTolerance):
+			l.Stats.KeysSkipped.Add(1)
+		case st.Big || st.applyLen() > l.remote.MaxRequest-1024:
+			big = append(big, *st)
+		default:
+			write = append(write, *st)
+		}
+	}
+	if len(write) > 0 {
+		n, err := l.remote.Apply(ctx, write)
+		l.Stats.RemoteRequests.Add(int64(n))
+		if err != nil {
+			return err
+		}
+		for i := range write {
+			l.synced.Record(write[i].Key, write[i].Digest, write[i].ExpireAt)
+		}
+		l.Stats.KeysWritten.Add(int64(len(write)))
+		if l.log.Debug().Enabled() {
+			for i := range write {
+				l.log.Debug().Bytes("key", write[i].Key).Str("type", write[i].Type).Msg("written")
+			}
+		}
+	}
+	for i := range big {
+		st := &big[i]
+		if st.BigSize > l.maxValue() {
+			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.maxValue()), "copy")
+			continue
+		}
+		n, err := copyBig(ctx, l.local, l.remote, st.Key, st.Type, st.ExpireAt)
+		l.Stats.RemoteRequests.Add(int64(n))
+		if err != nil {
+			return err
+		}
+		l.synced.Forget(st.Key)
+		l.Stats.KeysWritten.Add(1)
+		l.log.Debug().Bytes("key", st.Key).Str("type", st.Type).Int("requests", n).Msg("written in chunks")
+	}
+	return nil
+}
+
+func (l *Link) maxValue() int64 {
+	if l.cfg.MaxValueBytes > 0 {
+		return l.cfg.MaxValueBytes
+	}
+	return 512 << 20
+}
+
+// backoff is capped exponential backoff with jitter.
+type backoff struct {
+	d     time.Duration
+	fails int
+}
+
+const (
+	backoffMin = 100 * time.Millisecond
+	backoffMax = 10 * time.Second
+)
+
+func newBackoff() *backoff { return &backoff{d: backoffMin} }
+
+func (b *backoff) next() time.Duration {
+	b.fails++
+	d := b.d
+	b.d = min(b.d*2, backoffMax)
+	return d/2 + rand.N(d/2+1)
+}
+
+// reset reports whether there had been failures.
+func (b *backoff) reset() bool {
+	had := b.fails > 0
+	b.d, b.fails = backoffMin, 0
+	return had
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+var errStopped = errors.New("stopped")

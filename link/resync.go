@@ -1,0 +1,260 @@
+package link
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/webdis"
+)
+
+// Resync is anti-entropy: keyspace events are fire-and-forget, so after
+// anything that may have lost some (the link starting, a reconnect, a dirty
+// set overflow, a restarted or flushed hub) both namespaces are compared
+// key by key and every difference is marked dirty for the workers, which
+// copy the current local state. Digests are computed by Lua on each side, so
+// only keys that differ travel. Memory is bounded by one SCAN page.
+//
+// Live events keep flowing meanwhile and cannot be overwritten by the
+// resync: it only marks keys dirty; the copy always reads the current state.
+
+const scanCount = 1000
+
+// resyncLoop runs a resync whenever one is requested, when the dirty set
+// overflows and every resync_interval.
+func (l *Link) resyncLoop(ctx, opCtx context.Context) {
+	var every <-chan time.Time
+	if d := l.cfg.ResyncInterval.Duration; d > 0 {
+		t := time.NewTicker(d)
+		defer t.Stop()
+		every = t.C
+	}
+	overflow := time.NewTicker(200 * time.Millisecond)
+	defer overflow.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-l.resyncReq:
+		case <-every:
+		case <-overflow.C:
+			if !l.dirty.TakeOverflow() {
+				continue
+			}
+			l.log.Warn().Int("max_dirty_keys", l.dirty.max).Msg("too many dirty keys: dropped them, resyncing the namespace instead")
+		}
+		bo := newBackoff()
+		for {
+			err := l.resync(ctx)
+			if err == nil || ctx.Err() != nil {
+				break
+			}
+			l.fail(err, "resync")
+			l.setState("degraded")
+			if !sleepCtx(ctx, bo.next()) {
+				return
+			}
+		}
+	}
+}
+
+// resync compares both namespaces and marks what differs dirty.
+func (l *Link) resync(ctx context.Context) error {
+	l.setState("resyncing")
+	l.Stats.Resyncs.Add(1)
+	start := time.Now()
+	p := progress{log: l.log, start: start, last: start}
+
+	// Keys of the local side: equal on the remote?
+	cursor := "0"
+	for {
+		next, keys, err := l.local.Scan(ctx, cursor, scanCount)
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			local, err := l.local.Summaries(ctx, keys)
+			if err != nil {
+				return err
+			}
+			remote, err := l.remoteSummaries(ctx, keys)
+			if err != nil {
+				return err
+			}
+			for i, k := range keys {
+				if local[i].Type == "none" {
+					continue // gone since the scan; its event marks it dirty
+				}
+				if local[i].Same(remote[i], ttlTolerance) {
+					l.synced.Record(k, local[i].Digest, local[i].ExpireAt)
+				} else {
+					l.dirty.Add(k, mustCompare)
+					p.differ++
+				}
+			}
+			p.scanned += len(keys)
+			p.report("local")
+		}
+		if next == "0" {
+			break
+		}
+		cursor = next
+	}
+
+	// Keys only the remote has: delete them (the remote mirrors the local).
+	cursor = "0"
+	for {
+		next, keys, err := l.remote.Scan(ctx, cursor, scanCount)
+		if err != nil {
+			return err
+		}
+		if len(keys) > 0 {
+			exists, err := l.local.Exists(ctx, keys)
+			if err != nil {
+				return err
+			}
+			for i, k := range keys {
+				if !exists[i] {
+					l.dirty.Add(k, mustCompare)
+					p.differ++
+				}
+			}
+			p.scanned += len(keys)
+			p.report("remote")
+		}
+		if next == "0" {
+			break
+		}
+		cursor = next
+	}
+	l.Stats.Repaired.Add(int64(p.differ))
+	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
+		Dur("took", time.Since(start)).Msg("resync done")
+	l.setState("live")
+	return nil
+}
+
+// remoteSummaries asks for the summaries of keys in as many requests as the
+// remote's request budget needs.
+func (l *Link) remoteSummaries(ctx context.Context, keys [][]byte) ([]Summary, error) {
+	out := make([]Summary, 0, len(keys))
+	for _, part := range splitKeys(keys, l.remote.MaxRequest) {
+		s, err := l.remote.Summaries(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, s...)
+	}
+	return out, nil
+}
+
+// splitKeys cuts keys into runs whose encoded size stays under budget.
+func splitKeys(keys [][]byte, budget int) [][][]byte {
+	if budget <= 0 {
+		return [][][]byte{keys}
+	}
+	var parts [][][]byte
+	start, size := 0, 512
+	for i, k := range keys {
+		l := 1 + webdis.EncodedLen(k)
+		if size+l > budget && i > start {
+			parts = append(parts, keys[start:i])
+			start, size = i, 512
+		}
+		size += l
+	}
+	return append(parts, keys[start:])
+}
+
+// Exists says which keys exist.
+func (s *Store) Exists(ctx context.Context, keys [][]byte) ([]bool, error) {
+	reply, err := s.Eval(ctx, existsScript, keys)
+	if err != nil {
+		return nil, fmt.Errorf("%s: exists: %w", s.Name, err)
+	}
+	vs, err := redis.ByteSlices(reply, nil)
+	if err != nil || len(vs) != len(keys) {
+		return nil, fmt.Errorf("%s: exists: bad reply", s.Name)
+	}
+	out := make([]bool, len(vs))
+	for i, v := range vs {
+		out[i] = bytes.Equal(v, []byte("1"))
+	}
+	return out, nil
+}
+
+// noneDigest is the digest of a key that does not exist (see luaLib).
+var noneDigest = func() uint64 {
+	sum := sha1.Sum([]byte("none|"))
+	d, _ := dedup.ParseDigest(hex.EncodeToString(sum[:]))
+	return d
+}()
+
+// probeEvery is how often the remote is checked for a restart or a flush,
+// which emit no keyspace event.
+const probeEvery = 5 * time.Second
+
+// watchRemote notices a remote Redis that restarted (its run_id changed) or
+// was flushed (keys known to be there, without TTL, are all gone), and asks
+// for a resync. Neither writes anything.
+func (l *Link) watchRemote(ctx context.Context) {
+	t := time.NewTicker(probeEvery)
+	defer t.Stop()
+	runID := ""
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if id, err := l.remoteRunID(ctx); err == nil {
+			if runID != "" && id != runID {
+				l.log.Warn().Msg("the remote Redis restarted: resyncing")
+				l.requestResync()
+			}
+			runID = id
+		}
+		sample := l.synced.Sample(8, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest })
+		if len(sample) == 0 {
+			continue
+		}
+		exists, err := l.remote.Exists(ctx, sample)
+		if err != nil {
+			continue // the workers report remote errors
+		}
+		gone := 0
+		for _, e := range exists {
+			if !e {
+				gone++
+			}
+		}
+		if gone == len(sample) {
+			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing")
+			l.requestResync()
+		}
+	}
+}
+
+func (l *Link) remoteRunID(ctx context.Context) (string, error) {
+	v, err := l.client.Do(ctx, []byte("INFO"), []byte("server"))
+	if err != nil {
+		return "", err
+	}
+	info, err := redis.String(v, nil)
+	if err != nil {
+		return "", err
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(id), nil
+		}
+	}
+	return "", fmt.Errorf("no run_id in INFO")
+}

@@ -1,0 +1,323 @@
+package link
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+)
+
+// The Lua scripts below run on both sides, the local Redis (through redigo)
+// and the remote one (through Webdis). Each reads or writes whole keys inside
+// one EVAL, which Redis runs atomically: a reader never sees a key half
+// rebuilt, and a state is never read half changed.
+//
+// They return FLAT arrays of strings only: Webdis's raw reply format drops
+// nested arrays (DESIGN.md §3), so every record is laid out as a run of fields.
+
+// A Script is Lua source with its SHA1, for EVALSHA.
+type Script struct {
+	Src string
+	SHA string
+}
+
+func newScript(src string) *Script {
+	sum := sha1.Sum([]byte(src))
+	return &Script{Src: src, SHA: hex.EncodeToString(sum[:])}
+}
+
+// luaLib holds the functions shared by the reading scripts: the canonical
+// digest of a key's contents and its absolute expiry.
+//
+// The digest covers the type and the contents, not the TTL. Unordered types
+// (hash, set) hash each element and sort the element hashes, which are hex and
+// so sort the same under every locale Redis may run with.
+const luaLib = `
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function expire_at(k, now)
+  local pttl = redis.call('PTTL', k)
+  if pttl >= 0 then return now + pttl end
+  return 0
+end
+
+local function field(s) return #s .. ':' .. s end
+
+-- contents returns the key's elements as a flat list (see State in state.go),
+-- or nil when it has more than max_elems elements or max_bytes bytes.
+local function contents(k, ty, max_elems, max_bytes)
+  local v
+  if ty == 'string' then
+    if redis.call('STRLEN', k) > max_bytes then return nil end
+    return {redis.call('GET', k)}
+  elseif ty == 'hash' then
+    if redis.call('HLEN', k) * 2 > max_elems then return nil end
+    v = redis.call('HGETALL', k)
+  elseif ty == 'list' then
+    if redis.call('LLEN', k) > max_elems then return nil end
+    v = redis.call('LRANGE', k, 0, -1)
+  elseif ty == 'set' then
+    if redis.call('SCARD', k) > max_elems then return nil end
+    v = redis.call('SMEMBERS', k)
+  elseif ty == 'zset' then
+    if redis.call('ZCARD', k) * 2 > max_elems then return nil end
+    v = redis.call('ZRANGE', k, 0, -1, 'WITHSCORES')
+  elseif ty == 'stream' then
+    if redis.call('XLEN', k) > max_elems then return nil end
+    local info = redis.call('XINFO', 'STREAM', k)
+    local last = '0-0'
+    for i = 1, #info, 2 do
+      if info[i] == 'last-generated-id' then last = info[i + 1] end
+    end
+    v = {last}
+    for _, e in ipairs(redis.call('XRANGE', k, '-', '+')) do
+      v[#v + 1] = e[1]
+      v[#v + 1] = tostring(#e[2])
+      for _, f in ipairs(e[2]) do v[#v + 1] = f end
+    end
+  else
+    return {}
+  end
+  local n = 0
+  for i = 1, #v do n = n + #v[i] end
+  if n > max_bytes then return nil end
+  return v
+end
+
+local function digest(ty, v)
+  local parts = {}
+  if ty == 'hash' then
+    for i = 1, #v, 2 do parts[#parts + 1] = redis.sha1hex(field(v[i]) .. field(v[i + 1])) end
+    table.sort(parts)
+  elseif ty == 'set' then
+    for i = 1, #v do parts[#parts + 1] = redis.sha1hex(v[i]) end
+    table.sort(parts)
+  else
+    for i = 1, #v do parts[#parts + 1] = field(v[i]) end
+  end
+  return redis.sha1hex(ty .. '|' .. table.concat(parts, ','))
+end
+`
+
+// readScript reads whole keys. KEYS: the keys; ARGV: max elements, max bytes.
+// Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
+// elements; for a key too big to read in one go, which is then copied in
+// chunks, the digest field holds its size in bytes (roughly, for collections)
+// and n is -1.
+var readScript = newScript(luaLib + `
+local max_elems, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for _, k in ipairs(KEYS) do
+  local ty = redis.call('TYPE', k)['ok']
+  local exp = 0
+  if ty ~= 'none' then exp = expire_at(k, now) end
+  local v = contents(k, ty, max_elems, max_bytes)
+  out[#out + 1] = ty
+  out[#out + 1] = tostring(exp)
+  if v == nil then
+    local size
+    if ty == 'string' then size = redis.call('STRLEN', k) else size = redis.call('MEMORY', 'USAGE', k) end
+    out[#out + 1] = tostring(size)
+    out[#out + 1] = '-1'
+  else
+    out[#out + 1] = digest(ty, v)
+    out[#out + 1] = tostring(#v)
+    for i = 1, #v do out[#out + 1] = v[i] end
+  end
+end
+return out
+`)
+
+// digestScript is readScript without the contents, for comparing sides.
+// KEYS: the keys; ARGV: max elements, max bytes. Reply, per key: type,
+// expire-at, digest ('' when the key is too big to digest in one go).
+var digestScript = newScript(luaLib + `
+local max_elems, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local now = now_ms()
+local out = {}
+for _, k in ipairs(KEYS) do
+  local ty = redis.call('TYPE', k)['ok']
+  local exp, d = 0, ''
+  if ty ~= 'none' then
+    exp = expire_at(k, now)
+    local v = contents(k, ty, max_elems, max_bytes)
+    if v ~= nil then d = digest(ty, v) end
+  end
+  out[#out + 1] = ty
+  out[#out + 1] = tostring(exp)
+  out[#out + 1] = d
+end
+return out
+`)
+
+// scanScript is one SCAN step, flattened for Webdis. ARGV: cursor, pattern,
+// count. Reply: the next cursor, then the keys.
+var scanScript = newScript(`
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {r[1]}
+for _, k in ipairs(r[2]) do out[#out + 1] = k end
+return out
+`)
+
+// stagingTTL (ms) makes an abandoned staging key disappear.
+const stagingTTL = "3600000"
+
+// luaWrite holds the functions of the writing scripts.
+const luaWrite = `
+local function check_namespace(prefix, keys)
+  for _, k in ipairs(keys) do
+    if string.sub(k, 1, #prefix) ~= prefix then
+      return redis.error_reply('ERR redisrepl: key outside the namespace')
+    end
+  end
+end
+
+-- add adds ARGV[s..e], elements laid out as in State, to key k of type ty,
+-- at most 1000 arguments per command (Lua's unpack has a stack limit). For a
+-- stream, ARGV[s] is its last-generated-id, applied by the caller.
+local function add(k, ty, s, e)
+  local function each(cmd, step)
+    local chunk = 1000 - (1000 % step)
+    for i = s, e, chunk do
+      redis.call(cmd, k, unpack(ARGV, i, math.min(i + chunk - 1, e)))
+    end
+  end
+  if ty == 'string' then
+    for i = s, e do redis.call('APPEND', k, ARGV[i]) end
+  elseif ty == 'hash' then each('HSET', 2)
+  elseif ty == 'list' then each('RPUSH', 1)
+  elseif ty == 'set' then each('SADD', 1)
+  elseif ty == 'zset' then
+    local args = {}
+    for i = s, e, 2 do
+      args[#args + 1] = ARGV[i + 1]
+      args[#args + 1] = ARGV[i]
+      if #args >= 1000 then redis.call('ZADD', k, unpack(args)); args = {} end
+    end
+    if #args > 0 then redis.call('ZADD', k, unpack(args)) end
+  elseif ty == 'stream' then
+    local i = s + 1
+    while i <= e do
+      local nf = tonumber(ARGV[i + 1])
+      redis.call('XADD', k, ARGV[i], unpack(ARGV, i + 2, i + 1 + nf))
+      i = i + 2 + nf
+    end
+  end
+end
+`
+
+// applyScript replaces whole keys by the states given. KEYS: the keys;
+// ARGV[1]: the namespace, which every key must start with (checked before
+// anything is written, since a script is not rolled back on error); then per
+// key: type, expire-at, n, n elements, laid out as readScript returns them.
+// A type of 'none' deletes the key.
+var applyScript = newScript(luaWrite + `
+local err = check_namespace(ARGV[1], KEYS)
+if err then return err end
+local a = 2
+for _, k in ipairs(KEYS) do
+  local ty, exp, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  local s, e = a + 3, a + 2 + n
+  a = e + 1
+  redis.call('DEL', k)
+  if ty == 'string' then
+    redis.call('SET', k, ARGV[s])
+  else
+    add(k, ty, s, e)
+  end
+  if ty == 'stream' then
+    if redis.call('EXISTS', k) == 0 then
+      -- An empty stream: create it with one entry, trimmed away at once.
+      local last = ARGV[s]
+      redis.call('XADD', k, 'MAXLEN', '0', last == '0-0' and '0-1' or last, 'x', '')
+    end
+    redis.call('XSETID', k, ARGV[s])
+  end
+  if ty ~= 'none' and exp > 0 then redis.call('PEXPIREAT', k, exp) end
+end
+return #KEYS
+`)
+
+// stageScript adds a chunk of elements to a staging key (bigkey.go) and
+// keeps it from outliving an abandoned copy. KEYS: the staging key; ARGV:
+// namespace, type, elements laid out as in State (a stream's start with its
+// last-generated-id).
+var stageScript = newScript(luaWrite + `
+local err = check_namespace(ARGV[1], KEYS)
+if err then return err end
+add(KEYS[1], ARGV[2], 3, #ARGV)
+redis.call('PEXPIRE', KEYS[1], ` + stagingTTL + `)
+return 1
+`)
+
+// finishScript moves a key staged in chunks into place in one step.
+// KEYS: staging key, key; ARGV: namespace, expire-at, and for a stream its
+// last-generated-id.
+var finishScript = newScript(luaWrite + `
+local err = check_namespace(ARGV[1], KEYS)
+if err then return err end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  return redis.error_reply('ERR redisrepl: staging key vanished')
+end
+if ARGV[3] and ARGV[3] ~= '' then redis.call('XSETID', KEYS[1], ARGV[3]) end
+redis.call('RENAME', KEYS[1], KEYS[2])
+local exp = tonumber(ARGV[2])
+if exp > 0 then redis.call('PEXPIREAT', KEYS[2], exp) else redis.call('PERSIST', KEYS[2]) end
+return 1
+`)
+
+// chunkScript reads one chunk of a big key. KEYS: the key; ARGV: type,
+// cursor, count. Reply: the next cursor ('' at the end), then elements laid
+// out as in State (a stream's chunk starts with its last-generated-id).
+// Cursors: a byte offset (string), an index (list), a SCAN cursor (hash, set,
+// zset), an exclusive entry id (stream, '-' to start).
+var chunkScript = newScript(`
+local k, ty, cur, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local function scan(cmd)
+  local r = redis.call(cmd, k, cur, 'COUNT', count)
+  local out = {r[1] == '0' and '' or r[1]}
+  for _, e in ipairs(r[2]) do out[#out + 1] = e end
+  return out
+end
+if ty == 'string' then
+  local off = tonumber(cur)
+  local s = redis.call('GETRANGE', k, off, off + count - 1)
+  if #s < count then return {'', s} end
+  return {tostring(off + count), s}
+elseif ty == 'list' then
+  local off = tonumber(cur)
+  local v = redis.call('LRANGE', k, off, off + count - 1)
+  local out = {#v < count and '' or tostring(off + count)}
+  for _, e in ipairs(v) do out[#out + 1] = e end
+  return out
+elseif ty == 'hash' then return scan('HSCAN')
+elseif ty == 'set' then return scan('SSCAN')
+elseif ty == 'zset' then return scan('ZSCAN')
+elseif ty == 'stream' then
+  local info = redis.call('XINFO', 'STREAM', k)
+  local last = '0-0'
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+  local start = cur == '-' and '-' or '(' .. cur
+  local v = redis.call('XRANGE', k, start, '+', 'COUNT', count)
+  local out = {'', last}
+  for _, e in ipairs(v) do
+    out[#out + 1] = e[1]
+    out[#out + 1] = tostring(#e[2])
+    for _, f in ipairs(e[2]) do out[#out + 1] = f end
+  end
+  if #v == count then out[1] = v[#v][1] end
+  return out
+end
+return redis.error_reply('ERR redisrepl: no chunks for type ' .. ty)
+`)
+
+// existsScript says which keys exist. KEYS: the keys. Reply: '1' or '0' per key.
+var existsScript = newScript(`
+local out = {}
+for i, k in ipairs(KEYS) do out[i] = tostring(redis.call('EXISTS', k)) end
+return out
+`)

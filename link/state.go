@@ -1,0 +1,143 @@
+package link
+
+import (
+	"fmt"
+	"strconv"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/redisrepl/redisrepl/webdis"
+)
+
+// State is the whole state of one key, as read from one side and written to
+// the other. Elems is laid out per type:
+//
+//	string  [value]
+//	hash    [field, value, ...]
+//	list    [element, ...]
+//	set     [member, ...]
+//	zset    [member, score, ...]   (score as Redis prints it)
+//	stream  [last-id, id, n, field, value, ... (n fields and values), id, n, ...]
+//	none    []                     (the key does not exist)
+type State struct {
+	Key      []byte
+	Type     string
+	ExpireAt int64  // unix ms; 0 = no TTL
+	Digest   string // of type and contents; "" when unknown
+	Elems    [][]byte
+	Big      bool  // too big to read in one go: Elems is empty, copy in chunks
+	BigSize  int64 // with Big: its size in bytes (estimated for collections)
+}
+
+// Exists says whether the key exists.
+func (s *State) Exists() bool { return s.Type != "none" }
+
+// applyLen is the number of bytes the state adds to an applyScript request
+// sent through Webdis.
+func (s *State) applyLen() int {
+	n := 3*len("/") + webdis.EncodedLen(s.Key) + len(s.Type) + 20 + 10
+	for _, e := range s.Elems {
+		n += 1 + webdis.EncodedLen(e)
+	}
+	return n
+}
+
+// parseStates decodes readScript's reply for keys.
+func parseStates(keys [][]byte, reply any) ([]State, error) {
+	vs, err := redis.Values(reply, nil)
+	if err != nil {
+		return nil, fmt.Errorf("read reply: %w", err)
+	}
+	states := make([]State, len(keys))
+	p := 0
+	next := func() ([]byte, error) {
+		if p >= len(vs) {
+			return nil, fmt.Errorf("read reply: truncated after %d fields", p)
+		}
+		b, ok := vs[p].([]byte)
+		p++
+		if !ok {
+			return nil, fmt.Errorf("read reply: field %d is %T, not a string", p, vs[p-1])
+		}
+		return b, nil
+	}
+	for i, k := range keys {
+		var f [4][]byte
+		for j := range f {
+			if f[j], err = next(); err != nil {
+				return nil, err
+			}
+		}
+		exp, err1 := strconv.ParseInt(string(f[1]), 10, 64)
+		n, err2 := strconv.Atoi(string(f[3]))
+		if err1 != nil || err2 != nil || n < -1 || n > len(vs)-p {
+			return nil, fmt.Errorf("read reply: bad header for key %d", i)
+		}
+		st := State{Key: k, Type: string(f[0]), ExpireAt: exp, Digest: string(f[2])}
+		if n == -1 {
+			st.Big, st.Digest = true, ""
+			st.BigSize, _ = strconv.ParseInt(string(f[2]), 10, 64)
+		} else {
+			st.Elems = make([][]byte, n)
+			for j := range st.Elems {
+				b, ok := vs[p].([]byte)
+				st.Elems[j] = b
+				if !ok || b == nil {
+					return nil, fmt.Errorf("read reply: element %d of key %d is not a string", j, i)
+				}
+				p++
+			}
+		}
+		states[i] = st
+	}
+	if p != len(vs) {
+		return nil, fmt.Errorf("read reply: %d fields left over", len(vs)-p)
+	}
+	return states, nil
+}
+
+// Summary is a key's type, expiry and digest, as digestScript returns them.
+type Summary struct {
+	Type     string
+	ExpireAt int64
+	Digest   string
+}
+
+func parseSummaries(n int, reply any) ([]Summary, error) {
+	vs, err := redis.ByteSlices(reply, nil)
+	if err != nil {
+		return nil, fmt.Errorf("digest reply: %w", err)
+	}
+	if len(vs) != 3*n {
+		return nil, fmt.Errorf("digest reply: %d fields for %d keys", len(vs), n)
+	}
+	out := make([]Summary, n)
+	for i := range out {
+		exp, err := strconv.ParseInt(string(vs[3*i+1]), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("digest reply: bad expiry %q", vs[3*i+1])
+		}
+		out[i] = Summary{Type: string(vs[3*i]), ExpireAt: exp, Digest: string(vs[3*i+2])}
+	}
+	return out, nil
+}
+
+// Same says whether two summaries describe equal keys: same type and
+// contents, and expiry times within tolerance ms of each other.
+func (a Summary) Same(b Summary, tolerance int64) bool {
+	if a.Type != b.Type {
+		return false
+	}
+	if a.Type == "none" {
+		return true
+	}
+	if a.Digest == "" || a.Digest != b.Digest {
+		return false
+	}
+	if (a.ExpireAt == 0) != (b.ExpireAt == 0) {
+		return false
+	}
+	d := a.ExpireAt - b.ExpireAt
+	return d <= tolerance && -d <= tolerance
+}
+
+func (s *State) Summary() Summary { return Summary{s.Type, s.ExpireAt, s.Digest} }

@@ -1,0 +1,227 @@
+// Package webdis is the client side of the Webdis HTTP protocol, spoken
+// through a TLS proxy that demands a client certificate.
+//
+// Every command travels in a POST body with each argument percent-encoded and
+// the ".raw" suffix, so arguments and replies are binary-safe; GET paths are
+// not, because nginx decodes %2F before proxying (see docs in DESIGN.md §3).
+package webdis
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Options configure a Client.
+type Options struct {
+	URL      string // https://host[:port]/path of Webdis behind the proxy
+	CertFile string // client certificate (PEM)
+	KeyFile  string // its private key (PEM)
+	CAFile   string // CA(s) that must have signed the proxy's certificate (PEM)
+
+	MaxConns      int           // parallel HTTPS connections; default 8
+	Timeout       time.Duration // per request; default 60s
+	MaxReplyBytes int64         // larger replies are refused; default 1 GiB
+}
+
+// Client sends Redis commands to Webdis. It is safe for concurrent use; each
+// request in flight takes one of MaxConns keep-alive connections.
+type Client struct {
+	url      string // ends with "/"
+	display  string // url without credentials, for messages
+	http     *http.Client
+	timeout  time.Duration
+	maxReply int64
+	bufs     sync.Pool
+}
+
+// New checks the options and loads the certificates; the error names the file
+// at fault. It does not contact the server.
+func New(o Options) (*Client, error) {
+	u, err := url.Parse(o.URL)
+	if err != nil {
+		return nil, fmt.Errorf("remote URL %q: %v", o.URL, err)
+	}
+	if u.Scheme != "https" || u.Host == "" {
+		return nil, fmt.Errorf("remote URL %q: must be https://host[:port]/path", o.URL)
+	}
+	tlsConf, err := TLSConfig(o.CertFile, o.KeyFile, o.CAFile)
+	if err != nil {
+		return nil, err
+	}
+	tlsConf.ServerName = u.Hostname()
+	if o.MaxConns <= 0 {
+		o.MaxConns = 8
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 60 * time.Second
+	}
+	if o.MaxReplyBytes <= 0 {
+		o.MaxReplyBytes = 1 << 30
+	}
+	tr := &http.Transport{
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:       tlsConf,
+		TLSHandshakeTimeout:   10 * time.Second,
+		MaxIdleConns:          o.MaxConns,
+		MaxIdleConnsPerHost:   o.MaxConns,
+		MaxConnsPerHost:       o.MaxConns,
+		IdleConnTimeout:       50 * time.Second,
+		ExpectContinueTimeout: 0,
+		DisableCompression:    true,
+	}
+	path := u.String()
+	if !strings.HasSuffix(path, "/") {
+		path += "/"
+	}
+	u.User = nil
+	display := u.String()
+	return &Client{
+		url:      path,
+		display:  display,
+		http:     &http.Client{Transport: tr},
+		timeout:  o.Timeout,
+		maxReply: o.MaxReplyBytes,
+	}, nil
+}
+
+// TLSConfig builds a client TLS configuration: TLS 1.2 or newer, the client
+// certificate presented, the server verified against caFile only.
+func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate %s / key %s: %w", certFile, keyFile, err)
+	}
+	pem, err := os.ReadFile(caFile)
+	if err != nil {
+		return nil, fmt.Errorf("CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, fmt.Errorf("CA file %s: no PEM certificate in it", caFile)
+	}
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS12,
+		Certificates: []tls.Certificate{cert},
+		RootCAs:      pool,
+	}, nil
+}
+
+// URL is the remote's address without credentials, for messages.
+func (c *Client) URL() string { return c.display }
+
+// Close drops the idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
+
+// Do sends one command and returns its reply as redigo would: an error reply
+// of Redis comes back as a redis.Error error, a failure of the request as an
+// *Error.
+func (c *Client) Do(ctx context.Context, args ...[]byte) (any, error) {
+	body := c.getBuf()
+	defer c.putBuf(body)
+	*body = AppendCommand((*body)[:0], args...)
+	data, err := c.post(ctx, *body)
+	if err != nil {
+		return nil, err
+	}
+	v, err := ParseReply(data)
+	if err != nil {
+		return nil, &Error{Kind: KindBadReply, Status: 200, URL: c.display, Msg: "reply to " + commandName(args) + " is not RESP", Err: err}
+	}
+	if e, ok := v.(redis.Error); ok {
+		return nil, e
+	}
+	return v, nil
+}
+
+func commandName(args [][]byte) string {
+	if len(args) == 0 {
+		return "(empty command)"
+	}
+	return strings.ToUpper(string(args[0]))
+}
+
+func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return nil, &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	// Every command redisrepl sends writes a whole state or only reads, so it
+	// is safe to resend when a keep-alive connection turns out to be closed
+	// (nginx closes one after keepalive_requests); this header, present but
+	// not sent, lets net/http retry the POST.
+	req.Header["X-Idempotency-Key"] = nil
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() == context.DeadlineExceeded {
+			return nil, &Error{Kind: KindTimeout, URL: c.display, Msg: fmt.Sprintf("no answer within %v", c.timeout), Err: err}
+		}
+		return nil, classifyTransport(c.display, err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+	if err != nil {
+		return nil, classifyTransport(c.display, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, statusError(c.display, resp.StatusCode, data)
+	}
+	if int64(len(data)) > c.maxReply {
+		return nil, &Error{Kind: KindBadReply, Status: 200, URL: c.display, Msg: fmt.Sprintf("reply larger than %d bytes", c.maxReply)}
+	}
+	return data, nil
+}
+
+func statusError(url string, status int, body []byte) *Error {
+	e := &Error{Status: status, URL: url, Msg: fmt.Sprintf("HTTP %d", status)}
+	text := string(body)
+	switch {
+	case status == http.StatusBadRequest && strings.Contains(text, "SSL certificate"):
+		// nginx answers 400 ("No required SSL certificate was sent" or "The SSL
+		// certificate error") rather than failing the handshake.
+		e.Kind, e.Msg = KindCertRefused, "the proxy refused the client certificate (HTTP 400): it is missing, expired, or not signed by the CA the proxy trusts"
+	case status == http.StatusForbidden:
+		e.Kind, e.Msg = KindForbidden, "Webdis refused the command (HTTP 403): check its ACL"
+	case status == http.StatusServiceUnavailable:
+		e.Kind, e.Msg = KindUnavailable, "Webdis cannot reach its Redis (HTTP 503)"
+	case status == http.StatusBadGateway || status == http.StatusGatewayTimeout:
+		e.Kind, e.Msg = KindUnavailable, fmt.Sprintf("the proxy cannot reach Webdis (HTTP %d)", status)
+	case status == http.StatusRequestEntityTooLarge:
+		e.Kind, e.Msg = KindTooLarge, "request body over the proxy's limit (HTTP 413): lower max_request_bytes or raise client_max_body_size"
+	default:
+		e.Kind = KindHTTP
+		if t := strings.TrimSpace(text); t != "" && len(t) < 200 {
+			e.Msg += " (" + t + ")"
+		}
+	}
+	return e
+}
+
+func (c *Client) getBuf() *[]byte {
+	if b, ok := c.bufs.Get().(*[]byte); ok {
+		return b
+	}
+	b := make([]byte, 0, 4096)
+	return &b
+}
+
+func (c *Client) putBuf(b *[]byte) {
+	if cap(*b) <= 4<<20 {
+		c.bufs.Put(b)
+	}
+}

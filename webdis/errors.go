@@ -1,0 +1,94 @@
+package webdis
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+)
+
+// Kind tells what went wrong on the way to the remote Redis, so that callers
+// (and operators reading the logs) can tell a refused certificate from a dead
+// proxy without parsing messages.
+type Kind int
+
+const (
+	KindUnknown     Kind = iota
+	KindUnreachable      // no TCP connection to the proxy
+	KindTLS              // the server's certificate did not verify, or the handshake failed
+	KindCertRefused      // the proxy refused our client certificate (nginx answers 400)
+	KindForbidden        // Webdis refused the command (ACL, or MULTI/EXEC/...)
+	KindUnavailable      // Webdis cannot reach its Redis (503)
+	KindTooLarge         // the request body was over the proxy's limit (413)
+	KindHTTP             // any other HTTP status
+	KindBadReply         // a 200 whose body is not a RESP reply
+	KindTimeout          // the request did not finish in time
+)
+
+var kindNames = [...]string{"unknown", "unreachable", "tls", "cert-refused", "forbidden", "unavailable", "too-large", "http", "bad-reply", "timeout"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return fmt.Sprintf("kind(%d)", int(k))
+}
+
+// Error is a failure of a request to Webdis (not an error reply of Redis,
+// which is returned as redis.Error).
+type Error struct {
+	Kind   Kind
+	Status int    // HTTP status, when there was a response
+	URL    string // the remote, without credentials
+	Msg    string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	s := e.URL + ": " + e.Msg
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// KindOf returns the Kind of err, or KindUnknown when err is not an *Error.
+func KindOf(err error) Kind {
+	var we *Error
+	if errors.As(err, &we) {
+		return we.Kind
+	}
+	return KindUnknown
+}
+
+// classifyTransport turns an error of http.Client.Do into an *Error.
+func classifyTransport(url string, err error) *Error {
+	var (
+		unknownAuth x509.UnknownAuthorityError
+		hostErr     x509.HostnameError
+		certInvalid x509.CertificateInvalidError
+		verifyErr   *tls.CertificateVerificationError
+		recordErr   tls.RecordHeaderError
+		alertErr    tls.AlertError
+		opErr       *net.OpError
+	)
+	switch {
+	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &certInvalid), errors.As(err, &verifyErr):
+		return &Error{Kind: KindTLS, URL: url, Msg: "the server's certificate was not accepted (check the link's ca file and the remote host name)", Err: err}
+	case errors.As(err, &recordErr), errors.As(err, &alertErr):
+		return &Error{Kind: KindTLS, URL: url, Msg: "TLS handshake failed", Err: err}
+	case isTimeout(err):
+		return &Error{Kind: KindTimeout, URL: url, Msg: "request timed out", Err: err}
+	case errors.As(err, &opErr) && opErr.Op == "dial":
+		return &Error{Kind: KindUnreachable, URL: url, Msg: "cannot connect to the proxy", Err: err}
+	}
+	return &Error{Kind: KindUnreachable, URL: url, Msg: "request failed", Err: err}
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,155 @@
+package webdistest
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Key is what a test compares of one key: its type, its contents in a
+// canonical text form (binary-safe, %q-quoted) and its TTL in ms (-1: none).
+//
+// It reads keys with plain commands, independently of redisrepl's Lua
+// scripts, so that a bug in those cannot hide itself.
+type Key struct {
+	Type     string
+	Contents string
+	PTTL     int64
+}
+
+// Dump reads every key of c whose name starts with prefix (staging keys of
+// redisrepl included, which a finished copy never leaves behind).
+func Dump(c redis.Conn, prefix string) (map[string]Key, error) {
+	out := make(map[string]Key)
+	cursor := "0"
+	for {
+		vs, err := redis.Values(c.Do("SCAN", cursor, "COUNT", 1000))
+		if err != nil {
+			return nil, fmt.Errorf("scan: %w", err)
+		}
+		cursor, _ = redis.String(vs[0], nil)
+		keys, _ := redis.Strings(vs[1], nil)
+		for _, k := range keys {
+			if !strings.HasPrefix(k, prefix) {
+				continue
+			}
+			kd, err := readKey(c, k)
+			if err != nil {
+				return nil, fmt.Errorf("key %q: %w", k, err)
+			}
+			if kd.Type != "none" {
+				out[k] = kd
+			}
+		}
+		if cursor == "0" {
+			return out, nil
+		}
+	}
+}
+
+func readKey(c redis.Conn, k string) (Key, error) {
+	typ, err := redis.String(c.Do("TYPE", k))
+	if err != nil {
+		return Key{}, err
+	}
+	pttl, err := redis.Int64(c.Do("PTTL", k))
+	if err != nil {
+		return Key{}, err
+	}
+	var items []string
+	switch typ {
+	case "none":
+		return Key{Type: typ}, nil
+	case "string":
+		v, err := redis.String(c.Do("GET", k))
+		if err != nil {
+			return Key{}, err
+		}
+		items = []string{v}
+	case "hash":
+		m, err := redis.StringMap(c.Do("HGETALL", k))
+		if err != nil {
+			return Key{}, err
+		}
+		for f, v := range m {
+			items = append(items, fmt.Sprintf("%q=%q", f, v))
+		}
+		sort.Strings(items)
+	case "list":
+		if items, err = redis.Strings(c.Do("LRANGE", k, 0, -1)); err != nil {
+			return Key{}, err
+		}
+	case "set":
+		if items, err = redis.Strings(c.Do("SMEMBERS", k)); err != nil {
+			return Key{}, err
+		}
+		sort.Strings(items)
+	case "zset":
+		if items, err = redis.Strings(c.Do("ZRANGE", k, 0, -1, "WITHSCORES")); err != nil {
+			return Key{}, err
+		}
+	case "stream":
+		info, err := redis.Values(c.Do("XINFO", "STREAM", k))
+		if err != nil {
+			return Key{}, err
+		}
+		for i := 0; i+1 < len(info); i += 2 {
+			if name, _ := redis.String(info[i], nil); name == "last-generated-id" {
+				last, _ := redis.String(info[i+1], nil)
+				items = append(items, "last="+last)
+			}
+		}
+		entries, err := redis.Values(c.Do("XRANGE", k, "-", "+"))
+		if err != nil {
+			return Key{}, err
+		}
+		for _, e := range entries {
+			ev, _ := redis.Values(e, nil)
+			id, _ := redis.String(ev[0], nil)
+			fields, _ := redis.Strings(ev[1], nil)
+			items = append(items, fmt.Sprintf("%s%q", id, fields))
+		}
+	default:
+		return Key{}, fmt.Errorf("unexpected type %q", typ)
+	}
+	q := make([]string, len(items))
+	for i, s := range items {
+		q[i] = fmt.Sprintf("%q", s)
+	}
+	return Key{Type: typ, Contents: strings.Join(q, ","), PTTL: pttl}, nil
+}
+
+// Diff lists the differences between two dumps, with TTLs compared within
+// ttlTolerance ms. It is empty when they are equal.
+func Diff(local, remote map[string]Key, ttlTolerance int64) []string {
+	var out []string
+	for k, l := range local {
+		r, ok := remote[k]
+		switch {
+		case !ok:
+			out = append(out, fmt.Sprintf("%q: missing on the remote", k))
+		case l.Type != r.Type:
+			out = append(out, fmt.Sprintf("%q: type %s locally, %s remotely", k, l.Type, r.Type))
+		case l.Contents != r.Contents:
+			out = append(out, fmt.Sprintf("%q (%s): contents differ: local %.200s, remote %.200s", k, l.Type, l.Contents, r.Contents))
+		case (l.PTTL < 0) != (r.PTTL < 0) || abs(l.PTTL-r.PTTL) > ttlTolerance:
+			out = append(out, fmt.Sprintf("%q: TTL %d ms locally, %d ms remotely", k, l.PTTL, r.PTTL))
+		}
+	}
+	for k := range remote {
+		if _, ok := local[k]; !ok {
+			out = append(out, fmt.Sprintf("%q: only on the remote", k))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func abs(x int64) int64 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}

@@ -1,0 +1,351 @@
+package webdistest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Options configure a Hub.
+type Options struct {
+	MaxBodySize string                           // nginx client_max_body_size; "" keeps nginx's default (1m)
+	Disabled    []string                         // webdis commands disabled for every client, e.g. {"EVAL","EVALSHA"}
+	RemoteDB    int                              // webdis "database" (the remote db index)
+	Log         func(format string, args ...any) // optional, e.g. t.Logf
+}
+
+// Hub is a running stack on loopback: a local redis-server, and a remote
+// redis-server reached through webdis behind nginx with mutual TLS.
+type Hub struct {
+	Dir        string // temp dir holding configs, certs, logs
+	LocalAddr  string // local redis-server
+	RemoteAddr string // remote redis-server (behind webdis)
+	WebdisAddr string // plain HTTP webdis
+	URL        string // "https://127.0.0.1:PORT/redis": nginx location /redis/ proxied to webdis
+
+	CA          string // CA of the nginx server cert and of the accepted client cert
+	Cert, Key   string // client certificate and key accepted by nginx
+	ForeignCert string // client certificate of another CA (refused by nginx)
+	ForeignKey  string
+	ForeignCA   string // that other CA: trusting only it fails to verify the server
+	Certs       *Certs // every generated file, server cert included
+
+	opts                         Options
+	mu                           sync.Mutex
+	closed                       bool
+	local, remote, webdis, nginx *Process
+	webdisCfg                    WebdisConfig
+	nginxCfg                     NginxConfig
+	probe                        *http.Client
+}
+
+// Require skips t (or fails it when CI=true) if redis-server, webdis or
+// nginx is not installed.
+func Require(t testing.TB) {
+	t.Helper()
+	var missing []string
+	for _, b := range Binaries {
+		if _, err := FindBinary(b); err != nil {
+			missing = append(missing, b)
+		}
+	}
+	if len(missing) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("webdistest: %s not installed; install with: apt-get install -y redis-server webdis nginx-light",
+		strings.Join(missing, ", "))
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// New is Require, then Start; the hub is closed when t ends (its logs are
+// printed first if t failed).
+func New(t testing.TB, opts Options) *Hub {
+	t.Helper()
+	Require(t)
+	h, err := Start(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("webdistest logs (%s):\n%s", h.Dir, h.Logs())
+		}
+		if err := h.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return h
+}
+
+// Start generates certificates and starts the two redis-servers, webdis
+// and nginx on free loopback ports, and returns once a PING posted through
+// nginx is answered. On error, whatever was started is stopped.
+func Start(opts Options) (h *Hub, err error) {
+	for _, b := range Binaries {
+		if _, err := FindBinary(b); err != nil {
+			return nil, err
+		}
+	}
+	dir, err := os.MkdirTemp("", "webdistest-")
+	if err != nil {
+		return nil, err
+	}
+	h = &Hub{Dir: dir, opts: opts}
+	defer func() {
+		if err != nil {
+			h.Close()
+			h = nil
+		}
+	}()
+	c, err := GenerateCerts(filepath.Join(dir, "certs"))
+	if err != nil {
+		return h, err
+	}
+	h.Certs, h.CA, h.Cert, h.Key = c, c.CA, c.ClientCert, c.ClientKey
+	h.ForeignCA, h.ForeignCert, h.ForeignKey = c.ForeignCA, c.ForeignCert, c.ForeignKey
+	if h.probe, err = httpClient(c.CA, c.ClientCert, c.ClientKey); err != nil {
+		return h, err
+	}
+	h.probe.Timeout = 2 * time.Second
+
+	if h.local, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
+		return h, err
+	}
+	if h.remote, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
+		return h, err
+	}
+	h.webdisCfg = WebdisConfig{RedisPort: port(h.remote.Addr), Database: opts.RemoteDB, Disabled: opts.Disabled}
+	if h.webdis, err = onFreePort(func(port int) (*Process, error) {
+		h.webdisCfg.Port = port
+		return StartWebdis(dir, h.webdisCfg)
+	}); err != nil {
+		return h, err
+	}
+	h.nginxCfg = NginxConfig{WebdisPort: h.webdisCfg.Port, Certs: c, MaxBodySize: opts.MaxBodySize}
+	if h.nginx, err = onFreePort(func(port int) (*Process, error) {
+		h.nginxCfg.Port = port
+		return StartNginx(dir, h.nginxCfg)
+	}); err != nil {
+		return h, err
+	}
+	h.LocalAddr, h.RemoteAddr, h.WebdisAddr, h.URL = h.local.Addr, h.remote.Addr, h.webdis.Addr, h.nginxCfg.URL()
+	if err := h.waitChain(); err != nil {
+		return h, err
+	}
+	h.logf("webdistest: hub up in %s: local redis %s (pid %d), remote redis %s (pid %d), webdis %s (pid %d), nginx %s (pid %d)",
+		dir, h.LocalAddr, h.local.Pid(), h.RemoteAddr, h.remote.Pid(), h.WebdisAddr, h.webdis.Pid(), h.URL, h.nginx.Pid())
+	return h, nil
+}
+
+// onFreePort starts a process on a fresh free port, retrying with another
+// port in case someone else took the first one meanwhile.
+func onFreePort(start func(port int) (*Process, error)) (*Process, error) {
+	var err error
+	for range 3 {
+		var port int
+		if port, err = FreePort(); err != nil {
+			return nil, err
+		}
+		var p *Process
+		if p, err = start(port); err == nil {
+			return p, nil
+		}
+	}
+	return nil, err
+}
+
+func port(addr string) int {
+	var p int
+	fmt.Sscanf(addr[strings.LastIndexByte(addr, ':')+1:], "%d", &p)
+	return p
+}
+
+func (h *Hub) logf(format string, args ...any) {
+	if h.opts.Log != nil {
+		h.opts.Log(format, args...)
+	}
+}
+
+// Close stops every process the hub started (SIGTERM by pid, SIGKILL after
+// a timeout) and removes Dir. It is safe to call more than once.
+func (h *Hub) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return nil
+	}
+	h.closed = true
+	if h.probe != nil {
+		h.probe.CloseIdleConnections()
+	}
+	var errs []error
+	for _, p := range []*Process{h.nginx, h.webdis, h.remote, h.local} {
+		if p != nil {
+			errs = append(errs, p.Stop())
+		}
+	}
+	errs = append(errs, os.RemoveAll(h.Dir))
+	return errors.Join(errs...)
+}
+
+// Logs returns the tail of every process's log, for a failing test.
+func (h *Hub) Logs() string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var b strings.Builder
+	for _, p := range []*Process{h.local, h.remote, h.webdis, h.nginx} {
+		if p != nil {
+			state := "running"
+			if !p.Running() {
+				state = fmt.Sprintf("exited: %v", p.ExitErr())
+			}
+			fmt.Fprintf(&b, "=== %s %s pid %d (%s)\n%s", p.Name, p.Addr, p.Pid(), state, p.Tail(30))
+		}
+	}
+	return b.String()
+}
+
+// HTTPClient returns an HTTPS client that trusts CA and presents Cert.
+func (h *Hub) HTTPClient() (*http.Client, error) { return httpClient(h.CA, h.Cert, h.Key) }
+
+// Local dials the local redis-server. The caller closes the connection.
+func (h *Hub) Local() (redis.Conn, error) { return dial(h.LocalAddr) }
+
+// Remote dials the remote redis-server directly (not through webdis).
+func (h *Hub) Remote() (redis.Conn, error) { return dial(h.RemoteAddr) }
+
+func dial(addr string) (redis.Conn, error) {
+	return redis.Dial("tcp", addr, redis.DialConnectTimeout(5*time.Second))
+}
+
+// waitChain waits until a PING posted through nginx gets 200 "PONG", that
+// is until nginx, webdis and the remote redis all serve.
+func (h *Hub) waitChain() error {
+	deadline := time.Now().Add(readyTimeout)
+	var last error
+	for {
+		code, body, err := post(h.probe, h.URL+"/", "PING")
+		switch {
+		case err != nil:
+			last = err
+		case code != http.StatusOK || !bytes.Contains(body, []byte("PONG")):
+			last = errStatus{code, body}
+		default:
+			return nil
+		}
+		if time.Now().After(deadline) {
+			var tails strings.Builder
+			for _, p := range []*Process{h.nginx, h.webdis, h.remote} {
+				tails.WriteString(p.Tail(10))
+			}
+			return fmt.Errorf("webdistest: PING through nginx %s not answered within %v: %v\n%s", h.URL, readyTimeout, last, tails.String())
+		}
+		time.Sleep(pollEvery)
+	}
+}
+
+// chainUp tells whether nginx, webdis and the remote redis all run.
+func (h *Hub) chainUp() bool {
+	return h.nginx.Running() && h.webdis.Running() && h.remote.Running()
+}
+
+func (h *Hub) stop(pp **Process) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errors.New("webdistest: hub closed")
+	}
+	p := *pp
+	pid := p.Pid()
+	if err := p.Stop(); err != nil {
+		return err
+	}
+	h.logf("webdistest: stopped %s %s (pid %d)", p.Name, p.Addr, pid)
+	return nil
+}
+
+// restart starts *pp again on its port if it is not running, then waits
+// for the whole chain when every part of it runs.
+func (h *Hub) restart(pp **Process, start func() (*Process, error)) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.closed {
+		return errors.New("webdistest: hub closed")
+	}
+	if (*pp).Running() {
+		return nil
+	}
+	p, err := start()
+	if err != nil {
+		return err
+	}
+	*pp = p
+	h.logf("webdistest: started %s %s (pid %d)", p.Name, p.Addr, p.Pid())
+	if h.chainUp() {
+		return h.waitChain()
+	}
+	return nil
+}
+
+// StopNginx stops nginx and waits until its port refuses connections.
+func (h *Hub) StopNginx() error { return h.stop(&h.nginx) }
+
+// StartNginx starts nginx again on the same port.
+func (h *Hub) StartNginx() error {
+	return h.restart(&h.nginx, func() (*Process, error) { return StartNginx(h.Dir, h.nginxCfg) })
+}
+
+// StopWebdis stops webdis and waits until its port refuses connections.
+func (h *Hub) StopWebdis() error { return h.stop(&h.webdis) }
+
+// StartWebdis starts webdis again on the same port.
+func (h *Hub) StartWebdis() error {
+	return h.restart(&h.webdis, func() (*Process, error) { return StartWebdis(h.Dir, h.webdisCfg) })
+}
+
+// StopRemoteRedis stops the remote redis-server.
+func (h *Hub) StopRemoteRedis() error { return h.stop(&h.remote) }
+
+// StartRemoteRedis starts the remote redis-server again, empty, on the
+// same port, and waits until webdis serves again (if nginx and webdis run).
+func (h *Hub) StartRemoteRedis() error {
+	return h.restart(&h.remote, func() (*Process, error) { return StartRedis(h.Dir, port(h.RemoteAddr)) })
+}
+
+// RestartRemoteRedis stops the remote redis-server and starts it again on
+// the same port, empty (there is no persistence).
+func (h *Hub) RestartRemoteRedis() error {
+	if err := h.StopRemoteRedis(); err != nil {
+		return err
+	}
+	return h.StartRemoteRedis()
+}
+
+// StopLocalRedis stops the local redis-server.
+func (h *Hub) StopLocalRedis() error { return h.stop(&h.local) }
+
+// StartLocalRedis starts the local redis-server again, empty, on the same port.
+func (h *Hub) StartLocalRedis() error {
+	return h.restart(&h.local, func() (*Process, error) { return StartRedis(h.Dir, port(h.LocalAddr)) })
+}
+
+// RestartLocalRedis stops the local redis-server and starts it again on the
+// same port, empty.
+func (h *Hub) RestartLocalRedis() error {
+	if err := h.StopLocalRedis(); err != nil {
+		return err
+	}
+	return h.StartLocalRedis()
+}
