@@ -65,7 +65,7 @@ func TestPushEmptyStream(t *testing.T) {
 	startLink(t, linkConfig(hub, "e:"))
 	local, _ := conns(t, hub)
 	do(t, local, "XADD", "e:s1", "3-1", "f", "v")
-	do(t, local, "XDEL", "e:s1", "3-1") // empty, last id 3-1
+	do(t, local, "XDEL", "e:s1", "3-1")                            // empty, last id 3-1
 	do(t, local, "XGROUP", "CREATE", "e:s0", "g", "$", "MKSTREAM") // empty, last id 0-0
 	waitEqual(t, hub, "e:", 10*time.Second)
 }

@@ -132,7 +132,7 @@ return out
 
 // digestScript is readScript without the contents, for comparing sides.
 // KEYS: the keys; ARGV: max elements, max bytes. Reply, per key: type,
-// expire-at, digest ('' when the key is too big to digest in one go).
+// expire-at, digest (” when the key is too big to digest in one go).
 var digestScript = newScript(luaLib + `
 local max_elems, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
 local now = now_ms()
@@ -269,7 +269,7 @@ return 1
 `)
 
 // chunkScript reads one chunk of a big key. KEYS: the key; ARGV: type,
-// cursor, count. Reply: the next cursor ('' at the end), then elements laid
+// cursor, count. Reply: the next cursor (” at the end), then elements laid
 // out as in State (a stream's chunk starts with its last-generated-id).
 // Cursors: a byte offset (string), an index (list), a SCAN cursor (hash, set,
 // zset), an exclusive entry id (stream, '-' to start).
