@@ -48,6 +48,14 @@ func testLogger(t testing.TB) zerolog.Logger {
 // startLink runs a link until the test ends, and waits for it to be live.
 func startLink(t testing.TB, cfg config.Link) *link.Link {
 	t.Helper()
+	l := runLink(t, cfg)
+	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
+	return l
+}
+
+// runLink runs a link until the test ends.
+func runLink(t testing.TB, cfg config.Link) *link.Link {
+	t.Helper()
 	l, err := link.New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +74,6 @@ func startLink(t testing.TB, cfg config.Link) *link.Link {
 			t.Errorf("link did not stop within 15s")
 		}
 	})
-	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
 	return l
 }
 

@@ -27,7 +27,6 @@ type service struct {
 	gen     int   // configuration generation: 1 for the first, +1 per applied reload
 	loadErr error // the last reload's error, nil when the file in force is the last read
 	reload  chan *config.Config
-	failed  chan error
 }
 
 type running struct {
