@@ -1,0 +1,69 @@
+package dedup
+
+import (
+	"fmt"
+	"testing"
+)
+
+const (
+	d1 = "0123456789abcdef0123456789abcdef01234567"
+	d2 = "fedcba9876543210fedcba9876543210fedcba98"
+)
+
+func TestSyncedMatchesDigestAndExpiry(t *testing.T) {
+	tb := New(10)
+	k := []byte("k")
+	if tb.Synced(k, d1, 0, 1000) {
+		t.Fatal("unknown key reported synced")
+	}
+	tb.Record(k, d1, 0)
+	if !tb.Synced(k, d1, 0, 1000) {
+		t.Fatal("recorded state not synced")
+	}
+	if tb.Synced(k, d2, 0, 1000) {
+		t.Fatal("other contents reported synced")
+	}
+	if tb.Synced(k, d1, 5000, 1000) {
+		t.Fatal("a TTL where none was synced reported synced")
+	}
+	tb.Record(k, d1, 100_000)
+	if !tb.Synced(k, d1, 100_900, 1000) || tb.Synced(k, d1, 101_001, 1000) {
+		t.Fatal("expiry tolerance wrong")
+	}
+	if tb.Synced(k, "", 100_000, 1000) {
+		t.Fatal("unknown digest reported synced")
+	}
+	tb.Record(k, "", 0)
+	if _, ok := tb.Lookup(k); ok {
+		t.Fatal("recording an unknown digest did not forget the key")
+	}
+}
+
+func TestBounded(t *testing.T) {
+	tb := New(100)
+	for i := range 1000 {
+		tb.Record([]byte(fmt.Sprint(i)), d1, 0)
+	}
+	if tb.Len() != 100 {
+		t.Fatalf("%d entries, want 100", tb.Len())
+	}
+	if !tb.Synced([]byte("999"), d1, 0, 0) {
+		t.Fatal("the newest entry was evicted")
+	}
+}
+
+func TestSample(t *testing.T) {
+	tb := New(0)
+	for i := range 50 {
+		tb.Record([]byte(fmt.Sprint(i)), d1, int64(i%2))
+	}
+	s := tb.Sample(8, func(e Entry) bool { return e.ExpireAt == 0 })
+	if len(s) != 8 {
+		t.Fatalf("sampled %d", len(s))
+	}
+	for _, k := range s {
+		if e, _ := tb.Lookup(k); e.ExpireAt != 0 {
+			t.Fatalf("sample %s does not satisfy the filter", k)
+		}
+	}
+}

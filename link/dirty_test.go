@@ -1,0 +1,111 @@
+package link
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+)
+
+func take(t *testing.T, d *dirtySet, n int) ([]string, []uint8) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	return d.Take(ctx, n)
+}
+
+func TestDirtySetCoalesces(t *testing.T) {
+	d := newDirtySet(10)
+	for range 1000 {
+		d.Add([]byte("a"), changedLocal)
+	}
+	d.Add([]byte("b"), changedLocal)
+	d.Add([]byte("a"), mustCompare)
+	keys, whys := take(t, d, 10)
+	if fmt.Sprint(keys) != "[a b]" || whys[0] != changedLocal|mustCompare || whys[1] != changedLocal {
+		t.Fatalf("got %v %v", keys, whys)
+	}
+}
+
+func TestDirtySetInFlightKeyWaits(t *testing.T) {
+	d := newDirtySet(10)
+	d.Add([]byte("a"), changedLocal)
+	keys, whys := take(t, d, 10)
+	d.Add([]byte("a"), changedRemote) // changes while in flight: not handed out again yet
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	if k, _ := d.Take(ctx, 10); k != nil {
+		t.Fatalf("in-flight key handed out twice: %v", k)
+	}
+	cancel()
+	d.Done(keys, whys, false)
+	keys, whys = take(t, d, 10)
+	if fmt.Sprint(keys) != "[a]" || whys[0] != changedRemote {
+		t.Fatalf("got %v %v", keys, whys)
+	}
+	d.Done(keys, whys, false)
+	if !d.Idle() {
+		t.Fatal("not idle after Done")
+	}
+}
+
+func TestDirtySetRetryKeepsReason(t *testing.T) {
+	d := newDirtySet(10)
+	d.Add([]byte("a"), mustCompare)
+	keys, whys := take(t, d, 10)
+	d.Done(keys, whys, true)
+	keys, whys = take(t, d, 10)
+	if fmt.Sprint(keys) != "[a]" || whys[0] != mustCompare {
+		t.Fatalf("got %v %v", keys, whys)
+	}
+}
+
+func TestDirtySetOverflowDropsAndFlags(t *testing.T) {
+	d := newDirtySet(3)
+	for i := range 4 {
+		d.Add([]byte{byte('a' + i)}, changedLocal)
+	}
+	if !d.TakeOverflow() || d.TakeOverflow() {
+		t.Fatal("overflow not reported exactly once")
+	}
+	if d.Len() != 0 {
+		t.Fatalf("%d keys kept after overflow", d.Len())
+	}
+	d.Add([]byte("z"), changedLocal)
+	if keys, _ := take(t, d, 10); fmt.Sprint(keys) != "[z]" {
+		t.Fatalf("got %v after overflow", keys)
+	}
+}
+
+func TestDirtySetOrderAndCompaction(t *testing.T) {
+	d := newDirtySet(100_000)
+	const n = 5000
+	for i := range n {
+		d.Add([]byte(fmt.Sprint(i)), changedLocal)
+	}
+	for i := 0; i < n; {
+		keys, whys := take(t, d, 7)
+		for _, k := range keys {
+			if i < n && k != fmt.Sprint(i) {
+				t.Fatalf("got %s, want %d", k, i)
+			}
+			i++
+		}
+		d.Done(keys, whys, false)
+		d.Add([]byte(fmt.Sprint(n+i)), changedLocal) // keep adding while taking
+	}
+	if d.Len() == 0 {
+		t.Fatal("keys added while taking were lost")
+	}
+}
+
+func BenchmarkDirtySetAdd(b *testing.B) {
+	d := newDirtySet(1 << 30)
+	keys := make([][]byte, 1<<16)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("lab1:sensor:%d", i))
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		d.Add(keys[i&(1<<16-1)], changedLocal)
+	}
+}
