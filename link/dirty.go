@@ -50,25 +50,38 @@ func newDirtySet(max int) *dirtySet {
 // event readers, which must keep up with Redis.
 func (d *dirtySet) Add(key []byte, why uint8) {
 	d.mu.Lock()
+	d.addLocked(key, why)
+	d.mu.Unlock()
+	d.signal()
+}
+
+// AddAll marks keys dirty at once, so that workers take them in batches.
+func (d *dirtySet) AddAll(keys [][]byte, why uint8) {
+	if len(keys) == 0 {
+		return
+	}
+	d.mu.Lock()
+	for _, k := range keys {
+		d.addLocked(k, why)
+	}
+	d.mu.Unlock()
+	d.signal()
+}
+
+func (d *dirtySet) addLocked(key []byte, why uint8) {
 	if f, ok := d.inflight[string(key)]; ok {
 		d.inflight[string(key)] = f | why
-		d.mu.Unlock()
 		return
 	}
 	if f, ok := d.pending[string(key)]; ok {
 		d.pending[string(key)] = f | why
-		d.mu.Unlock()
 		return
 	}
 	if len(d.pending) >= d.max {
 		d.dropLocked()
-		d.mu.Unlock()
-		d.signal()
 		return
 	}
 	d.pushLocked(string(key), why)
-	d.mu.Unlock()
-	d.signal()
 }
 
 func (d *dirtySet) pushLocked(k string, why uint8) {
@@ -156,6 +169,13 @@ func (d *dirtySet) Done(keys []string, whys []uint8, retry bool) {
 	if requeued {
 		d.signal()
 	}
+}
+
+// Room is how many more keys can wait before the set overflows.
+func (d *dirtySet) Room() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.max - len(d.pending)
 }
 
 // Len is the number of keys waiting (not counting those in flight).

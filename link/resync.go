@@ -80,14 +80,21 @@ func (l *Link) resync(ctx context.Context) error {
 			return err
 		}
 		if len(keys) > 0 {
+			var (
+				remote    []Summary
+				remoteErr error
+				done      = make(chan struct{})
+			)
+			go func() { remote, remoteErr = l.remoteSummaries(ctx, keys); close(done) }()
 			local, err := l.local.Summaries(ctx, keys)
+			<-done
 			if err != nil {
 				return err
 			}
-			remote, err := l.remoteSummaries(ctx, keys)
-			if err != nil {
-				return err
+			if remoteErr != nil {
+				return remoteErr
 			}
+			var differ [][]byte
 			for i, k := range keys {
 				if local[i].Type == "none" {
 					continue // gone since the scan; its event marks it dirty
@@ -95,10 +102,13 @@ func (l *Link) resync(ctx context.Context) error {
 				if local[i].Same(remote[i], ttlTolerance) {
 					l.synced.Record(k, local[i].Digest, local[i].ExpireAt)
 				} else {
-					l.dirty.Add(k, mustCompare)
-					p.differ++
+					differ = append(differ, k)
 				}
 			}
+			if err := l.markDifferent(ctx, differ); err != nil {
+				return err
+			}
+			p.differ += len(differ)
 			p.scanned += len(keys)
 			p.report("local")
 		}
@@ -120,12 +130,16 @@ func (l *Link) resync(ctx context.Context) error {
 			if err != nil {
 				return err
 			}
+			var only [][]byte
 			for i, k := range keys {
 				if !exists[i] {
-					l.dirty.Add(k, mustCompare)
-					p.differ++
+					only = append(only, k)
 				}
 			}
+			if err := l.markDifferent(ctx, only); err != nil {
+				return err
+			}
+			p.differ += len(only)
 			p.scanned += len(keys)
 			p.report("remote")
 		}
@@ -136,8 +150,26 @@ func (l *Link) resync(ctx context.Context) error {
 	}
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
-		Dur("took", time.Since(start)).Msg("resync done")
+		Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("resync done")
 	l.setState("live")
+	return nil
+}
+
+// markDifferent queues keys a resync found different. Unlike events, it
+// waits for room in the dirty set rather than overflow it: a resync must
+// not cause the overflow that would call for another resync.
+func (l *Link) markDifferent(ctx context.Context, keys [][]byte) error {
+	for len(keys) > 0 {
+		room := min(l.dirty.Room()/2, len(keys))
+		if room <= 0 {
+			if !sleepCtx(ctx, 10*time.Millisecond) {
+				return ctx.Err()
+			}
+			continue
+		}
+		l.dirty.AddAll(keys[:room], mustCompare)
+		keys = keys[room:]
+	}
 	return nil
 }
 
@@ -207,7 +239,7 @@ const probeEvery = 5 * time.Second
 func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
-	runID := ""
+	runID, _ := l.remoteRunID(ctx)
 	for {
 		select {
 		case <-ctx.Done():

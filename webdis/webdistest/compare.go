@@ -31,22 +31,73 @@ func Dump(c redis.Conn, prefix string) (map[string]Key, error) {
 		}
 		cursor, _ = redis.String(vs[0], nil)
 		keys, _ := redis.Strings(vs[1], nil)
+		var mine []string
 		for _, k := range keys {
-			if !strings.HasPrefix(k, prefix) {
-				continue
+			if strings.HasPrefix(k, prefix) {
+				mine = append(mine, k)
 			}
-			kd, err := readKey(c, k)
-			if err != nil {
-				return nil, fmt.Errorf("key %q: %w", k, err)
-			}
-			if kd.Type != "none" {
-				out[k] = kd
-			}
+		}
+		if err := readKeys(c, mine, out); err != nil {
+			return nil, err
 		}
 		if cursor == "0" {
 			return out, nil
 		}
 	}
+}
+
+// readKeys reads keys into out, pipelining the commands of simple keys.
+func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
+	for _, k := range keys {
+		c.Send("TYPE", k)
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	types := make([]string, len(keys))
+	for i := range keys {
+		t, err := redis.String(c.Receive())
+		if err != nil {
+			return err
+		}
+		types[i] = t
+	}
+	// Strings are read in a pipeline (GET then PTTL); other types one by one.
+	var strs []string
+	for i, k := range keys {
+		if types[i] == "string" {
+			strs = append(strs, k)
+			c.Send("GET", k)
+			c.Send("PTTL", k)
+		}
+	}
+	if err := c.Flush(); err != nil {
+		return err
+	}
+	for _, k := range strs {
+		v, err1 := redis.String(c.Receive())
+		pttl, err2 := redis.Int64(c.Receive())
+		if err1 == redis.ErrNil {
+			continue // gone meanwhile
+		}
+		if err1 != nil || err2 != nil {
+			return fmt.Errorf("key %q: %v %v", k, err1, err2)
+		}
+		out[k] = Key{Type: "string", Contents: fmt.Sprintf("%q", v), PTTL: pttl}
+	}
+	for i, k := range keys {
+		if types[i] == "string" || types[i] == "none" {
+			continue
+		}
+		kd, err := readKey(c, k)
+		if err != nil {
+			return fmt.Errorf("key %q: %w", k, err)
+		}
+		if kd.Type != "none" {
+			out[k] = kd
+		}
+	}
+	return nil
 }
 
 func readKey(c redis.Conn, k string) (Key, error) {

@@ -1,0 +1,107 @@
+# redisrepl: make build | deps | demo | test | bench | fmt | clean
+#
+# deps installs redis-server, webdis and nginx-light with apt-get (Debian,
+# run as root) when any of them is missing; Go itself must already be there.
+# test runs every test against real redis-server, webdis and nginx; with
+# CI=true in the environment a missing program fails the tests instead of
+# skipping them.
+
+SHELL := /bin/bash
+GO    ?= go
+BIN   := bin/redisrepl
+VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+DEMO_ARGS ?=
+BENCH_ARGS ?=
+
+# CI=true is passed on to the tests only if the caller set it.
+ifeq ($(CI),true)
+export CI
+endif
+
+.PHONY: all build deps check-go demo test bench fmt clean
+
+all: build
+
+check-go:
+	@command -v $(GO) >/dev/null 2>&1 || { \
+	  echo "Go is not installed (or not in PATH): install Go 1.23 or newer (https://go.dev/doc/install);" >&2; \
+	  echo "'make deps' installs redis-server, webdis and nginx but not Go." >&2; \
+	  exit 1; }
+
+build: check-go
+	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/redisrepl
+
+# deps: which of redis-server, webdis and nginx are missing (nginx is in
+# /usr/sbin, which a non-login PATH may lack). Installing them may start
+# their services; only processes that appeared during the install are
+# stopped, best-effort: "service X stop", and for webdis (whose init script
+# may be missing) a kill of the new daemonized (parent pid 1) webdis pids.
+have = command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -x /usr/bin/$(1)
+newpids = for p in $$(pgrep -x $(1) 2>/dev/null); do case " $$$(2) " in *" $$p "*) ;; *) echo $$p;; esac; done
+
+deps:
+	@missing=""; \
+	for b in redis-server webdis nginx; do \
+	  $(call have,$$b) || missing="$$missing $$b"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "deps: missing:$$missing; installing redis-server webdis nginx-light with apt-get"; \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "deps: no apt-get here: install redis-server, webdis and nginx yourself" >&2; exit 1; fi; \
+	  sudo=""; if [ "$$(id -u)" != 0 ]; then \
+	    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else echo "deps: apt-get needs root: run as root" >&2; exit 1; fi; fi; \
+	  b_redis=" $$(pgrep -x redis-server | tr '\n' ' ')"; \
+	  b_nginx=" $$(pgrep -x nginx | tr '\n' ' ')"; \
+	  b_webdis=" $$(pgrep -x webdis | tr '\n' ' ')"; \
+	  $$sudo apt-get update || exit 1; \
+	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y redis-server webdis nginx-light || exit 1; \
+	  if [ -n "$$($(call newpids,redis-server,b_redis))" ]; then \
+	    echo "deps: stopping the redis-server service the install started"; \
+	    $$sudo service redis-server stop >/dev/null 2>&1 || true; fi; \
+	  if [ -n "$$($(call newpids,nginx,b_nginx))" ]; then \
+	    echo "deps: stopping the nginx service the install started"; \
+	    $$sudo service nginx stop >/dev/null 2>&1 || true; fi; \
+	  if [ -n "$$($(call newpids,webdis,b_webdis))" ]; then \
+	    echo "deps: stopping the webdis service the install started"; \
+	    $$sudo service webdis stop >/dev/null 2>&1 || true; \
+	    sleep 0.5; \
+	    for p in $$($(call newpids,webdis,b_webdis)); do \
+	      [ "$$(ps -o ppid= -p $$p 2>/dev/null | tr -d ' ')" = 1 ] && { $$sudo kill $$p 2>/dev/null || true; }; \
+	    done; fi; \
+	  for b in redis-server webdis nginx; do \
+	    $(call have,$$b) || { echo "deps: $$b is still missing after apt-get install" >&2; exit 1; }; \
+	  done; \
+	fi; \
+	echo "deps: redis-server, webdis and nginx are installed"; \
+	command -v $(GO) >/dev/null 2>&1 || { \
+	  echo "deps: Go is not installed (or not in PATH). 'make deps' does not install it:" >&2; \
+	  echo "deps: install Go 1.23 or newer (https://go.dev/doc/install) and put it in PATH." >&2; \
+	  exit 1; }
+
+# The demo is built, then run, rather than "go run": go run exits 1 on
+# Ctrl-C even when the program it ran cleaned up and exited 0.
+demo: deps build
+	$(GO) build -o bin/demo ./examples/demo
+	./bin/demo -bin $(BIN) $(DEMO_ARGS)
+
+test: deps
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 15m ./...
+
+bench: deps build
+	@if [ -d cmd/redisrepl-bench ]; then \
+	  echo "$(GO) run ./cmd/redisrepl-bench $(BENCH_ARGS)"; \
+	  $(GO) run ./cmd/redisrepl-bench $(BENCH_ARGS); \
+	else \
+	  echo "bench: the benchmark harness (cmd/redisrepl-bench) is not there yet" >&2; \
+	  exit 1; \
+	fi
+
+fmt: check-go
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l) || exit 1; \
+	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$files"; exit 1; fi; \
+	echo "fmt: ok"
+
+clean:
+	rm -rf bin
+	$(GO) clean -testcache
