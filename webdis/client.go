@@ -153,8 +153,8 @@ func commandName(args [][]byte) string {
 	return strings.ToUpper(string(args[0]))
 }
 
-func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
@@ -168,7 +168,10 @@ func (c *Client) post(ctx context.Context, body []byte) ([]byte, error) {
 	req.Header["X-Idempotency-Key"] = nil
 	resp, err := c.http.Do(req)
 	if err != nil {
-		if ctx.Err() == context.DeadlineExceeded {
+		switch {
+		case parent.Err() != nil:
+			return nil, &Error{Kind: KindUnknown, URL: c.display, Msg: "request abandoned", Err: parent.Err()}
+		case ctx.Err() == context.DeadlineExceeded:
 			return nil, &Error{Kind: KindTimeout, URL: c.display, Msg: fmt.Sprintf("no answer within %v", c.timeout), Err: err}
 		}
 		return nil, classifyTransport(c.display, err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 )
 
 // Kind tells what went wrong on the way to the remote Redis, so that callers
@@ -78,7 +79,7 @@ func classifyTransport(url string, err error) *Error {
 	switch {
 	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &certInvalid), errors.As(err, &verifyErr):
 		return &Error{Kind: KindTLS, URL: url, Msg: "the server's certificate was not accepted (check the link's ca file and the remote host name)", Err: err}
-	case errors.As(err, &recordErr), errors.As(err, &alertErr):
+	case errors.As(err, &recordErr), errors.As(err, &alertErr), errors.Is(err, http.ErrSchemeMismatch):
 		return &Error{Kind: KindTLS, URL: url, Msg: "TLS handshake failed", Err: err}
 	case isTimeout(err):
 		return &Error{Kind: KindTimeout, URL: url, Msg: "request timed out", Err: err}

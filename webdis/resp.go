@@ -80,7 +80,7 @@ func (p *parser) value(depth int) (any, error) {
 		if n == -1 {
 			return nil, nil
 		}
-		if len(p.data)-p.pos < n+2 {
+		if n > len(p.data)-p.pos-2 {
 			return nil, errTruncated
 		}
 		if p.data[p.pos+n] != '\r' || p.data[p.pos+n+1] != '\n' {
