@@ -4,19 +4,28 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
 
 // Key is what a test compares of one key: its type, its contents in a
-// canonical text form (binary-safe, %q-quoted) and its TTL in ms (-1: none).
+// canonical text form (binary-safe, %q-quoted) and its expiry as a unix
+// time in ms (0: none), so that dumps read seconds apart still compare.
 //
 // It reads keys with plain commands, independently of redisrepl's Lua
 // scripts, so that a bug in those cannot hide itself.
 type Key struct {
 	Type     string
 	Contents string
-	PTTL     int64
+	ExpireAt int64
+}
+
+func expireAt(pttl int64) int64 {
+	if pttl < 0 {
+		return 0
+	}
+	return time.Now().UnixMilli() + pttl
 }
 
 // Dump reads every key of c whose name starts with prefix (staging keys of
@@ -83,7 +92,7 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 		if err1 != nil || err2 != nil {
 			return fmt.Errorf("key %q: %v %v", k, err1, err2)
 		}
-		out[k] = Key{Type: "string", Contents: fmt.Sprintf("%q", v), PTTL: pttl}
+		out[k] = Key{Type: "string", Contents: fmt.Sprintf("%q", v), ExpireAt: expireAt(pttl)}
 	}
 	for i, k := range keys {
 		if types[i] == "string" || types[i] == "none" {
@@ -169,7 +178,7 @@ func readKey(c redis.Conn, k string) (Key, error) {
 	for i, s := range items {
 		q[i] = fmt.Sprintf("%q", s)
 	}
-	return Key{Type: typ, Contents: strings.Join(q, ","), PTTL: pttl}, nil
+	return Key{Type: typ, Contents: strings.Join(q, ","), ExpireAt: expireAt(pttl)}, nil
 }
 
 // Diff lists the differences between two dumps, with TTLs compared within
@@ -185,8 +194,8 @@ func Diff(local, remote map[string]Key, ttlTolerance int64) []string {
 			out = append(out, fmt.Sprintf("%q: type %s locally, %s remotely", k, l.Type, r.Type))
 		case l.Contents != r.Contents:
 			out = append(out, fmt.Sprintf("%q (%s): contents differ: local %.200s, remote %.200s", k, l.Type, l.Contents, r.Contents))
-		case (l.PTTL < 0) != (r.PTTL < 0) || abs(l.PTTL-r.PTTL) > ttlTolerance:
-			out = append(out, fmt.Sprintf("%q: TTL %d ms locally, %d ms remotely", k, l.PTTL, r.PTTL))
+		case (l.ExpireAt == 0) != (r.ExpireAt == 0) || abs(l.ExpireAt-r.ExpireAt) > ttlTolerance:
+			out = append(out, fmt.Sprintf("%q: expires at %d locally, %d remotely (unix ms, 0 = never)", k, l.ExpireAt, r.ExpireAt))
 		}
 	}
 	for k := range remote {

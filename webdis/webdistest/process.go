@@ -66,7 +66,10 @@ type Process struct {
 	waitErr error
 }
 
-func startProcess(name, addr, logFile, outFile string, argv ...string) (*Process, error) {
+// startProcess runs argv in its own process group. deathSig is sent to the
+// process if the test binary dies first: SIGKILL for redis and webdis,
+// SIGTERM for nginx, whose master then stops its workers.
+func startProcess(name, addr, logFile, outFile string, deathSig syscall.Signal, argv ...string) (*Process, error) {
 	bin, err := FindBinary(argv[0])
 	if err != nil {
 		return nil, err
@@ -81,7 +84,7 @@ func startProcess(name, addr, logFile, outFile string, argv ...string) (*Process
 	cmd.Dir = filepath.Dir(outFile)
 	// Own process group (so SIGKILL reaches nginx's workers too) and a
 	// parent-death signal so that a crashed test binary leaks nothing.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("webdistest: start %s: %w", name, err)
 	}
@@ -215,7 +218,7 @@ func (p *Process) fail(err error) error {
 func StartRedis(dir string, port int) (*Process, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := filepath.Join(dir, fmt.Sprintf("redis-%d", port))
-	p, err := startProcess("redis-server", addr, base+".log", base+".out",
+	p, err := startProcess("redis-server", addr, base+".log", base+".out", syscall.SIGKILL,
 		"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--logfile", base+".log")
@@ -297,7 +300,7 @@ func StartWebdis(dir string, c WebdisConfig) (*Process, error) {
 	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess("webdis", addr, base+".log", base+".out", "webdis", base+".json")
+	p, err := startProcess("webdis", addr, base+".log", base+".out", syscall.SIGKILL, "webdis", base+".json")
 	if err != nil {
 		return nil, err
 	}
@@ -399,7 +402,7 @@ func StartNginx(dir string, c NginxConfig) (*Process, error) {
 	}
 	defer client.CloseIdleConnections()
 	client.Timeout = time.Second
-	p, err := startProcess("nginx", addr, base+"-error.log", base+".out",
+	p, err := startProcess("nginx", addr, base+"-error.log", base+".out", syscall.SIGTERM,
 		"nginx", "-p", dir, "-c", base+".conf", "-e", base+"-error.log", "-g", "daemon off;")
 	if err != nil {
 		return nil, err
@@ -423,9 +426,15 @@ func httpClient(caFile, certFile, keyFile string) (*http.Client, error) {
 	return newClient(cfg), nil
 }
 
+// newClient has no overall timeout, so that it can hold a PSUBSCRIBE stream.
 func newClient(cfg *tls.Config) *http.Client {
-	tr := &http.Transport{TLSClientConfig: cfg, MaxIdleConnsPerHost: 8, ForceAttemptHTTP2: false}
-	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+	tr := &http.Transport{
+		TLSClientConfig:     cfg,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
+		TLSHandshakeTimeout: 5 * time.Second,
+		MaxIdleConnsPerHost: 8,
+	}
+	return &http.Client{Transport: tr}
 }
 
 // post sends body to url and returns the status and the whole reply.

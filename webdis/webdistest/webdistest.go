@@ -1,3 +1,45 @@
+// Package webdistest starts, on free loopback ports, the real parts that
+// redisrepl talks to: a local redis-server, and a remote redis-server behind
+// webdis behind nginx with mutual TLS, plus the certificates for it. Tests
+// use New; programs (examples/demo) use Start, StartRedis, StartWebdis,
+// StartNginx and GenerateCerts.
+//
+// Webdis 0.1.9 behind nginx 1.22, measured by webdistest_test.go (POST
+// bodies, arguments percent-encoded, ".raw" suffix = RESP reply):
+//
+//  1. Empty arguments survive. Every "/" separates and an empty segment is an
+//     empty argument: "SET/k/.raw" sets k to ""; "EVAL/<s>/0//x.raw" gets
+//     ARGV {"", "x"}. So "SET/k//.raw" is SET k "" "" (-ERR syntax error).
+//     The last argument loses a known extension (.raw .json .txt ...): "SET/k/a.raw"
+//     stores "a". Send "." as %2E, or always end the body with ".raw".
+//  2. ".raw" arrays are flat only. Bulk strings are exact; integers inside an
+//     array come back as bulk strings; nested arrays, nils, status and error
+//     replies inside an array are dropped while the count stays:
+//     EVAL/<return {1,{'a','b'}}>/1/k/arg.raw answers "*2\r\n$1\r\n1\r\n"
+//     (malformed); XRANGE.raw answers "*1\r\n". JSON shows a nested array as
+//     null. Integers outside int32 are cut in ".raw" ("return 2147483648"
+//     answers ":21" with no CRLF) and, inside an array, corrupt webdis's heap:
+//     it aborts (nginx then answers 502). Scripts must return flat arrays of
+//     strings (tostring() every number, encode nesting into a string); JSON
+//     numbers are right.
+//  3. A Redis error is HTTP 200 with the RESP error line: INCR on a string
+//     answers "-ERR value is not an integer or out of range\r\n" (JSON:
+//     {"INCR":[false,"ERR ..."]}); errors inside EVAL alike.
+//  4. A disabled command gets 403 with an empty body, as do MULTI, EXEC,
+//     WATCH, DISCARD and SELECT. An entry refuses every command name that is
+//     a case-insensitive prefix of it: disabling EVALSHA refuses EVAL too.
+//     Remote redis down: 503, empty body (webdis reconnects at once when it
+//     is back). Webdis down: 502 from nginx. nginx down: connection refused.
+//     A numeric first segment picks the db: "0/SET/k/v" writes db 0.
+//  5. nginx's default client_max_body_size (1 MiB) counts the body: 900 KiB
+//     and exactly 1,048,576 bytes pass; one byte more or 2 MiB get 413 (an
+//     nginx HTML page). With MaxBodySize "64m", 2 MiB and 20 MiB pass.
+//  6. Webdis's own limit is "http_max_request_size" (bytes, default 128 MiB;
+//     set here to 512 MiB). It counts the whole request per 4 KiB read and
+//     only while the request is incomplete (a 1 MiB limit let 1 MiB + 10
+//     through). Over it webdis answers 413 with an empty body before the body
+//     is in, does not run the command and stops reading the connection.
+//     Its pool setting is "pool_size" (redis connections per thread).
 package webdistest
 
 import (

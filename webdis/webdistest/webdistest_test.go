@@ -1,13 +1,16 @@
 package webdistest
 
 import (
+	"bufio"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -418,12 +421,118 @@ func TestMaxBodySize(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Stop()
-	plain := &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
-	code, _, err := post(plain, "http://"+w.Addr+"/", "SET/w/"+strings.Repeat("w", 4<<20))
-	if err != nil || code != http.StatusRequestEntityTooLarge {
-		t.Errorf("4 MiB to webdis with a 1 MiB limit: %d %v, want 413", code, err)
+	// raw TCP: webdis answers 413 while the body is still being sent and then
+	// stops reading, which would leave a Go http.Client writing forever
+	conn, err := net.Dial("tcp", w.Addr)
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	body := "SET/w/" + strings.Repeat("w", 4<<20)
+	go fmt.Fprintf(conn, "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil || resp.StatusCode != http.StatusRequestEntityTooLarge {
+		t.Fatalf("4 MiB to webdis with a 1 MiB limit: %v %v, want 413", resp, err)
+	}
+	conn.Close()
 	if n, _ := redis.Int(redisDo(t, h.Remote, "EXISTS", "w"), nil); n != 0 {
 		t.Error("the refused request was executed")
 	}
+}
+
+// TestNoLeakWhenTestBinaryDies kills (SIGKILL) a test binary that runs a
+// hub and checks that every process of the hub, nginx workers included, goes.
+func TestNoLeakWhenTestBinaryDies(t *testing.T) {
+	if os.Getenv("WEBDISTEST_HELPER") == "1" {
+		h, err := Start(Options{})
+		if err != nil {
+			fmt.Println("ERROR", err)
+			os.Exit(1)
+		}
+		fmt.Println("DIR", h.Dir)
+		fmt.Println("PIDS", h.local.Pid(), h.remote.Pid(), h.webdis.Pid(), h.nginx.Pid())
+		time.Sleep(time.Minute)
+		os.Exit(1)
+	}
+	Require(t)
+	cmd := exec.Command(os.Args[0], "-test.run=^TestNoLeakWhenTestBinaryDies$")
+	cmd.Env = append(os.Environ(), "WEBDISTEST_HELPER=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Wait()
+	defer cmd.Process.Kill()
+	var pids []int
+	sc := bufio.NewScanner(out)
+	for pids == nil && sc.Scan() {
+		f := strings.Fields(sc.Text())
+		switch {
+		case len(f) == 2 && f[0] == "DIR":
+			defer os.RemoveAll(f[1])
+		case len(f) == 5 && f[0] == "PIDS":
+			for _, s := range f[1:] {
+				var pid int
+				fmt.Sscan(s, &pid)
+				pids = append(pids, pid)
+			}
+		case len(f) > 0 && f[0] == "ERROR":
+			t.Fatal(sc.Text())
+		}
+	}
+	if len(pids) != 4 {
+		t.Fatalf("helper printed no pids")
+	}
+	pids = append(pids, childrenOf(pids[3])...) // nginx workers
+	if len(pids) < 6 {
+		t.Errorf("found %d nginx workers, want 2", len(pids)-4)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, pid := range pids {
+		for alive(pid) {
+			if time.Now().After(deadline) {
+				t.Errorf("pid %d survived its test binary", pid)
+				syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+}
+
+// childrenOf lists the pids whose parent is ppid.
+func childrenOf(ppid int) []int {
+	var kids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		var pid int
+		if _, err := fmt.Sscan(e.Name(), &pid); err != nil {
+			continue
+		}
+		if stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil {
+			// pid (comm) state ppid ...
+			f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+			if len(f) > 1 && f[1] == fmt.Sprint(ppid) {
+				kids = append(kids, pid)
+			}
+		}
+	}
+	return kids
+}
+
+// alive tells whether pid exists and is not a zombie.
+func alive(pid int) bool {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	f := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	return len(f) > 0 && f[0] != "Z"
 }
