@@ -32,6 +32,9 @@ import (
 // still count as the same TTL: they are computed from each side's clock.
 const ttlTolerance = 1000
 
+// maxBatchBytes bounds the values one worker holds at a time.
+const maxBatchBytes = 4 << 20
+
 // shutdownGrace is how long writes in flight may take to finish after the
 // link is asked to stop.
 const shutdownGrace = 10 * time.Second
@@ -93,8 +96,8 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		client: client,
 		// A key read whole must also fit in one write: both limits follow
 		// the remote's request budget.
-		local:     &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes},
-		remote:    &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes},
+		local:     &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
+		remote:    &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(0),
 		resyncReq: make(chan struct{}, 1),
@@ -222,6 +225,8 @@ func (l *Link) copyBatch(ctx context.Context, keys []string, whys []uint8) error
 	for i := range states {
 		st := &states[i]
 		switch {
+		case st.Deferred:
+			l.dirty.Add(st.Key, whys[i]) // in flight: queued again by Done
 		case whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, ttlTolerance):
 			l.Stats.KeysSkipped.Add(1)
 		case st.Big || st.applyLen() > l.remote.MaxRequest-1024:

@@ -100,23 +100,30 @@ local function digest(ty, v)
 end
 `
 
-// readScript reads whole keys. KEYS: the keys; ARGV: max elements, max bytes.
+// readScript reads whole keys. KEYS: the keys; ARGV: max elements and max
+// bytes of one key, max bytes of the whole reply (past it, the remaining keys
+// are not read: n is -2, and the caller asks again later).
 // Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
 // elements; for a key too big to read in one go, which is then copied in
 // chunks, the digest field holds its size in bytes (roughly, for collections)
 // and n is -1.
 var readScript = newScript(luaLib + `
-local max_elems, max_bytes = tonumber(ARGV[1]), tonumber(ARGV[2])
+local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
 local out = {}
+local total = 0
 for _, k in ipairs(KEYS) do
   local ty = redis.call('TYPE', k)['ok']
   local exp = 0
   if ty ~= 'none' then exp = expire_at(k, now) end
-  local v = contents(k, ty, max_elems, max_bytes)
+  local v = nil
+  if total <= batch_bytes then v = contents(k, ty, max_elems, max_bytes) end
   out[#out + 1] = ty
   out[#out + 1] = tostring(exp)
-  if v == nil then
+  if total > batch_bytes then
+    out[#out + 1] = ''
+    out[#out + 1] = '-2'
+  elseif v == nil then
     local size
     if ty == 'string' then size = redis.call('STRLEN', k) else size = redis.call('MEMORY', 'USAGE', k) end
     out[#out + 1] = tostring(size)
@@ -124,7 +131,10 @@ for _, k in ipairs(KEYS) do
   else
     out[#out + 1] = digest(ty, v)
     out[#out + 1] = tostring(#v)
-    for i = 1, #v do out[#out + 1] = v[i] end
+    for i = 1, #v do
+      out[#out + 1] = v[i]
+      total = total + #v[i]
+    end
   end
 end
 return out

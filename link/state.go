@@ -26,6 +26,7 @@ type State struct {
 	Elems    [][]byte
 	Big      bool  // too big to read in one go: Elems is empty, copy in chunks
 	BigSize  int64 // with Big: its size in bytes (estimated for collections)
+	Deferred bool  // not read: the batch was full; read it again later
 }
 
 // Exists says whether the key exists.
@@ -69,11 +70,13 @@ func parseStates(keys [][]byte, reply any) ([]State, error) {
 		}
 		exp, err1 := strconv.ParseInt(string(f[1]), 10, 64)
 		n, err2 := strconv.Atoi(string(f[3]))
-		if err1 != nil || err2 != nil || n < -1 || n > len(vs)-p {
+		if err1 != nil || err2 != nil || n < -2 || n > len(vs)-p {
 			return nil, fmt.Errorf("read reply: bad header for key %d", i)
 		}
 		st := State{Key: k, Type: string(f[0]), ExpireAt: exp, Digest: string(f[2])}
-		if n == -1 {
+		if n == -2 {
+			st.Deferred, st.Digest = true, ""
+		} else if n == -1 {
 			st.Big, st.Digest = true, ""
 			st.BigSize, _ = strconv.ParseInt(string(f[2]), 10, 64)
 		} else {

@@ -30,8 +30,9 @@ type Store struct {
 	// bytes (Webdis behind nginx: client_max_body_size); 0 = no limit.
 	MaxRequest int
 	// MaxElems and MaxBytes bound what one read returns for one key; a
-	// bigger key is copied in chunks (bigkey.go).
-	MaxElems, MaxBytes int
+	// bigger key is copied in chunks (bigkey.go). MaxBatchBytes bounds a
+	// whole read: the keys past it are deferred.
+	MaxElems, MaxBytes, MaxBatchBytes int
 }
 
 // Eval runs a script by its SHA, loading it on first use (or after the
@@ -60,7 +61,7 @@ func (s *Store) limits() [][]byte {
 
 // Read reads the whole state of each key, atomically.
 func (s *Store) Read(ctx context.Context, keys [][]byte) ([]State, error) {
-	reply, err := s.Eval(ctx, readScript, keys, s.limits()...)
+	reply, err := s.Eval(ctx, readScript, keys, append(s.limits(), []byte(strconv.Itoa(max(s.MaxBatchBytes, s.MaxBytes))))...)
 	if err != nil {
 		return nil, fmt.Errorf("%s: read %d keys: %w", s.Name, len(keys), err)
 	}
