@@ -28,9 +28,10 @@ type Entry struct {
 // which costs at worst one redundant write for a forgotten key, never a loop
 // (the redundant write is recorded and its echo then matches).
 type Table struct {
-	mu  sync.Mutex
-	m   map[string]Entry
-	max int
+	mu      sync.Mutex
+	m       map[string]Entry
+	max     int
+	changes uint64
 }
 
 // New returns a table holding at most max entries (max <= 0: 1,000,000).
@@ -57,6 +58,7 @@ func (t *Table) Record(key []byte, digest string, expireAt int64) {
 	d, ok := ParseDigest(digest)
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	t.changes++
 	if !ok {
 		delete(t.m, string(key))
 		return
@@ -80,14 +82,7 @@ func (t *Table) Synced(key []byte, digest string, expireAt, tolerance int64) boo
 	t.mu.Lock()
 	e, found := t.m[string(key)]
 	t.mu.Unlock()
-	if !found || e.Digest != d {
-		return false
-	}
-	if (e.ExpireAt == 0) != (expireAt == 0) {
-		return false
-	}
-	diff := e.ExpireAt - expireAt
-	return diff <= tolerance && -diff <= tolerance
+	return found && e.Digest == d && closeExpiry(e.ExpireAt, expireAt, tolerance)
 }
 
 // Lookup returns key's last synced state.
@@ -102,6 +97,7 @@ func (t *Table) Lookup(key []byte) (Entry, bool) {
 func (t *Table) Forget(key []byte) {
 	t.mu.Lock()
 	delete(t.m, string(key))
+	t.changes++
 	t.mu.Unlock()
 }
 

@@ -1,7 +1,9 @@
 package dedup
 
 import (
+	"errors"
 	"fmt"
+	"os"
 	"testing"
 )
 
@@ -65,5 +67,39 @@ func TestSample(t *testing.T) {
 		if e, _ := tb.Lookup(k); e.ExpireAt != 0 {
 			t.Fatalf("sample %s does not satisfy the filter", k)
 		}
+	}
+}
+
+func TestSaveLoad(t *testing.T) {
+	path := t.TempDir() + "/sub/link.state"
+	tb := New(0)
+	keys := []string{"", "a", "nul\x00key", "\xff\xfe", string(make([]byte, 300))}
+	for i, k := range keys {
+		tb.Record([]byte(k), d1, int64(i*1000-1))
+	}
+	if err := tb.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back := New(0)
+	if err := back.Load(path); err != nil {
+		t.Fatal(err)
+	}
+	if back.Len() != len(keys) {
+		t.Fatalf("%d entries back, want %d", back.Len(), len(keys))
+	}
+	for i, k := range keys {
+		if !back.Synced([]byte(k), d1, int64(i*1000-1), 0) {
+			t.Errorf("entry %q not restored", k)
+		}
+	}
+	// A damaged file is refused, not half loaded.
+	data, _ := os.ReadFile(path)
+	data[len(data)/2] ^= 1
+	os.WriteFile(path, data, 0o600)
+	if err := back.Load(path); err == nil || back.Len() != 0 {
+		t.Fatalf("damaged file: err %v, %d entries", err, back.Len())
+	}
+	if err := back.Load(path + ".missing"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("missing file: %v", err)
 	}
 }

@@ -257,10 +257,10 @@ func TestResyncCopiesOnlyDifferences(t *testing.T) {
 	before := changes(t, remote)
 	start := time.Now()
 	l := startLink(t, linkConfig(hub, "s:"))
-	waitFor(t, 60*time.Second, "repairs written", func() bool { return l.Stats.KeysWritten.Load() >= differ && l.Pending() == 0 })
+	waitFor(t, 60*time.Second, "repairs written", func() bool { return l.Stats.KeysToRemote.Load() >= differ && l.Pending() == 0 })
 	took := time.Since(start)
 	waitEqual(t, hub, "s:", 30*time.Second)
-	written := l.Stats.KeysWritten.Load()
+	written := l.Stats.KeysToRemote.Load()
 	delta := changes(t, remote) - before
 	t.Logf("resync of %d keys, %d differing: %v, %d keys written in %d write requests, %d remote changes",
 		n, differ, took.Round(time.Millisecond), written, l.Stats.RemoteRequests.Load(), delta)

@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"sync"
+	"time"
 )
 
 // Why a key is dirty; several may be set.
@@ -26,12 +27,24 @@ const (
 type dirtySet struct {
 	mu       sync.Mutex
 	pending  map[string]uint8 // waiting keys and why
-	queue    []string         // pending keys in arrival order
+	queue    []queued         // pending keys in arrival order
 	head     int              // queue[:head] are taken
 	inflight map[string]uint8 // keys being copied, and why they changed again since
 	max      int
 	overflow bool
 	wake     chan struct{}
+}
+
+type queued struct {
+	key   string
+	since int64 // unix ns of the change that made it dirty
+}
+
+// batch is keys handed out together, with why and since when each is dirty.
+type batch struct {
+	keys  []string
+	whys  []uint8
+	since []int64
 }
 
 func newDirtySet(max int) *dirtySet {
@@ -81,17 +94,17 @@ func (d *dirtySet) addLocked(key []byte, why uint8) {
 		d.dropLocked()
 		return
 	}
-	d.pushLocked(string(key), why)
+	d.pushLocked(string(key), why, time.Now().UnixNano())
 }
 
-func (d *dirtySet) pushLocked(k string, why uint8) {
+func (d *dirtySet) pushLocked(k string, why uint8, since int64) {
 	d.pending[k] = why
 	if d.head > 1024 && d.head*2 > len(d.queue) {
 		n := copy(d.queue, d.queue[d.head:])
 		clear(d.queue[n:])
 		d.queue, d.head = d.queue[:n], 0
 	}
-	d.queue = append(d.queue, k)
+	d.queue = append(d.queue, queued{k, since})
 }
 
 func (d *dirtySet) dropLocked() {
@@ -107,49 +120,51 @@ func (d *dirtySet) signal() {
 	}
 }
 
-// Take waits until keys are pending (or ctx is done) and hands out at most
-// max of them, marking them in flight.
-func (d *dirtySet) Take(ctx context.Context, max int) ([]string, []uint8) {
+// Take waits until keys are pending (or ctx is done: it returns nil) and
+// hands out at most max of them, marking them in flight.
+func (d *dirtySet) Take(ctx context.Context, max int) *batch {
 	for {
 		d.mu.Lock()
 		if d.head < len(d.queue) {
 			n := min(max, len(d.queue)-d.head)
-			keys := make([]string, n)
-			whys := make([]uint8, n)
-			copy(keys, d.queue[d.head:d.head+n])
+			b := &batch{keys: make([]string, n), whys: make([]uint8, n), since: make([]int64, n)}
+			for i, q := range d.queue[d.head : d.head+n] {
+				b.keys[i], b.since[i] = q.key, q.since
+				b.whys[i] = d.pending[q.key]
+				delete(d.pending, q.key)
+				d.inflight[q.key] = 0
+			}
 			clear(d.queue[d.head : d.head+n])
 			d.head += n
-			for i, k := range keys {
-				whys[i] = d.pending[k]
-				delete(d.pending, k)
-				d.inflight[k] = 0
-			}
 			more := d.head < len(d.queue)
 			d.mu.Unlock()
 			if more {
 				d.signal() // let another worker take the rest
 			}
-			return keys, whys
+			return b
 		}
 		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
-			return nil, nil
+			return nil
 		case <-d.wake:
 		}
 	}
 }
 
-// Done ends the flight of keys. A key that changed meanwhile is queued
-// again; with retry, every key is (the copy failed), keeping why.
-func (d *dirtySet) Done(keys []string, whys []uint8, retry bool) {
+// Done ends the flight of b's keys. A key that changed meanwhile is queued
+// again; with retry, every key is (the copy failed), keeping why and since.
+func (d *dirtySet) Done(b *batch, retry bool) {
 	requeued := false
+	now := time.Now().UnixNano()
 	d.mu.Lock()
-	for i, k := range keys {
+	for i, k := range b.keys {
 		again := d.inflight[k]
 		delete(d.inflight, k)
+		since := now
 		if retry {
-			again |= whys[i]
+			again |= b.whys[i]
+			since = b.since[i]
 		}
 		if again == 0 {
 			continue
@@ -162,7 +177,7 @@ func (d *dirtySet) Done(keys []string, whys []uint8, retry bool) {
 			d.dropLocked()
 			continue
 		}
-		d.pushLocked(k, again)
+		d.pushLocked(k, again, since)
 		requeued = true
 	}
 	d.mu.Unlock()

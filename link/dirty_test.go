@@ -11,7 +11,15 @@ func take(t *testing.T, d *dirtySet, n int) ([]string, []uint8) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	return d.Take(ctx, n)
+	b := d.Take(ctx, n)
+	if b == nil {
+		return nil, nil
+	}
+	return b.keys, b.whys
+}
+
+func done(d *dirtySet, keys []string, whys []uint8, retry bool) {
+	d.Done(&batch{keys: keys, whys: whys, since: make([]int64, len(keys))}, retry)
 }
 
 func TestDirtySetCoalesces(t *testing.T) {
@@ -33,16 +41,17 @@ func TestDirtySetInFlightKeyWaits(t *testing.T) {
 	keys, whys := take(t, d, 10)
 	d.Add([]byte("a"), changedRemote) // changes while in flight: not handed out again yet
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	if k, _ := d.Take(ctx, 10); k != nil {
+	if b := d.Take(ctx, 10); b != nil {
+		k := b.keys
 		t.Fatalf("in-flight key handed out twice: %v", k)
 	}
 	cancel()
-	d.Done(keys, whys, false)
+	done(d, keys, whys, false)
 	keys, whys = take(t, d, 10)
 	if fmt.Sprint(keys) != "[a]" || whys[0] != changedRemote {
 		t.Fatalf("got %v %v", keys, whys)
 	}
-	d.Done(keys, whys, false)
+	done(d, keys, whys, false)
 	if !d.Idle() {
 		t.Fatal("not idle after Done")
 	}
@@ -52,7 +61,7 @@ func TestDirtySetRetryKeepsReason(t *testing.T) {
 	d := newDirtySet(10)
 	d.Add([]byte("a"), mustCompare)
 	keys, whys := take(t, d, 10)
-	d.Done(keys, whys, true)
+	done(d, keys, whys, true)
 	keys, whys = take(t, d, 10)
 	if fmt.Sprint(keys) != "[a]" || whys[0] != mustCompare {
 		t.Fatalf("got %v %v", keys, whys)
@@ -90,7 +99,7 @@ func TestDirtySetOrderAndCompaction(t *testing.T) {
 			}
 			i++
 		}
-		d.Done(keys, whys, false)
+		done(d, keys, whys, false)
 		d.Add([]byte(fmt.Sprint(n+i)), changedLocal) // keep adding while taking
 	}
 	if d.Len() == 0 {

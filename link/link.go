@@ -54,19 +54,11 @@ type Link struct {
 	state     atomic.Value // string: see State
 	Stats     Stats
 
+	resyncs resyncInfo
+
 	errMu   sync.Mutex
 	lastErr string
-}
-
-// Stats are a link's counters since it started.
-type Stats struct {
-	EventsLocal    atomic.Int64 // keyspace events read from the local Redis
-	KeysWritten    atomic.Int64 // keys written on the remote (deletes included)
-	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
-	RemoteRequests atomic.Int64 // write requests sent to the remote
-	Errors         atomic.Int64
-	Resyncs        atomic.Int64
-	Repaired       atomic.Int64 // keys a resync found different
+	errAt   time.Time
 }
 
 // New checks cfg and loads its certificates; it contacts nothing.
@@ -97,13 +89,23 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		// A key read whole must also fit in one write: both limits follow
 		// the remote's request budget.
 		local:     &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
+		Stats:     newStats(),
 		remote:    &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(0),
 		resyncReq: make(chan struct{}, 1),
 	}
+	l.remote.Do = timedDoer{client, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
 	l.state.Store("starting")
 	return l, nil
+}
+
+// direction is "push" or "both".
+func (l *Link) direction() string {
+	if l.cfg.Direction == "both" {
+		return "both"
+	}
+	return "push"
 }
 
 // Name is the link's name.
@@ -131,7 +133,7 @@ func (l *Link) setState(s string) {
 func (l *Link) fail(err error, what string) {
 	l.Stats.Errors.Add(1)
 	l.errMu.Lock()
-	l.lastErr = what + ": " + err.Error()
+	l.lastErr, l.errAt = what+": "+err.Error(), time.Now()
 	l.errMu.Unlock()
 	ev := l.log.Error().Err(err).Str("op", what)
 	if k := webdis.KindOf(err); k != webdis.KindUnknown {
@@ -188,12 +190,12 @@ func (l *Link) Run(ctx context.Context) error {
 func (l *Link) worker(ctx, opCtx context.Context) {
 	bo := newBackoff()
 	for {
-		keys, whys := l.dirty.Take(ctx, max(l.cfg.BatchKeys, 1))
-		if keys == nil {
+		b := l.dirty.Take(ctx, max(l.cfg.BatchKeys, 1))
+		if b == nil {
 			return
 		}
-		err := l.copyBatch(opCtx, keys, whys)
-		l.dirty.Done(keys, whys, err != nil)
+		err := l.copyBatch(opCtx, b)
+		l.dirty.Done(b, err != nil)
 		if err != nil {
 			l.fail(err, "copy")
 			l.setState("degraded")
@@ -211,9 +213,10 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 }
 
 // copyBatch makes the remote hold the local state of keys.
-func (l *Link) copyBatch(ctx context.Context, keys []string, whys []uint8) error {
-	bkeys := make([][]byte, len(keys))
-	for i, k := range keys {
+func (l *Link) copyBatch(ctx context.Context, b *batch) error {
+	whys := b.whys
+	bkeys := make([][]byte, len(b.keys))
+	for i, k := range b.keys {
 		bkeys[i] = []byte(k)
 	}
 	states, err := l.local.Read(ctx, bkeys)
@@ -236,15 +239,14 @@ func (l *Link) copyBatch(ctx context.Context, keys []string, whys []uint8) error
 		}
 	}
 	if len(write) > 0 {
-		n, err := l.remote.Apply(ctx, write)
-		l.Stats.RemoteRequests.Add(int64(n))
+		_, err := l.remote.Apply(ctx, write)
 		if err != nil {
 			return err
 		}
 		for i := range write {
 			l.synced.Record(write[i].Key, write[i].Digest, write[i].ExpireAt)
 		}
-		l.Stats.KeysWritten.Add(int64(len(write)))
+		l.Stats.KeysToRemote.Add(int64(len(write)))
 		if l.log.Debug().Enabled() {
 			for i := range write {
 				l.log.Debug().Bytes("key", write[i].Key).Str("type", write[i].Type).Msg("written")
@@ -258,12 +260,11 @@ func (l *Link) copyBatch(ctx context.Context, keys []string, whys []uint8) error
 			continue
 		}
 		n, err := copyBig(ctx, l.local, l.remote, st.Key, st.Type, st.ExpireAt)
-		l.Stats.RemoteRequests.Add(int64(n))
 		if err != nil {
 			return err
 		}
-		l.synced.Forget(st.Key)
-		l.Stats.KeysWritten.Add(1)
+		l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+		l.Stats.KeysToRemote.Add(1)
 		l.log.Debug().Bytes("key", st.Key).Str("type", st.Type).Int("requests", n).Msg("written in chunks")
 	}
 	return nil

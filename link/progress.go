@@ -16,13 +16,13 @@ type progress struct {
 	scanned, differ int
 }
 
-func (p *progress) report(side string) {
+func (p *progress) report() {
 	now := time.Now()
 	if now.Sub(p.last) < progressEvery {
 		return
 	}
 	p.last = now
 	rate := float64(p.scanned) / now.Sub(p.start).Seconds()
-	p.log.Info().Str("pass", side).Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
+	p.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
 		Float64("keys_per_s", float64(int(rate))).Msg("resync progress")
 }

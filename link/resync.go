@@ -71,83 +71,25 @@ func (l *Link) resync(ctx context.Context) error {
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
 	p := progress{log: l.log, start: start, last: start}
-
-	// Keys of the local side: equal on the remote?
-	cursor := "0"
-	for {
-		next, keys, err := l.local.Scan(ctx, cursor, scanCount)
-		if err != nil {
-			return err
+	err := Compare(ctx, l.local, l.remote, func(keys [][]byte, local, remote []Summary) error {
+		var differ [][]byte
+		for i, k := range keys {
+			if local[i].Same(remote[i], ttlTolerance) {
+				l.synced.Record(k, local[i].Digest, local[i].ExpireAt)
+			} else {
+				differ = append(differ, k)
+			}
 		}
-		if len(keys) > 0 {
-			var (
-				remote    []Summary
-				remoteErr error
-				done      = make(chan struct{})
-			)
-			go func() { remote, remoteErr = l.remoteSummaries(ctx, keys); close(done) }()
-			local, err := l.local.Summaries(ctx, keys)
-			<-done
-			if err != nil {
-				return err
-			}
-			if remoteErr != nil {
-				return remoteErr
-			}
-			var differ [][]byte
-			for i, k := range keys {
-				if local[i].Type == "none" {
-					continue // gone since the scan; its event marks it dirty
-				}
-				if local[i].Same(remote[i], ttlTolerance) {
-					l.synced.Record(k, local[i].Digest, local[i].ExpireAt)
-				} else {
-					differ = append(differ, k)
-				}
-			}
-			if err := l.markDifferent(ctx, differ); err != nil {
-				return err
-			}
-			p.differ += len(differ)
-			p.scanned += len(keys)
-			p.report("local")
-		}
-		if next == "0" {
-			break
-		}
-		cursor = next
+		p.scanned += len(keys)
+		p.differ += len(differ)
+		p.report()
+		return l.markDifferent(ctx, differ)
+	})
+	if err != nil {
+		l.resyncs.set(start, time.Since(start), "failed: "+err.Error())
+		return err
 	}
-
-	// Keys only the remote has: delete them (the remote mirrors the local).
-	cursor = "0"
-	for {
-		next, keys, err := l.remote.Scan(ctx, cursor, scanCount)
-		if err != nil {
-			return err
-		}
-		if len(keys) > 0 {
-			exists, err := l.local.Exists(ctx, keys)
-			if err != nil {
-				return err
-			}
-			var only [][]byte
-			for i, k := range keys {
-				if !exists[i] {
-					only = append(only, k)
-				}
-			}
-			if err := l.markDifferent(ctx, only); err != nil {
-				return err
-			}
-			p.differ += len(only)
-			p.scanned += len(keys)
-			p.report("remote")
-		}
-		if next == "0" {
-			break
-		}
-		cursor = next
-	}
+	l.resyncs.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
 		Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("resync done")
@@ -171,20 +113,6 @@ func (l *Link) markDifferent(ctx context.Context, keys [][]byte) error {
 		keys = keys[room:]
 	}
 	return nil
-}
-
-// remoteSummaries asks for the summaries of keys in as many requests as the
-// remote's request budget needs.
-func (l *Link) remoteSummaries(ctx context.Context, keys [][]byte) ([]Summary, error) {
-	out := make([]Summary, 0, len(keys))
-	for _, part := range splitKeys(keys, l.remote.MaxRequest) {
-		s, err := l.remote.Summaries(ctx, part)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, s...)
-	}
-	return out, nil
 }
 
 // splitKeys cuts keys into runs whose encoded size stays under budget.
@@ -222,12 +150,13 @@ func (s *Store) Exists(ctx context.Context, keys [][]byte) ([]bool, error) {
 	return out, nil
 }
 
-// noneDigest is the digest of a key that does not exist (see luaLib).
-var noneDigest = func() uint64 {
+// noneDigestHex is the digest of a key that does not exist (see luaLib).
+var noneDigestHex = func() string {
 	sum := sha1.Sum([]byte("none|"))
-	d, _ := dedup.ParseDigest(hex.EncodeToString(sum[:]))
-	return d
+	return hex.EncodeToString(sum[:])
 }()
+
+var noneDigest, _ = dedup.ParseDigest(noneDigestHex)
 
 // probeEvery is how often the remote is checked for a restart or a flush,
 // which emit no keyspace event.

@@ -98,6 +98,28 @@ local function digest(ty, v)
   end
   return redis.sha1hex(ty .. '|' .. table.concat(parts, ','))
 end
+
+-- big_digest digests a key too big to return whole: exactly while it stays
+-- under 1M elements and 64 MiB, else "weakly", by type and length only
+-- (the same on both sides for the same contents, unlike MEMORY USAGE).
+local function big_digest(k, ty)
+  local v = contents(k, ty, 1000000, 67108864)
+  if v ~= nil then return digest(ty, v) end
+  local n
+  if ty == 'string' then n = redis.call('STRLEN', k)
+  elseif ty == 'hash' then n = redis.call('HLEN', k)
+  elseif ty == 'list' then n = redis.call('LLEN', k)
+  elseif ty == 'set' then n = redis.call('SCARD', k)
+  elseif ty == 'zset' then n = redis.call('ZCARD', k)
+  else n = redis.call('XLEN', k) end
+  return redis.sha1hex('weak|' .. ty .. '|' .. n)
+end
+
+-- size is a key's size in bytes: exact for a string, estimated otherwise.
+local function size(k, ty)
+  if ty == 'string' then return redis.call('STRLEN', k) end
+  return redis.call('MEMORY', 'USAGE', k) or 0
+end
 `
 
 // readScript reads whole keys. KEYS: the keys; ARGV: max elements and max
@@ -105,8 +127,8 @@ end
 // are not read: n is -2, and the caller asks again later).
 // Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
 // elements; for a key too big to read in one go, which is then copied in
-// chunks, the digest field holds its size in bytes (roughly, for collections)
-// and n is -1.
+// chunks, n is -1 and one field follows: its size in bytes (estimated for
+// collections).
 var readScript = newScript(luaLib + `
 local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
@@ -124,10 +146,9 @@ for _, k in ipairs(KEYS) do
     out[#out + 1] = ''
     out[#out + 1] = '-2'
   elseif v == nil then
-    local size
-    if ty == 'string' then size = redis.call('STRLEN', k) else size = redis.call('MEMORY', 'USAGE', k) end
-    out[#out + 1] = tostring(size)
+    out[#out + 1] = big_digest(k, ty)
     out[#out + 1] = '-1'
+    out[#out + 1] = tostring(size(k, ty))
   else
     out[#out + 1] = digest(ty, v)
     out[#out + 1] = tostring(#v)
@@ -149,12 +170,12 @@ local now = now_ms()
 local out = {}
 for _, k in ipairs(KEYS) do
   local ty = redis.call('TYPE', k)['ok']
-  local exp, d = 0, ''
+  local exp, d, v = 0, '', {}
   if ty ~= 'none' then
     exp = expire_at(k, now)
-    local v = contents(k, ty, max_elems, max_bytes)
-    if v ~= nil then d = digest(ty, v) end
+    v = contents(k, ty, max_elems, max_bytes)
   end
+  if v ~= nil then d = digest(ty, v) else d = big_digest(k, ty) end
   out[#out + 1] = ty
   out[#out + 1] = tostring(exp)
   out[#out + 1] = d

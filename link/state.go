@@ -77,8 +77,12 @@ func parseStates(keys [][]byte, reply any) ([]State, error) {
 		if n == -2 {
 			st.Deferred, st.Digest = true, ""
 		} else if n == -1 {
-			st.Big, st.Digest = true, ""
-			st.BigSize, _ = strconv.ParseInt(string(f[2]), 10, 64)
+			st.Big = true
+			size, err := next()
+			if err != nil {
+				return nil, err
+			}
+			st.BigSize, _ = strconv.ParseInt(string(size), 10, 64)
 		} else {
 			st.Elems = make([][]byte, n)
 			for j := range st.Elems {
