@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -56,6 +57,23 @@ func startLink(t testing.TB, cfg config.Link) *link.Link {
 // runLink runs a link until the test ends.
 func runLink(t testing.TB, cfg config.Link) *link.Link {
 	t.Helper()
+	l, stop := runStoppable(t, cfg)
+	t.Cleanup(stop)
+	return l
+}
+
+// startStoppable is startLink with a function that stops the link (and
+// waits for it); the test's end stops it too.
+func startStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
+	t.Helper()
+	l, stop := runStoppable(t, cfg)
+	t.Cleanup(stop)
+	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
+	return l, stop
+}
+
+func runStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
+	t.Helper()
 	l, err := link.New(cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -63,18 +81,21 @@ func runLink(t testing.TB, cfg config.Link) *link.Link {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("link.Run: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("link.Run: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Errorf("link did not stop within 15s")
 			}
-		case <-time.After(15 * time.Second):
-			t.Errorf("link did not stop within 15s")
-		}
-	})
-	return l
+		})
+	}
+	return l, stop
 }
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -50,11 +50,14 @@ type Link struct {
 	dirty  *dirtySet
 	synced *dedup.Table
 
-	resyncReq chan struct{}
-	state     atomic.Value // string: see State
-	Stats     Stats
+	resyncReq   chan struct{}
+	resyncFlags atomic.Uint32 // refill flags of the resync requested
+	runIDs      runIDs        // of both Redis servers, as the last resync saw them
+	state       atomic.Value  // string: see State
+	Stats       Stats
 
-	resyncs resyncInfo
+	resyncs      resyncInfo
+	savedChanges uint64 // synced.Changes() when the sync state was last saved
 
 	errMu   sync.Mutex
 	lastErr string
@@ -142,8 +145,16 @@ func (l *Link) fail(err error, what string) {
 	ev.Msg("replication error")
 }
 
-// requestResync asks for a full comparison of both sides.
-func (l *Link) requestResync() {
+// requestResync asks for a full comparison of both sides; refill (0,
+// refillRemote or refillLocal) says that a side lost its data, so that its
+// missing keys are refilled from the other rather than taken as deletes.
+func (l *Link) requestResync(refill uint8) {
+	for {
+		old := l.resyncFlags.Load()
+		if l.resyncFlags.CompareAndSwap(old, old|uint32(refill)) {
+			break
+		}
+	}
 	select {
 	case l.resyncReq <- struct{}{}:
 	default:
@@ -175,12 +186,20 @@ func (l *Link) Run(ctx context.Context) error {
 		go func() { defer wg.Done(); f() }()
 	}
 	run(func() { l.subscribeLocal(ctx) })
+	if l.direction() == "both" {
+		l.loadSyncState()
+		run(func() { l.subscribeRemote(ctx) })
+		run(func() { l.saveSyncStateLoop(ctx) })
+	}
 	run(func() { l.resyncLoop(ctx, opCtx) })
 	run(func() { l.watchRemote(ctx) })
 	for range max(l.cfg.Workers, 1) {
 		run(func() { l.worker(ctx, opCtx) })
 	}
 	wg.Wait()
+	if l.direction() == "both" {
+		l.saveSyncState()
+	}
 	l.setState("stopped")
 	l.log.Info().Msg("link stopped")
 	return nil
@@ -207,67 +226,9 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 		if bo.reset() {
 			// The first success after failures: events may have been lost
 			// meanwhile (Redis drops them for nobody), so compare all.
-			l.requestResync()
+			l.requestResync(0)
 		}
 	}
-}
-
-// copyBatch makes the remote hold the local state of keys.
-func (l *Link) copyBatch(ctx context.Context, b *batch) error {
-	whys := b.whys
-	bkeys := make([][]byte, len(b.keys))
-	for i, k := range b.keys {
-		bkeys[i] = []byte(k)
-	}
-	states, err := l.local.Read(ctx, bkeys)
-	if err != nil {
-		return err
-	}
-	write := states[:0:0]
-	var big []State
-	for i := range states {
-		st := &states[i]
-		switch {
-		case st.Deferred:
-			l.dirty.Add(st.Key, whys[i]) // in flight: queued again by Done
-		case whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, ttlTolerance):
-			l.Stats.KeysSkipped.Add(1)
-		case st.Big || st.applyLen() > l.remote.MaxRequest-1024:
-			big = append(big, *st)
-		default:
-			write = append(write, *st)
-		}
-	}
-	if len(write) > 0 {
-		_, err := l.remote.Apply(ctx, write)
-		if err != nil {
-			return err
-		}
-		for i := range write {
-			l.synced.Record(write[i].Key, write[i].Digest, write[i].ExpireAt)
-		}
-		l.Stats.KeysToRemote.Add(int64(len(write)))
-		if l.log.Debug().Enabled() {
-			for i := range write {
-				l.log.Debug().Bytes("key", write[i].Key).Str("type", write[i].Type).Msg("written")
-			}
-		}
-	}
-	for i := range big {
-		st := &big[i]
-		if st.BigSize > l.maxValue() {
-			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.maxValue()), "copy")
-			continue
-		}
-		n, err := copyBig(ctx, l.local, l.remote, st.Key, st.Type, st.ExpireAt)
-		if err != nil {
-			return err
-		}
-		l.synced.Record(st.Key, st.Digest, st.ExpireAt)
-		l.Stats.KeysToRemote.Add(1)
-		l.log.Debug().Bytes("key", st.Key).Str("type", st.Type).Int("requests", n).Msg("written in chunks")
-	}
-	return nil
 }
 
 func (l *Link) maxValue() int64 {

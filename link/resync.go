@@ -50,9 +50,10 @@ func (l *Link) resyncLoop(ctx, opCtx context.Context) {
 			}
 			l.log.Warn().Int("max_dirty_keys", l.dirty.max).Msg("too many dirty keys: dropped them, resyncing the namespace instead")
 		}
+		refill := uint8(l.resyncFlags.Swap(0))
 		bo := newBackoff()
 		for {
-			err := l.resync(ctx)
+			err := l.resync(ctx, refill)
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -65,13 +66,19 @@ func (l *Link) resyncLoop(ctx, opCtx context.Context) {
 	}
 }
 
-// resync compares both namespaces and marks what differs dirty.
-func (l *Link) resync(ctx context.Context) error {
+// resync compares both namespaces and marks what differs dirty (with the
+// refill flags, see requestResync).
+func (l *Link) resync(ctx context.Context, refill uint8) error {
+	restarted, err := l.runIDs.check(ctx, l)
+	if err != nil {
+		return err
+	}
+	refill |= restarted
 	l.setState("resyncing")
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
 	p := progress{log: l.log, start: start, last: start}
-	err := Compare(ctx, l.local, l.remote, func(keys [][]byte, local, remote []Summary) error {
+	err = Compare(ctx, l.local, l.remote, func(keys [][]byte, local, remote []Summary) error {
 		var differ [][]byte
 		for i, k := range keys {
 			if local[i].Same(remote[i], ttlTolerance) {
@@ -83,12 +90,13 @@ func (l *Link) resync(ctx context.Context) error {
 		p.scanned += len(keys)
 		p.differ += len(differ)
 		p.report()
-		return l.markDifferent(ctx, differ)
+		return l.markDifferent(ctx, differ, mustCompare|refill)
 	})
 	if err != nil {
 		l.resyncs.set(start, time.Since(start), "failed: "+err.Error())
 		return err
 	}
+	l.runIDs.commit(l)
 	l.resyncs.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
@@ -100,7 +108,7 @@ func (l *Link) resync(ctx context.Context) error {
 // markDifferent queues keys a resync found different. Unlike events, it
 // waits for room in the dirty set rather than overflow it: a resync must
 // not cause the overflow that would call for another resync.
-func (l *Link) markDifferent(ctx context.Context, keys [][]byte) error {
+func (l *Link) markDifferent(ctx context.Context, keys [][]byte, why uint8) error {
 	for len(keys) > 0 {
 		room := min(l.dirty.Room()/2, len(keys))
 		if room <= 0 {
@@ -109,7 +117,7 @@ func (l *Link) markDifferent(ctx context.Context, keys [][]byte) error {
 			}
 			continue
 		}
-		l.dirty.AddAll(keys[:room], mustCompare)
+		l.dirty.AddAll(keys[:room], why)
 		keys = keys[room:]
 	}
 	return nil
@@ -168,7 +176,7 @@ const probeEvery = 5 * time.Second
 func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
-	runID, _ := l.remoteRunID(ctx)
+	lastID, _ := l.remoteRunID(ctx)
 	for {
 		select {
 		case <-ctx.Done():
@@ -176,11 +184,10 @@ func (l *Link) watchRemote(ctx context.Context) {
 		case <-t.C:
 		}
 		if id, err := l.remoteRunID(ctx); err == nil {
-			if runID != "" && id != runID {
-				l.log.Warn().Msg("the remote Redis restarted: resyncing")
-				l.requestResync()
+			if lastID != "" && id != lastID {
+				l.requestResync(0) // the resync sees the new run_id
 			}
-			runID = id
+			lastID = id
 		}
 		sample := l.synced.Sample(8, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest })
 		if len(sample) == 0 {
@@ -197,8 +204,8 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 		}
 		if gone == len(sample) {
-			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing")
-			l.requestResync()
+			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing, refilling what it lacks")
+			l.requestResync(refillRemote)
 		}
 	}
 }
@@ -212,10 +219,17 @@ func (l *Link) remoteRunID(ctx context.Context) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	for _, line := range strings.Split(info, "\n") {
-		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
-			return strings.TrimSpace(id), nil
-		}
+	if id := runID(info); id != "" {
+		return id, nil
 	}
 	return "", fmt.Errorf("no run_id in INFO")
+}
+
+func runID(info string) string {
+	for _, line := range strings.Split(info, "\n") {
+		if id, ok := strings.CutPrefix(line, "run_id:"); ok {
+			return strings.TrimSpace(id)
+		}
+	}
+	return ""
 }

@@ -1,8 +1,10 @@
 package link
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -82,11 +84,96 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 				subscribed = true
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
-				l.requestResync()
+				l.requestResync(0)
 			}
 		case redis.Pong:
 		case error:
 			return fmt.Errorf("%s: events: %w", l.local.Name, v)
 		}
 	}
+}
+
+// keepaliveMark follows the namespace in the channel the link publishes to
+// itself on the remote, so that its event stream is never idle (proxies
+// close idle streams) and a dead stream is noticed. It is not a key.
+var keepaliveMark = []byte("\x00redisrepl-keepalive")
+
+const keepaliveEvery = 10 * time.Second
+
+// subscribeRemote reads the remote keyspace events of the namespace into the
+// dirty set (direction both), reconnecting with backoff. Every
+// (re)subscription asks for a resync: events are lost while no one listens.
+func (l *Link) subscribeRemote(ctx context.Context) {
+	bo := newBackoff()
+	for ctx.Err() == nil {
+		err := l.readRemoteEvents(ctx, bo)
+		if ctx.Err() != nil {
+			return
+		}
+		l.fail(err, "remote events")
+		l.setState("degraded")
+		if !sleepCtx(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
+	if err := EnableNotifications(ctx, l.client, l.remote.Name); err != nil {
+		// The hub may refuse CONFIG (a managed Redis, a Webdis ACL) and
+		// still have notifications on: say what to do and go on.
+		l.fail(err, "enable remote notifications")
+	}
+	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
+	pattern := append(append([]byte{}, channel...), MatchPattern(l.remote.Prefix)...)
+	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
+	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var last atomic.Int64 // unix ns of the last message
+	last.Store(time.Now().UnixNano())
+	stalled := make(chan struct{})
+	go func() {
+		t := time.NewTicker(keepaliveEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, last.Load())) > 3*keepaliveEvery {
+				close(stalled)
+				cancel()
+				return
+			}
+			_, _ = l.client.Do(ctx, []byte("PUBLISH"), keepalive, []byte("1"))
+		}
+	}()
+	err := l.client.Subscribe(ctx, pattern, func() {
+		bo.reset()
+		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
+		l.requestResync(0)
+	}, func(ch, _ []byte) {
+		last.Store(time.Now().UnixNano())
+		if len(ch) < len(channel) {
+			return
+		}
+		key := ch[len(channel):]
+		if IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
+			return
+		}
+		l.Stats.EventsRemote.Add(1)
+		l.dirty.Add(key, changedRemote)
+	})
+	select {
+	case <-stalled:
+		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, 3*keepaliveEvery)
+	default:
+	}
+	if err == nil && ctx.Err() == nil {
+		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
+	}
+	return err
 }

@@ -1,8 +1,11 @@
 package webdis
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"strconv"
 
 	"github.com/gomodule/redigo/redis"
@@ -16,13 +19,16 @@ import (
 // the outer count stays), which this parser reports as a truncated reply: the
 // scripts redisrepl runs through Webdis return flat arrays only.
 func ParseReply(data []byte) (any, error) {
-	p := parser{data: data}
-	v, err := p.value(0)
+	r := &ReplyReader{br: bufio.NewReaderSize(bytes.NewReader(data), min(len(data)+2, 64<<10)), maxBytes: int64(len(data))}
+	v, err := r.Read()
 	if err != nil {
 		return nil, err
 	}
-	if p.pos != len(data) {
-		return nil, fmt.Errorf("%d unexpected bytes after the reply", len(data)-p.pos)
+	if n := r.br.Buffered(); n > 0 {
+		return nil, fmt.Errorf("%d unexpected bytes after the reply", n)
+	}
+	if _, err := r.br.ReadByte(); err != io.EOF {
+		return nil, errors.New("unexpected bytes after the reply")
 	}
 	return v, nil
 }
@@ -31,33 +37,64 @@ var errTruncated = errors.New("truncated reply")
 
 const maxDepth = 32
 
-type parser struct {
-	data []byte
-	pos  int
+// ReplyReader reads RESP values one after another from a stream, such as
+// the body of a PSUBSCRIBE that Webdis keeps open.
+type ReplyReader struct {
+	br       *bufio.Reader
+	maxBytes int64 // no bulk string or array may claim more
 }
 
-// line returns the bytes up to the next CRLF and moves past it.
-func (p *parser) line() ([]byte, error) {
-	for i := p.pos; i+1 < len(p.data); i++ {
-		if p.data[i] == '\r' && p.data[i+1] == '\n' {
-			l := p.data[p.pos:i]
-			p.pos = i + 2
-			return l, nil
-		}
+// NewReplyReader reads from r; a bulk string or array announcing more than
+// maxBytes bytes or elements is an error, so a broken length cannot make it
+// allocate without bound.
+func NewReplyReader(r io.Reader, maxBytes int64) *ReplyReader {
+	return &ReplyReader{br: bufio.NewReaderSize(r, 64<<10), maxBytes: maxBytes}
+}
+
+// Read reads the next value. A stream that ends between values is io.EOF;
+// one that ends inside a value is a truncated reply.
+func (r *ReplyReader) Read() (any, error) {
+	if _, err := r.br.Peek(1); err == io.EOF {
+		return nil, io.EOF
 	}
-	return nil, errTruncated
+	return r.value(0)
 }
 
-func (p *parser) value(depth int) (any, error) {
+// line reads up to CRLF.
+func (r *ReplyReader) line() ([]byte, error) {
+	l, err := r.br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull {
+		return nil, errors.New("reply line too long")
+	}
+	if err != nil {
+		return nil, errTruncated
+	}
+	if len(l) < 2 || l[len(l)-2] != '\r' {
+		return nil, errors.New("reply line not ended by CRLF")
+	}
+	return l[:len(l)-2], nil
+}
+
+func (r *ReplyReader) length(l []byte, what string) (int64, error) {
+	n, err := strconv.ParseInt(string(l), 10, 64)
+	if err != nil || n < -1 {
+		return 0, fmt.Errorf("bad %s length %q", what, l)
+	}
+	if n > r.maxBytes {
+		return 0, errTruncated
+	}
+	return n, nil
+}
+
+func (r *ReplyReader) value(depth int) (any, error) {
 	if depth > maxDepth {
 		return nil, errors.New("reply nested too deeply")
 	}
-	if p.pos >= len(p.data) {
+	kind, err := r.br.ReadByte()
+	if err != nil {
 		return nil, errTruncated
 	}
-	kind := p.data[p.pos]
-	p.pos++
-	l, err := p.line()
+	l, err := r.line()
 	if err != nil {
 		return nil, err
 	}
@@ -73,39 +110,30 @@ func (p *parser) value(depth int) (any, error) {
 		}
 		return n, nil
 	case '$':
-		n, err := strconv.Atoi(string(l))
-		if err != nil || n < -1 {
-			return nil, fmt.Errorf("bad bulk length %q", l)
+		n, err := r.length(l, "bulk")
+		if err != nil || n == -1 {
+			return nil, err
 		}
-		if n == -1 {
-			return nil, nil
-		}
-		if n > len(p.data)-p.pos-2 {
+		b := make([]byte, n+2)
+		if _, err := io.ReadFull(r.br, b); err != nil {
 			return nil, errTruncated
 		}
-		if p.data[p.pos+n] != '\r' || p.data[p.pos+n+1] != '\n' {
+		if b[n] != '\r' || b[n+1] != '\n' {
 			return nil, errors.New("bulk string not followed by CRLF")
 		}
-		b := p.data[p.pos : p.pos+n : p.pos+n]
-		p.pos += n + 2
-		return b, nil
+		return b[:n:n], nil
 	case '*':
-		n, err := strconv.Atoi(string(l))
-		if err != nil || n < -1 {
-			return nil, fmt.Errorf("bad array length %q", l)
+		n, err := r.length(l, "array")
+		if err != nil || n == -1 {
+			return nil, err
 		}
-		if n == -1 {
-			return nil, nil
-		}
-		// Every element takes at least 3 bytes: do not trust n before allocating.
-		if n > (len(p.data)-p.pos)/3 {
-			return nil, errTruncated
-		}
-		vs := make([]any, n)
-		for i := range vs {
-			if vs[i], err = p.value(depth + 1); err != nil {
+		vs := make([]any, 0, min(n, 1024))
+		for range n {
+			v, err := r.value(depth + 1)
+			if err != nil {
 				return nil, err
 			}
+			vs = append(vs, v)
 		}
 		return vs, nil
 	}

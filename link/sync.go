@@ -1,0 +1,175 @@
+package link
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redisrepl/redisrepl/dedup"
+)
+
+// copyBatch brings the keys of b to the same state on both sides: in push
+// mode by copying their local state to the remote, in both mode by deciding
+// per key which side wins (dedup.Decide).
+func (l *Link) copyBatch(ctx context.Context, b *batch) error {
+	keys := make([][]byte, len(b.keys))
+	for i, k := range b.keys {
+		keys[i] = []byte(k)
+	}
+	local, err := l.local.Read(ctx, keys)
+	if err != nil {
+		return err
+	}
+	var remote []*State
+	if l.direction() == "both" {
+		if remote, err = l.readRemoteFor(ctx, keys, b.whys); err != nil {
+			return err
+		}
+	}
+	var toRemote, toLocal []copyJob
+	for i := range local {
+		st := &local[i]
+		if st.Deferred || remote != nil && remote[i] != nil && remote[i].Deferred {
+			l.dirty.Add(st.Key, b.whys[i]) // in flight: queued again by Done
+			continue
+		}
+		var act dedup.Action
+		if remote == nil || remote[i] == nil {
+			// The local side changed and wins: unless this is the state
+			// last synced (an echo, a no-op), copy it.
+			act = dedup.CopyToRemote
+			if b.whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, ttlTolerance) {
+				act = dedup.Equal
+			}
+		} else {
+			last, known := l.synced.Lookup(st.Key)
+			if b.whys[i]&refillRemote != 0 && !remote[i].Exists() || b.whys[i]&refillLocal != 0 && !st.Exists() {
+				known = false // lost, not deleted: the side that has it refills the other
+			}
+			act = dedup.Decide(version(st), version(remote[i]), last, known, ttlTolerance, l.localWins())
+		}
+		switch act {
+		case dedup.Equal:
+			l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+			l.Stats.KeysSkipped.Add(1)
+		case dedup.CopyToRemote:
+			toRemote = append(toRemote, copyJob{st, b.since[i]})
+		case dedup.CopyToLocal:
+			toLocal = append(toLocal, copyJob{remote[i], b.since[i]})
+		}
+	}
+	if err := l.copyStates(ctx, l.local, l.remote, toRemote); err != nil {
+		return err
+	}
+	return l.copyStates(ctx, l.remote, l.local, toLocal)
+}
+
+// readRemoteFor reads the remote state of the keys whose outcome depends on
+// it: all of them, but for keys only the local side changed when the local
+// side wins anyway.
+func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) ([]*State, error) {
+	var idx []int
+	for i, why := range whys {
+		if why != changedLocal || !l.localWins() {
+			idx = append(idx, i)
+		}
+	}
+	out := make([]*State, len(keys))
+	if len(idx) == 0 {
+		return out, nil
+	}
+	pick := make([][]byte, len(idx))
+	for j, i := range idx {
+		pick[j] = keys[i]
+	}
+	states, err := l.remote.Read(ctx, pick)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range idx {
+		out[i] = &states[j]
+	}
+	return out, nil
+}
+
+func version(s *State) dedup.Version {
+	d, _ := dedup.ParseDigest(s.Digest)
+	return dedup.Version{Exists: s.Exists(), Digest: d, ExpireAt: s.ExpireAt}
+}
+
+func (l *Link) localWins() bool { return l.cfg.Conflict != "remote" }
+
+// copyJob is a state to write on the other side, and since when it waits.
+type copyJob struct {
+	st    *State
+	since int64
+}
+
+// copyStates writes the states read from src on dst: as many keys per
+// request as fit, big keys in chunks. Each key written is recorded as synced.
+func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) error {
+	if len(jobs) == 0 {
+		return nil
+	}
+	toRemote := dst == l.remote
+	var whole []State
+	var wholeJobs, big []copyJob
+	for _, j := range jobs {
+		if j.st.Big || dst.MaxRequest > 0 && j.st.applyLen() > dst.MaxRequest-1024 {
+			big = append(big, j)
+		} else {
+			whole = append(whole, *j.st)
+			wholeJobs = append(wholeJobs, j)
+		}
+	}
+	if len(whole) > 0 {
+		if _, err := dst.Apply(ctx, whole); err != nil {
+			return err
+		}
+		for _, j := range wholeJobs {
+			l.written(j, toRemote, "")
+		}
+	}
+	for _, j := range big {
+		st := j.st
+		if st.BigSize > l.maxValue() {
+			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.maxValue()), "copy")
+			continue
+		}
+		if _, err := copyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
+			return err
+		}
+		l.written(j, toRemote, " in chunks")
+	}
+	return nil
+}
+
+// written records a copied key: synced state, counters, lag, debug log.
+func (l *Link) written(j copyJob, toRemote bool, how string) {
+	st := j.st
+	l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+	size := int64(0)
+	for _, e := range st.Elems {
+		size += int64(len(e))
+	}
+	if st.Big {
+		size = st.BigSize
+	}
+	if toRemote {
+		l.Stats.KeysToRemote.Add(1)
+		l.Stats.BytesToRemote.Add(size)
+	} else {
+		l.Stats.KeysToLocal.Add(1)
+		l.Stats.BytesToLocal.Add(size)
+	}
+	if j.since > 0 {
+		l.Stats.Lag.Observe(time.Duration(time.Now().UnixNano() - j.since))
+	}
+	if e := l.log.Debug(); e.Enabled() {
+		dir := "to remote"
+		if !toRemote {
+			dir = "to local"
+		}
+		e.Bytes("key", st.Key).Str("type", st.Type).Str("copied", dir+how).Msg("key copied")
+	}
+}

@@ -1,0 +1,73 @@
+package webdis
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// Subscribe sends PSUBSCRIBE pattern through Webdis and reads the stream it
+// keeps open (raw RESP arrays, one per message, binary-safe), calling
+// onSubscribed once Webdis confirms and onMessage for each message. It
+// returns when ctx is done (nil) or the stream fails or ends (an error: the
+// proxy or Webdis closed it, or it was cut). The stream holds one of the
+// client's connections, and one Redis connection on the hub.
+func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
+	body := AppendCommand(nil, []byte("PSUBSCRIBE"), pattern)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return classifyTransport(c.display, err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+		return statusError(c.display, resp.StatusCode, data)
+	}
+	r := NewReplyReader(resp.Body, c.maxReply)
+	for {
+		v, err := r.Read()
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == io.EOF {
+			return &Error{Kind: KindUnreachable, URL: c.display, Msg: "the event stream was closed by the server"}
+		}
+		if err != nil {
+			if errors.Is(err, errTruncated) {
+				return &Error{Kind: KindUnreachable, URL: c.display, Msg: "the event stream was cut", Err: err}
+			}
+			return &Error{Kind: KindBadReply, URL: c.display, Msg: "bad event stream", Err: err}
+		}
+		msg, err := redis.ByteSlices(v, nil)
+		if err != nil || len(msg) == 0 {
+			if e, ok := v.(redis.Error); ok {
+				return &Error{Kind: KindForbidden, URL: c.display, Msg: "PSUBSCRIBE refused", Err: e}
+			}
+			return &Error{Kind: KindBadReply, URL: c.display, Msg: fmt.Sprintf("unexpected event message %T", v)}
+		}
+		switch string(msg[0]) {
+		case "psubscribe":
+			if onSubscribed != nil {
+				onSubscribed()
+			}
+		case "pmessage":
+			if len(msg) != 4 {
+				return &Error{Kind: KindBadReply, URL: c.display, Msg: fmt.Sprintf("pmessage with %d fields", len(msg))}
+			}
+			onMessage(msg[2], msg[3])
+		}
+	}
+}
