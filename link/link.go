@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -50,11 +51,13 @@ type Link struct {
 	dirty  *dirtySet
 	synced *dedup.Table
 
-	resyncReq   chan struct{}
-	resyncFlags atomic.Uint32 // refill flags of the resync requested
-	runIDs      runIDs        // of both Redis servers, as the last resync saw them
-	state       atomic.Value  // string: see State
-	Stats       Stats
+	resyncReq      chan struct{}
+	resyncFlags    atomic.Uint32 // refill flags of the resync requested
+	runIDs         runIDs        // of both Redis servers, as the last resync saw them
+	bar            io.Writer     // where resyncs draw a progress bar; nil = none
+	lastResyncKeys int           // keys the last resync compared: the next one's expected total
+	state          atomic.Value  // string: see State
+	Stats          Stats
 
 	resyncs      resyncInfo
 	savedChanges uint64 // synced.Changes() when the sync state was last saved
@@ -66,34 +69,18 @@ type Link struct {
 
 // New checks cfg and loads its certificates; it contacts nothing.
 func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
-	workers := max(cfg.Workers, 1)
-	client, err := webdis.New(webdis.Options{
-		URL:      cfg.Remote,
-		CertFile: cfg.Cert,
-		KeyFile:  cfg.Key,
-		CAFile:   cfg.CA,
-		MaxConns: workers + 2,
-	})
+	local, remote, pool, client, err := newStores(cfg, max(cfg.Workers, 1)+2)
 	if err != nil {
-		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
+		return nil, err
 	}
-	maxBytes := cfg.MaxRequestBytes
-	if maxBytes <= 0 {
-		maxBytes = 900 << 10
-	}
-	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS}
-	pool := NewPool(addr, workers+2)
-	prefix := []byte(cfg.Namespace)
 	l := &Link{
-		cfg:    cfg,
-		log:    log.With().Str("link", cfg.Name).Logger(),
-		pool:   pool,
-		client: client,
-		// A key read whole must also fit in one write: both limits follow
-		// the remote's request budget.
-		local:     &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
+		cfg:       cfg,
+		log:       log.With().Str("link", cfg.Name).Logger(),
+		pool:      pool,
+		client:    client,
+		local:     local,
 		Stats:     newStats(),
-		remote:    &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes},
+		remote:    remote,
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(0),
 		resyncReq: make(chan struct{}, 1),

@@ -77,7 +77,7 @@ func (l *Link) resync(ctx context.Context, refill uint8) error {
 	l.setState("resyncing")
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
-	p := progress{log: l.log, start: start, last: start}
+	p := progress{log: l.log, bar: l.bar, name: l.cfg.Name, start: start, last: start, expected: l.lastResyncKeys}
 	err = Compare(ctx, l.local, l.remote, func(keys [][]byte, local, remote []Summary) error {
 		var differ [][]byte
 		for i, k := range keys {
@@ -96,6 +96,8 @@ func (l *Link) resync(ctx context.Context, refill uint8) error {
 		l.resyncs.set(start, time.Since(start), "failed: "+err.Error())
 		return err
 	}
+	p.finish()
+	l.lastResyncKeys = p.scanned
 	l.runIDs.commit(l)
 	l.resyncs.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))
 	l.Stats.Repaired.Add(int64(p.differ))
