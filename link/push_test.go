@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/rand"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -188,4 +189,47 @@ func TestPushLargeValues(t *testing.T) {
 	do(t, local, "RPUSH", append([]any{"big:list"}, zargs[1:]...)...)
 	do(t, local, "SADD", append([]any{"big:set"}, zargs[1:]...)...)
 	waitEqual(t, hub, "big:", 60*time.Second)
+}
+
+// A value over max_value_bytes is not replicated, and the error names the
+// key; the other keys replicate.
+func TestPushValueOverLimit(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	cfg := linkConfig(hub, "m:")
+	cfg.MaxValueBytes = 2 << 20
+	l := startLink(t, cfg)
+	local, remote := conns(t, hub)
+	do(t, local, "SET", "m:huge", randomBytes(t, 3<<20))
+	do(t, local, "SET", "m:small", "fine")
+	waitFor(t, 10*time.Second, "small key replicated", func() bool {
+		v, _ := redis.String(remote.Do("GET", "m:small"))
+		return v == "fine"
+	})
+	waitFor(t, 10*time.Second, "error naming the key", func() bool {
+		e := l.LastError()
+		return strings.Contains(e, `"m:huge"`) && strings.Contains(e, "max_value_bytes")
+	})
+	if n, _ := redis.Int(remote.Do("EXISTS", "m:huge")); n != 0 {
+		t.Fatal("a value over max_value_bytes was replicated")
+	}
+}
+
+// Many values near the per-read limit in one burst: the batch read defers
+// what is past its byte budget, and everything arrives.
+func TestPushBatchByteBudget(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf, MaxBodySize: "64m"})
+	cfg := linkConfig(hub, "q:")
+	cfg.Workers = 1
+	startLink(t, cfg)
+	local, _ := conns(t, hub)
+	for i := range 24 {
+		local.Send("SET", fmt.Sprintf("q:%d", i), randomBytes(t, 500<<10))
+	}
+	if _, err := local.Do(""); err != nil {
+		t.Fatal(err)
+	}
+	got := waitEqual(t, hub, "q:", 30*time.Second)
+	if len(got) != 24 {
+		t.Fatalf("%d keys, want 24", len(got))
+	}
 }
