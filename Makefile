@@ -10,6 +10,7 @@ SHELL := /bin/bash
 GO    ?= go
 BIN   := bin/redisrepl
 VERSION := $(shell git describe --always --dirty 2>/dev/null || echo dev)
+GOMIN := $(shell sed -n 's/^go //p' go.mod 2>/dev/null)
 DEMO_ARGS ?=
 BENCH_ARGS ?=
 
@@ -24,7 +25,7 @@ all: build
 
 check-go:
 	@command -v $(GO) >/dev/null 2>&1 || { \
-	  echo "Go is not installed (or not in PATH): install Go 1.23 or newer (https://go.dev/doc/install);" >&2; \
+	  echo "Go is not installed (or not in PATH): install Go $(GOMIN) or newer (https://go.dev/doc/install);" >&2; \
 	  echo "'make deps' installs redis-server, webdis and nginx but not Go." >&2; \
 	  exit 1; }
 
@@ -33,11 +34,11 @@ build: check-go
 
 # deps: which of redis-server, webdis and nginx are missing (nginx is in
 # /usr/sbin, which a non-login PATH may lack). Installing them may start
-# their services; only processes that appeared during the install are
-# stopped, best-effort: "service X stop", and for webdis (whose init script
-# may be missing) a kill of the new daemonized (parent pid 1) webdis pids.
+# their services: only those whose processes appeared during the install are
+# stopped, best-effort ("service X stop"; for webdis, whose package may have
+# no init script, also a kill of the new webdis pids whose parent is init).
+# Processes are found through /proc, as a fresh machine may lack procps.
 have = command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -x /usr/bin/$(1)
-newpids = for p in $$(pgrep -x $(1) 2>/dev/null); do case " $$$(2) " in *" $$p "*) ;; *) echo $$p;; esac; done
 
 deps:
 	@missing=""; \
@@ -50,23 +51,25 @@ deps:
 	    echo "deps: no apt-get here: install redis-server, webdis and nginx yourself" >&2; exit 1; fi; \
 	  sudo=""; if [ "$$(id -u)" != 0 ]; then \
 	    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else echo "deps: apt-get needs root: run as root" >&2; exit 1; fi; fi; \
-	  b_redis=" $$(pgrep -x redis-server | tr '\n' ' ')"; \
-	  b_nginx=" $$(pgrep -x nginx | tr '\n' ' ')"; \
-	  b_webdis=" $$(pgrep -x webdis | tr '\n' ' ')"; \
+	  pids() { for d in /proc/[0-9]*; do [ "$$(cat $$d/comm 2>/dev/null)" = "$$1" ] && echo "$${d#/proc/}"; done; true; }; \
+	  newpids() { for p in $$(pids "$$1"); do case " $$2 " in *" $$p "*) ;; *) echo "$$p";; esac; done; }; \
+	  b_redis=$$(pids redis-server | tr '\n' ' '); \
+	  b_nginx=$$(pids nginx | tr '\n' ' '); \
+	  b_webdis=$$(pids webdis | tr '\n' ' '); \
 	  $$sudo apt-get update || exit 1; \
 	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y redis-server webdis nginx-light || exit 1; \
-	  if [ -n "$$($(call newpids,redis-server,b_redis))" ]; then \
+	  if [ -n "$$(newpids redis-server "$$b_redis")" ]; then \
 	    echo "deps: stopping the redis-server service the install started"; \
 	    $$sudo service redis-server stop >/dev/null 2>&1 || true; fi; \
-	  if [ -n "$$($(call newpids,nginx,b_nginx))" ]; then \
+	  if [ -n "$$(newpids nginx "$$b_nginx")" ]; then \
 	    echo "deps: stopping the nginx service the install started"; \
 	    $$sudo service nginx stop >/dev/null 2>&1 || true; fi; \
-	  if [ -n "$$($(call newpids,webdis,b_webdis))" ]; then \
+	  if [ -n "$$(newpids webdis "$$b_webdis")" ]; then \
 	    echo "deps: stopping the webdis service the install started"; \
 	    $$sudo service webdis stop >/dev/null 2>&1 || true; \
 	    sleep 0.5; \
-	    for p in $$($(call newpids,webdis,b_webdis)); do \
-	      [ "$$(ps -o ppid= -p $$p 2>/dev/null | tr -d ' ')" = 1 ] && { $$sudo kill $$p 2>/dev/null || true; }; \
+	    for p in $$(newpids webdis "$$b_webdis"); do \
+	      if [ "$$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$$p/status 2>/dev/null)" = 1 ]; then $$sudo kill "$$p" 2>/dev/null || true; fi; \
 	    done; fi; \
 	  for b in redis-server webdis nginx; do \
 	    $(call have,$$b) || { echo "deps: $$b is still missing after apt-get install" >&2; exit 1; }; \
@@ -75,7 +78,7 @@ deps:
 	echo "deps: redis-server, webdis and nginx are installed"; \
 	command -v $(GO) >/dev/null 2>&1 || { \
 	  echo "deps: Go is not installed (or not in PATH). 'make deps' does not install it:" >&2; \
-	  echo "deps: install Go 1.23 or newer (https://go.dev/doc/install) and put it in PATH." >&2; \
+	  echo "deps: install Go $(GOMIN) or newer (https://go.dev/doc/install) and put it in PATH." >&2; \
 	  exit 1; }
 
 # The demo is built, then run, rather than "go run": go run exits 1 on
@@ -98,10 +101,9 @@ bench: deps build
 	fi
 
 fmt: check-go
-	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r gofmt -l) || exit 1; \
+	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r "$$($(GO) env GOROOT)/bin/gofmt" -l) || exit 1; \
 	if [ -n "$$files" ]; then echo "gofmt: these files need formatting (gofmt -w):"; echo "$$files"; exit 1; fi; \
 	echo "fmt: ok"
 
 clean:
 	rm -rf bin
-	$(GO) clean -testcache
