@@ -3,9 +3,13 @@ package link
 import (
 	"context"
 	"crypto/rand"
+	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
+	"io"
+	"sort"
 	"strconv"
+	"strings"
 
 	"github.com/gomodule/redigo/redis"
 	"github.com/redisrepl/redisrepl/webdis"
@@ -163,5 +167,120 @@ func (w *stageWriter) flush() error {
 	}
 	w.created = true
 	w.args, w.size = w.args[:0], 0
+	return nil
+}
+
+// bigDigest computes the digest readScript's digest() would give key if it
+// could read it whole, a chunk at a time, so that no script runs long on a
+// busy Redis (Redis answers BUSY to everyone while a script runs past
+// lua-time-limit). Each chunk returns per-element hashes; ordered types are
+// hashed in order as they come, unordered ones (hash, set) are collected,
+// deduplicated (SCAN may return an element twice) and sorted: that holds
+// 41 bytes per element of the key while it runs.
+func bigDigest(ctx context.Context, s *Store, key []byte, ty string) (string, error) {
+	outer := sha1.New()
+	io.WriteString(outer, ty+"|")
+	if ty == "string" {
+		h, err := stringHash(ctx, s, key)
+		if err != nil {
+			return "", err
+		}
+		io.WriteString(outer, h)
+		return hex.EncodeToString(outer.Sum(nil)), nil
+	}
+	unordered := ty == "hash" || ty == "set"
+	seen := map[string]struct{}{}
+	first := true
+	cursor := "0"
+	if ty == "stream" {
+		cursor = "-"
+	}
+	for {
+		reply, err := s.Eval(ctx, hashChunkScript, [][]byte{key}, []byte(ty), []byte(cursor), []byte("1000"))
+		if err != nil {
+			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+		}
+		vs, err := redis.Strings(reply, nil)
+		if err != nil || len(vs) == 0 {
+			return "", fmt.Errorf("%s: digest key %q: bad reply", s.Name, key)
+		}
+		cursor, vs = vs[0], vs[1:]
+		if ty == "stream" && len(vs) > 0 {
+			if first {
+				io.WriteString(outer, vs[0]) // the last-generated-id, once
+				first = false
+			}
+			vs = vs[1:]
+		}
+		for _, h := range vs {
+			if unordered {
+				seen[h] = struct{}{}
+				continue
+			}
+			if !first {
+				io.WriteString(outer, ",")
+			}
+			io.WriteString(outer, h)
+			first = false
+		}
+		if cursor == "" {
+			break
+		}
+	}
+	if unordered {
+		parts := make([]string, 0, len(seen))
+		for h := range seen {
+			parts = append(parts, h)
+		}
+		sort.Strings(parts)
+		io.WriteString(outer, strings.Join(parts, ","))
+	}
+	return hex.EncodeToString(outer.Sum(nil)), nil
+}
+
+// stringHash is sha1hex(len ':' value) of a string key: in one script up to
+// 64 MiB, else streamed from chunks.
+func stringHash(ctx context.Context, s *Store, key []byte) (string, error) {
+	reply, err := s.Eval(ctx, stringHashScript, [][]byte{key}, []byte(strconv.Itoa(64<<20)))
+	if err != nil {
+		return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+	}
+	if h, _ := redis.String(reply, nil); h != "" {
+		return h, nil
+	}
+	n, err := redis.Int64(s.Do.Do(ctx, []byte("STRLEN"), key))
+	if err != nil {
+		return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+	}
+	h := sha1.New()
+	fmt.Fprintf(h, "%d:", n)
+	const chunk = 1 << 20
+	for off := int64(0); off < n; off += chunk {
+		reply, err := s.Eval(ctx, chunkScript, [][]byte{key}, []byte("string"), []byte(strconv.FormatInt(off, 10)), []byte(strconv.Itoa(chunk)))
+		if err != nil {
+			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+		}
+		vs, err := redis.ByteSlices(reply, nil)
+		if err != nil || len(vs) != 2 {
+			return "", fmt.Errorf("%s: digest key %q: bad reply", s.Name, key)
+		}
+		h.Write(vs[1])
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// completeDigests fills in the digests readScript or digestScript left
+// empty: those of big keys.
+func completeDigests(ctx context.Context, s *Store, keys [][]byte, sums []Summary) error {
+	for i := range sums {
+		if sums[i].Digest != "" || sums[i].Type == "none" {
+			continue
+		}
+		d, err := bigDigest(ctx, s, keys[i], sums[i].Type)
+		if err != nil {
+			return err
+		}
+		sums[i].Digest = d
+	}
 	return nil
 }

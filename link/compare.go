@@ -33,6 +33,12 @@ func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte
 			if rerr != nil {
 				return rerr
 			}
+			if err := completeDigests(ctx, local, keys, ls); err != nil {
+				return err
+			}
+			if err := completeDigests(ctx, remote, keys, rs); err != nil {
+				return err
+			}
 			if err := visit(keys, ls, rs); err != nil {
 				return err
 			}
@@ -62,6 +68,9 @@ func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte
 			if len(only) > 0 {
 				rs, err := remote.SummariesSplit(ctx, only)
 				if err != nil {
+					return err
+				}
+				if err := completeDigests(ctx, remote, only, rs); err != nil {
 					return err
 				}
 				ls := make([]Summary, len(only))

@@ -74,7 +74,11 @@ func (l *Link) resync(ctx context.Context, refill uint8) error {
 		return err
 	}
 	refill |= restarted
-	l.setState("resyncing")
+	// A routine resync (periodic, an overflow) of a live link leaves it
+	// live: it keeps replicating meanwhile, and /healthz should not flap.
+	if l.State() != "live" {
+		l.setState("resyncing")
+	}
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
 	p := progress{log: l.log, bar: l.bar, name: l.cfg.Name, start: start, last: start, expected: l.lastResyncKeys}

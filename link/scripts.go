@@ -85,34 +85,20 @@ local function contents(k, ty, max_elems, max_bytes)
   return v
 end
 
+-- digest hashes each element (a hash's field with its value), sorts the
+-- hashes of unordered types, and hashes the lot with the type. Being built
+-- from per-element hashes, it can also be computed a chunk at a time for a
+-- key too big for one script (bigDigest in bigkey.go).
 local function digest(ty, v)
   local parts = {}
   if ty == 'hash' then
     for i = 1, #v, 2 do parts[#parts + 1] = redis.sha1hex(field(v[i]) .. field(v[i + 1])) end
     table.sort(parts)
-  elseif ty == 'set' then
-    for i = 1, #v do parts[#parts + 1] = redis.sha1hex(v[i]) end
-    table.sort(parts)
   else
-    for i = 1, #v do parts[#parts + 1] = field(v[i]) end
+    for i = 1, #v do parts[#parts + 1] = redis.sha1hex(field(v[i])) end
+    if ty == 'set' then table.sort(parts) end
   end
   return redis.sha1hex(ty .. '|' .. table.concat(parts, ','))
-end
-
--- big_digest digests a key too big to return whole: exactly while it stays
--- under 1M elements and 64 MiB, else "weakly", by type and length only
--- (the same on both sides for the same contents, unlike MEMORY USAGE).
-local function big_digest(k, ty)
-  local v = contents(k, ty, 1000000, 67108864)
-  if v ~= nil then return digest(ty, v) end
-  local n
-  if ty == 'string' then n = redis.call('STRLEN', k)
-  elseif ty == 'hash' then n = redis.call('HLEN', k)
-  elseif ty == 'list' then n = redis.call('LLEN', k)
-  elseif ty == 'set' then n = redis.call('SCARD', k)
-  elseif ty == 'zset' then n = redis.call('ZCARD', k)
-  else n = redis.call('XLEN', k) end
-  return redis.sha1hex('weak|' .. ty .. '|' .. n)
 end
 
 -- size is a key's size in bytes: exact for a string, estimated otherwise.
@@ -127,8 +113,8 @@ end
 // are not read: n is -2, and the caller asks again later).
 // Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
 // elements; for a key too big to read in one go, which is then copied in
-// chunks, n is -1 and one field follows: its size in bytes (estimated for
-// collections).
+// chunks, the digest is ” (see bigDigest), n is -1, and one field follows:
+// its size in bytes (estimated for collections).
 var readScript = newScript(luaLib + `
 local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
@@ -146,7 +132,7 @@ for _, k in ipairs(KEYS) do
     out[#out + 1] = ''
     out[#out + 1] = '-2'
   elseif v == nil then
-    out[#out + 1] = big_digest(k, ty)
+    out[#out + 1] = ''
     out[#out + 1] = '-1'
     out[#out + 1] = tostring(size(k, ty))
   else
@@ -175,7 +161,7 @@ for _, k in ipairs(KEYS) do
     exp = expire_at(k, now)
     v = contents(k, ty, max_elems, max_bytes)
   end
-  if v ~= nil then d = digest(ty, v) else d = big_digest(k, ty) end
+  if v ~= nil then d = digest(ty, v) end
   out[#out + 1] = ty
   out[#out + 1] = tostring(exp)
   out[#out + 1] = d
@@ -351,4 +337,62 @@ var existsScript = newScript(`
 local out = {}
 for i, k in ipairs(KEYS) do out[i] = tostring(redis.call('EXISTS', k)) end
 return out
+`)
+
+// hashChunkScript hashes one chunk of a big key's elements, for bigDigest.
+// KEYS: the key; ARGV: type, cursor, count. Reply: the next cursor (” at
+// the end), then one hash per element as digest() makes them (a hash's field
+// and value together). Ordered types are walked in order (a sorted set by
+// rank, not ZSCAN); a stream's chunk starts with the hash of its
+// last-generated-id. Strings are not hashed here (see bigDigest).
+var hashChunkScript = newScript(`
+local k, ty, cur, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
+local function field(s) return #s .. ':' .. s end
+local out = {''}
+if ty == 'hash' or ty == 'set' then
+  local r = redis.call(ty == 'hash' and 'HSCAN' or 'SSCAN', k, cur, 'COUNT', count)
+  if r[1] ~= '0' then out[1] = r[1] end
+  local v = r[2]
+  if ty == 'hash' then
+    for i = 1, #v, 2 do out[#out + 1] = redis.sha1hex(field(v[i]) .. field(v[i + 1])) end
+  else
+    for i = 1, #v do out[#out + 1] = redis.sha1hex(field(v[i])) end
+  end
+elseif ty == 'list' or ty == 'zset' then
+  local off = tonumber(cur)
+  local v
+  if ty == 'list' then v = redis.call('LRANGE', k, off, off + count - 1)
+  else v = redis.call('ZRANGE', k, off, off + count - 1, 'WITHSCORES') end
+  for i = 1, #v do out[#out + 1] = redis.sha1hex(field(v[i])) end
+  local n = ty == 'list' and #v or #v / 2
+  if n == count then out[1] = tostring(off + count) end
+elseif ty == 'stream' then
+  local info = redis.call('XINFO', 'STREAM', k)
+  local last = '0-0'
+  for i = 1, #info, 2 do
+    if info[i] == 'last-generated-id' then last = info[i + 1] end
+  end
+  out[2] = redis.sha1hex(field(last))
+  local start = cur == '-' and '-' or '(' .. cur
+  local v = redis.call('XRANGE', k, start, '+', 'COUNT', count)
+  for _, e in ipairs(v) do
+    out[#out + 1] = redis.sha1hex(field(e[1]))
+    out[#out + 1] = redis.sha1hex(field(tostring(#e[2])))
+    for _, f in ipairs(e[2]) do out[#out + 1] = redis.sha1hex(field(f)) end
+  end
+  if #v == count then out[1] = v[#v][1] end
+else
+  return redis.error_reply('ERR redisrepl: no chunk hashes for type ' .. ty)
+end
+return out
+`)
+
+// stringHashScript is digest()'s element hash of a string key, for strings
+// too big to read whole but small enough to hash in one short script.
+// KEYS: the key; ARGV: max bytes. Reply: the hash, or ” when the string is
+// longer than max bytes (bigDigest then hashes it chunk by chunk).
+var stringHashScript = newScript(`
+if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return '' end
+local v = redis.call('GET', KEYS[1]) or ''
+return redis.sha1hex(#v .. ':' .. v)
 `)

@@ -26,6 +26,16 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			return err
 		}
 	}
+	if err := l.digestBig(ctx, l.local, local); err != nil {
+		return err
+	}
+	for _, r := range remote {
+		if r != nil && r.Big && !r.Deferred {
+			if r.Digest, err = bigDigest(ctx, l.remote, r.Key, r.Type); err != nil {
+				return err
+			}
+		}
+	}
 	var toRemote, toLocal []copyJob
 	for i := range local {
 		st := &local[i]
@@ -62,6 +72,22 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 		return err
 	}
 	return l.copyStates(ctx, l.remote, l.local, toLocal)
+}
+
+// digestBig computes the digests of the big keys among states, which the
+// read left empty.
+func (l *Link) digestBig(ctx context.Context, s *Store, states []State) error {
+	for i := range states {
+		st := &states[i]
+		if st.Big && !st.Deferred && st.BigSize <= l.maxValue() {
+			d, err := bigDigest(ctx, s, st.Key, st.Type)
+			if err != nil {
+				return err
+			}
+			st.Digest = d
+		}
+	}
+	return nil
 }
 
 // readRemoteFor reads the remote state of the keys whose outcome depends on
