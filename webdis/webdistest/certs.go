@@ -1,20 +1,13 @@
 package webdistest
 
 import (
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
-	"math/big"
-	"net"
 	"os"
 	"path/filepath"
-	"time"
+
+	"github.com/redisrepl/redisrepl/webdis/pki"
 )
 
 // Certs holds the paths of the PEM files written by GenerateCerts.
@@ -30,9 +23,10 @@ type Certs struct {
 }
 
 // GenerateCerts writes a CA, a server certificate, a client certificate and
-// a client certificate of a foreign CA (with that CA) into dir. Keys are
-// ECDSA P-256, written 0600. The server certificate is valid for 127.0.0.1,
-// ::1, localhost and every host given (IP addresses or DNS names).
+// a client certificate of a foreign CA (with that CA) into dir, with package
+// pki (the code behind "redisrepl certs"). Keys are ECDSA P-256, written
+// 0600. The server certificate is valid for 127.0.0.1, ::1, localhost and
+// every host given (IP addresses or DNS names). Existing files are replaced.
 func GenerateCerts(dir string, hosts ...string) (*Certs, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
@@ -44,34 +38,44 @@ func GenerateCerts(dir string, hosts ...string) (*Certs, error) {
 		ForeignCA: p("foreign-ca.pem"), ForeignCert: p("foreign-client.pem"), ForeignKey: p("foreign-client.key"),
 	}
 
-	ca, caKey, err := newCA("redisrepl test CA", c.CA)
+	ca, err := pki.NewCA("redisrepl test CA", 0)
 	if err != nil {
 		return nil, err
 	}
-	server := leafTemplate("redisrepl test server", x509.ExtKeyUsageServerAuth)
-	server.DNSNames = []string{"localhost"}
-	server.IPAddresses = []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}
-	for _, h := range hosts {
-		if ip := net.ParseIP(h); ip != nil {
-			server.IPAddresses = append(server.IPAddresses, ip)
-		} else if h != "" {
-			server.DNSNames = append(server.DNSNames, h)
-		}
-	}
-	if err := issue(server, ca, caKey, c.ServerCert, c.ServerKey); err != nil {
+	if err := pki.WriteFile(c.CA, ca.CertPEM, pki.CertMode, true); err != nil {
 		return nil, err
 	}
-	client := leafTemplate("redisrepl test client", x509.ExtKeyUsageClientAuth)
-	if err := issue(client, ca, caKey, c.ClientCert, c.ClientKey); err != nil {
+	serverHosts := []string{"localhost", "127.0.0.1", "::1"}
+	for _, h := range hosts {
+		if h != "" {
+			serverHosts = append(serverHosts, h)
+		}
+	}
+	certPEM, keyPEM, err := ca.IssueServer(serverHosts, 0)
+	if err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFiles(c.ServerCert, certPEM, c.ServerKey, keyPEM, true); err != nil {
+		return nil, err
+	}
+	if certPEM, keyPEM, err = ca.IssueClient("redisrepl test client", 0); err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFiles(c.ClientCert, certPEM, c.ClientKey, keyPEM, true); err != nil {
 		return nil, err
 	}
 
-	fca, fcaKey, err := newCA("foreign test CA", c.ForeignCA)
+	foreign, err := pki.NewCA("foreign test CA", 0)
 	if err != nil {
 		return nil, err
 	}
-	foreign := leafTemplate("foreign test client", x509.ExtKeyUsageClientAuth)
-	if err := issue(foreign, fca, fcaKey, c.ForeignCert, c.ForeignKey); err != nil {
+	if err := pki.WriteFile(c.ForeignCA, foreign.CertPEM, pki.CertMode, true); err != nil {
+		return nil, err
+	}
+	if certPEM, keyPEM, err = foreign.IssueClient("foreign test client", 0); err != nil {
+		return nil, err
+	}
+	if err := pki.WriteFiles(c.ForeignCert, certPEM, c.ForeignKey, keyPEM, true); err != nil {
 		return nil, err
 	}
 	return c, nil
@@ -97,86 +101,4 @@ func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 		cfg.Certificates = []tls.Certificate{kp}
 	}
 	return cfg, nil
-}
-
-func serial() *big.Int {
-	n, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 120))
-	if err != nil {
-		panic(err)
-	}
-	return n
-}
-
-func newCA(cn, certFile string) (*x509.Certificate, crypto.Signer, error) {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, nil, err
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"redisrepl"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
-	if err != nil {
-		return nil, nil, err
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := writePEM(certFile, "CERTIFICATE", der, 0o644); err != nil {
-		return nil, nil, err
-	}
-	return cert, key, nil
-}
-
-func leafTemplate(cn string, usage x509.ExtKeyUsage) *x509.Certificate {
-	return &x509.Certificate{
-		SerialNumber:          serial(),
-		Subject:               pkix.Name{CommonName: cn, Organization: []string{"redisrepl"}},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().AddDate(10, 0, 0),
-		KeyUsage:              x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:           []x509.ExtKeyUsage{usage},
-		BasicConstraintsValid: true,
-	}
-}
-
-func issue(tmpl, ca *x509.Certificate, caKey crypto.Signer, certFile, keyFile string) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return err
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, key.Public(), caKey)
-	if err != nil {
-		return err
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return err
-	}
-	if err := writePEM(certFile, "CERTIFICATE", der, 0o644); err != nil {
-		return err
-	}
-	return writePEM(keyFile, "PRIVATE KEY", keyDER, 0o600)
-}
-
-func writePEM(path, typ string, der []byte, mode os.FileMode) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, mode)
-	if err != nil {
-		return err
-	}
-	if err := pem.Encode(f, &pem.Block{Type: typ, Bytes: der}); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Chmod(path, mode) // in case the file existed with other bits
 }
