@@ -2,7 +2,8 @@
 // that reach each other only over HTTPS with mutual TLS, through Webdis.
 //
 // One file per subcommand: run.go (the service, and the original one-link
-// flags), version in this file.
+// flags; the supervisor is service.go, its endpoints http.go), verify.go,
+// certs.go; version is in this file.
 package main
 
 import (
@@ -22,9 +23,15 @@ Usage:
   redisrepl [run] [-config FILE]     run every [[link]] of FILE (default /etc/redisrepl.toml)
   redisrepl -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [-rc]
                                      run one link given by flags (the original command line)
+  redisrepl verify [-config FILE] [-link NAME] [-repair[=remote|local]]
+                                     compare (and repair) a link's namespace on both sides;
+                                     exit 0 equal, 1 different, 2 could not compare
+  redisrepl certs -dir DIR [-ca] [-server HOST,...] [-client NAME,...]
+                                     make the CA and the hub's and labs' TLS certificates
   redisrepl version                  print the version (also: -version)
 
-Run 'redisrepl run -h' for every flag of the service and the one-link form.
+Run 'redisrepl run -h' for every flag of the service and the one-link form,
+'redisrepl verify -h' and 'redisrepl certs -h' for theirs.
 Configuration reference, semantics and examples: README.md.
 `
 
@@ -37,6 +44,10 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 		switch args[0] {
 		case "run":
 			return runCmd(args[1:], stdout, stderr)
+		case "verify":
+			return verifyCmd(args[1:], stdout, stderr)
+		case "certs":
+			return certsCmd(args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "redisrepl", version)
 			return 0

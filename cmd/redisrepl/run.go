@@ -19,9 +19,19 @@ import (
 )
 
 const runUsage = `Usage:
-  redisrepl [run] [-config FILE] [-log-level LEVEL]
+  redisrepl [run] [-config FILE] [-log-level LEVEL] [-metrics-addr HOST:PORT]
       Run every [[link]] of the TOML file FILE (default /etc/redisrepl.toml),
-      reloading it when it changes or on SIGHUP. See README.md for the schema.
+      reloading it when it changes or on SIGHUP: added links start, removed
+      ones stop, changed ones (settings or certificate files) restart, the
+      others are left alone; an invalid edit is reported and changes nothing.
+      Certificate files are also re-read every 30s, so a renewed one is picked
+      up without an edit. See README.md for the schema.
+
+      With [service] metrics_addr (or -metrics-addr), serves over HTTP:
+        /healthz  200 "ok" when every link is live and the file in force is
+                  the last one read, else 503 with the reasons
+        /status   JSON: file, generation, last reload error, every link
+        /metrics  Prometheus metrics
 
   redisrepl -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [-rc]
       Run one link given on the command line (the original redisrepl form):
@@ -42,6 +52,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	var (
 		cfgPath  = fs.String("config", "/etc/redisrepl.toml", "configuration `file`")
 		logLevel = fs.String("log-level", "", "debug|info|warn|error (overrides [service] log_level)")
+		metrics  = fs.String("metrics-addr", "", "serve /metrics, /healthz and /status on `host:port` (overrides [service] metrics_addr)")
 		showVer  = fs.Bool("version", false, "print the version and exit")
 		raddr    = fs.String("raddr", "", "one-link form: local Redis `address` (host:port, :port or redis://host:port/db)")
 		haddr    = fs.String("haddr", "", "one-link form: remote Webdis `URL` (https://host/path)")
@@ -96,9 +107,22 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	svc := newService(log)
-	if !oneLink {
+	svc := newService(log, cfg.Path)
+	if oneLink {
+		svc.onHUP(ctx, func() (*config.Config, error) { return cfg, nil })
+	} else {
 		svc.watch(ctx, cfg.Path)
+	}
+	addr := cfg.Service.MetricsAddr
+	if *metrics != "" {
+		addr = *metrics
+	}
+	if addr != "" {
+		// The server stops with the service: cancel ctx, wait for it.
+		hctx, stopHTTP := context.WithCancel(ctx)
+		waitHTTP := svc.serveHTTP(hctx, addr)
+		defer waitHTTP()
+		defer stopHTTP()
 	}
 	if err := svc.run(ctx, cfg); err != nil {
 		log.Error().Err(err).Msg("redisrepl failed")

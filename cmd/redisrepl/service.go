@@ -2,12 +2,11 @@ package main
 
 import (
 	"context"
+	"os"
+	"os/signal"
 	"sync"
 	"syscall"
 	"time"
-
-	"os"
-	"os/signal"
 
 	"github.com/rs/zerolog"
 
@@ -15,42 +14,65 @@ import (
 	"github.com/redisrepl/redisrepl/link"
 )
 
+// recheckEvery is how often the supervisor recomputes every link's
+// fingerprint without a reload, so that a certificate renewed in place (same
+// path, new contents) restarts its link, and a link that could not start is
+// tried again. It reads the three small PEM files of each link.
+const recheckEvery = 30 * time.Second
+
 // service is the supervisor: it runs one link per [[link]] of the
 // configuration and, on reload, starts added links, stops removed ones and
-// restarts changed ones (a changed setting or certificate file), leaving the
-// others alone. A restarted link loses no change: it resyncs when it starts.
+// restarts changed ones (a changed setting or certificate file: see
+// config.Link.Fingerprint), leaving the others alone. A restarted link loses
+// no change: it resyncs when it starts.
 type service struct {
-	log zerolog.Logger
+	log  zerolog.Logger
+	path string // the configuration file; "command line" for the one-link form
 
-	mu      sync.Mutex
-	links   map[string]*running
-	gen     int   // configuration generation: 1 for the first, +1 per applied reload
-	loadErr error // the last reload's error, nil when the file in force is the last read
-	reload  chan *config.Config
+	mu           sync.Mutex
+	cfg          *config.Config      // the configuration in force
+	links        map[string]*running // by link name
+	failed       map[string]string   // links of cfg that could not start: the error
+	starts       map[string]int      // how many times each link was started
+	gen          int                 // configuration generation: 1 for the first, +1 per applied reload
+	appliedAt    time.Time           // when cfg was applied
+	loadErr      error               // the last reload's error, nil when the file in force is the last read
+	loadErrAt    time.Time
+	reloadErrors int  // reloads that failed since the start
+	stopping     bool // the service is stopping
+	reload       chan *config.Config
 }
 
 type running struct {
 	link        *link.Link
+	cfg         config.Link
 	fingerprint string
+	started     time.Time
 	cancel      context.CancelFunc
 	done        chan struct{}
 }
 
-func newService(log zerolog.Logger) *service {
+func newService(log zerolog.Logger, path string) *service {
 	return &service{
 		log:    log,
+		path:   path,
 		links:  make(map[string]*running),
+		failed: make(map[string]string),
+		starts: make(map[string]int),
 		reload: make(chan *config.Config, 1),
 	}
 }
 
 // run applies cfg and supervises until ctx is done, then stops every link
-// (each lets its writes in flight finish).
+// (each lets its writes in flight finish). It fails only when a link of the
+// first configuration cannot start.
 func (s *service) run(ctx context.Context, cfg *config.Config) error {
-	if err := s.apply(ctx, cfg); err != nil {
+	if err := s.apply(ctx, cfg, true); err != nil {
 		s.stopAll()
 		return err
 	}
+	recheck := time.NewTicker(recheckEvery)
+	defer recheck.Stop()
 	for {
 		select {
 		case <-ctx.Done():
@@ -58,84 +80,132 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			s.stopAll()
 			return nil
 		case c := <-s.reload:
-			if err := s.apply(ctx, c); err != nil {
-				s.log.Error().Err(err).Msg("reload failed; links that could not start are not running")
+			if err := s.apply(ctx, c, true); err != nil {
+				s.log.Error().Err(err).Msg("reload applied, but links that could not start are not running (retried every 30s)")
+			}
+		case <-recheck.C:
+			s.mu.Lock()
+			c := s.cfg
+			s.mu.Unlock()
+			if err := s.apply(ctx, c, false); err != nil {
+				s.log.Error().Err(err).Msg("links that could not start are still not running")
 			}
 		}
 	}
 }
 
 // watch reloads the file at path when it changes or on SIGHUP. A file that
-// does not validate is reported and the running links keep going.
+// does not validate is reported (log, /status, /healthz) and the running
+// links keep going.
 func (s *service) watch(ctx context.Context, path string) {
-	changed := func(c *config.Config, err error) {
-		s.mu.Lock()
-		s.loadErr = err
-		s.mu.Unlock()
-		if err != nil {
-			s.log.Error().Err(err).Str("file", path).Msg("configuration not reloaded: the running links keep going")
-			return
-		}
-		select {
-		case <-s.reload: // a newer one replaces a pending one
-		default:
-		}
-		s.reload <- c
-	}
 	go func() {
-		if err := config.Watch(ctx, path, 300*time.Millisecond, changed); err != nil && ctx.Err() == nil {
+		if err := config.Watch(ctx, path, 300*time.Millisecond, s.changed); err != nil && ctx.Err() == nil {
 			s.log.Error().Err(err).Str("file", path).Msg("cannot watch the configuration file; SIGHUP still reloads it")
 		}
 	}()
+	s.onHUP(ctx, func() (*config.Config, error) { return config.Load(path) })
+}
+
+// onHUP reloads on SIGHUP with load. The one-link form, which has no file,
+// re-applies its flags: certificate files that changed are then picked up.
+func (s *service) onHUP(ctx context.Context, load func() (*config.Config, error)) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
-		hup := make(chan os.Signal, 1)
-		signal.Notify(hup, syscall.SIGHUP)
 		defer signal.Stop(hup)
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-hup:
-				s.log.Info().Str("file", path).Msg("SIGHUP: reloading")
-				changed(config.Load(path))
+				s.log.Info().Str("file", s.path).Msg("SIGHUP: reloading")
+				s.changed(load())
 			}
 		}
 	}()
 }
 
-// apply makes the running links those of cfg.
-func (s *service) apply(ctx context.Context, cfg *config.Config) error {
-	want := make(map[string]config.Link, len(cfg.Links))
+// changed hands a configuration read anew to run, or records why it could
+// not be read.
+func (s *service) changed(c *config.Config, err error) {
+	s.mu.Lock()
+	s.loadErr = err
+	if err != nil {
+		s.loadErrAt = time.Now()
+		s.reloadErrors++
+	}
+	s.mu.Unlock()
+	if err != nil {
+		s.log.Error().Err(err).Str("file", s.path).Msg("configuration not reloaded: the running links keep going")
+		return
+	}
+	select {
+	case <-s.reload: // a newer one replaces a pending one
+	default:
+	}
+	s.reload <- c
+}
+
+// apply makes the running links those of cfg: it stops the links that are
+// no longer in cfg or whose fingerprint changed, then starts every link of
+// cfg that is not running (new, changed, or failed to start before). A link
+// whose fingerprint is unchanged is left alone. reload says cfg was read
+// anew (a new generation); otherwise apply only re-checks fingerprints.
+func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) error {
+	fps := make(map[string]string, len(cfg.Links))
 	for _, l := range cfg.Links {
-		want[l.Name] = l
+		fps[l.Name] = l.Fingerprint() // reads the PEM files: outside the lock
 	}
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.gen++
+	if reload {
+		if s.cfg != nil && s.cfg.Service != cfg.Service {
+			s.log.Warn().Msg("[service] settings (metrics_addr, log_level) changed: they take effect when redisrepl restarts")
+		}
+		s.gen++
+		s.cfg, s.appliedAt = cfg, time.Now()
+	}
+	var stop []*running
 	for name, r := range s.links {
-		if l, ok := want[name]; !ok || l.Fingerprint() != r.fingerprint {
+		if fp, ok := fps[name]; !ok || fp != r.fingerprint {
 			s.log.Info().Str("link", name).Bool("removed", !ok).Msg("stopping link")
-			r.cancel()
-			<-r.done
+			stop = append(stop, r)
 			delete(s.links, name)
 		}
 	}
+	s.mu.Unlock()
+
+	// Stop outside the lock, so that /status and /metrics keep answering
+	// while writes in flight finish.
+	for _, r := range stop {
+		r.cancel()
+	}
+	for _, r := range stop {
+		<-r.done
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	clear(s.failed)
 	var firstErr error
+	started := 0
 	for _, l := range cfg.Links {
 		if _, ok := s.links[l.Name]; ok {
 			continue
 		}
 		lk, err := link.New(l, s.log)
 		if err != nil {
-			s.log.Error().Err(err).Msg("cannot start link")
+			s.log.Error().Err(err).Str("link", l.Name).Msg("cannot start link")
+			s.failed[l.Name] = err.Error()
 			if firstErr == nil {
 				firstErr = err
 			}
 			continue
 		}
 		lctx, cancel := context.WithCancel(ctx)
-		r := &running{link: lk, fingerprint: l.Fingerprint(), cancel: cancel, done: make(chan struct{})}
+		r := &running{link: lk, cfg: l, fingerprint: fps[l.Name], started: time.Now(), cancel: cancel, done: make(chan struct{})}
 		s.links[l.Name] = r
+		s.starts[l.Name]++
+		started++
 		go func() {
 			defer close(r.done)
 			if err := lk.Run(lctx); err != nil {
@@ -143,18 +213,64 @@ func (s *service) apply(ctx context.Context, cfg *config.Config) error {
 			}
 		}()
 	}
-	s.log.Info().Int("generation", s.gen).Int("links", len(s.links)).Msg("configuration applied")
+	if reload || len(stop) > 0 || started > 0 {
+		s.log.Info().Int("generation", s.gen).Int("links", len(s.links)).
+			Int("stopped", len(stop)).Int("started", started).Msg("configuration applied")
+	}
 	return firstErr
 }
 
+// stopAll stops every link and waits for them, outside the lock so that
+// the endpoints keep answering meanwhile.
 func (s *service) stopAll() {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, r := range s.links {
+	links := s.links
+	s.links = make(map[string]*running)
+	s.stopping = true
+	s.mu.Unlock()
+	for _, r := range links {
 		r.cancel()
 	}
-	for name, r := range s.links {
+	for _, r := range links {
 		<-r.done
-		delete(s.links, name)
 	}
+}
+
+// linkView is one link of the configuration in force, as the endpoints see
+// it: running (r != nil), or not (failed says why, "" while it restarts).
+type linkView struct {
+	cfg    config.Link
+	r      *running
+	failed string
+	starts int
+}
+
+// serviceView is a consistent copy of the supervisor's state.
+type serviceView struct {
+	path         string
+	gen          int
+	appliedAt    time.Time
+	loadErr      error
+	loadErrAt    time.Time
+	reloadErrors int
+	stopping     bool
+	links        []linkView // in the order of the file
+}
+
+func (s *service) view() serviceView {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	v := serviceView{path: s.path, gen: s.gen, appliedAt: s.appliedAt,
+		loadErr: s.loadErr, loadErrAt: s.loadErrAt, reloadErrors: s.reloadErrors, stopping: s.stopping}
+	if s.cfg == nil {
+		return v
+	}
+	for _, l := range s.cfg.Links {
+		lv := linkView{cfg: l, r: s.links[l.Name], failed: s.failed[l.Name], starts: s.starts[l.Name]}
+		if lv.r != nil {
+			lv.cfg = lv.r.cfg
+		}
+		v.links = append(v.links, lv)
+	}
+	return v
 }
