@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"io"
 	"os"
 	"os/signal"
 	"sync"
@@ -41,6 +42,7 @@ type service struct {
 	reloadErrors int  // reloads that failed since the start
 	stopping     bool // the service is stopping
 	reload       chan *config.Config
+	bar          io.Writer // a terminal for resync progress bars, or nil
 }
 
 type running struct {
@@ -53,6 +55,10 @@ type running struct {
 }
 
 func newService(log zerolog.Logger, path string) *service {
+	var bar io.Writer
+	if isTerminal(os.Stderr) {
+		bar = os.Stderr // resyncs draw a progress bar
+	}
 	return &service{
 		log:    log,
 		path:   path,
@@ -60,6 +66,7 @@ func newService(log zerolog.Logger, path string) *service {
 		failed: make(map[string]string),
 		starts: make(map[string]int),
 		reload: make(chan *config.Config, 1),
+		bar:    bar,
 	}
 }
 
@@ -193,6 +200,9 @@ func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) er
 			continue
 		}
 		lk, err := link.New(l, s.log)
+		if err == nil && s.bar != nil {
+			lk.SetProgressBar(s.bar)
+		}
 		if err != nil {
 			s.log.Error().Err(err).Str("link", l.Name).Msg("cannot start link")
 			s.failed[l.Name] = err.Error()

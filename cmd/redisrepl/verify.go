@@ -300,13 +300,7 @@ type progressLine struct {
 }
 
 func newProgressLine(w io.Writer) *progressLine {
-	p := &progressLine{w: w}
-	if f, ok := w.(*os.File); ok {
-		if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-			p.tty = true
-		}
-	}
-	return p
+	return &progressLine{w: w, tty: isTerminal(w)}
 }
 
 // run reports every progressEvery until the returned function is called.
