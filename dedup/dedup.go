@@ -101,6 +101,14 @@ func (t *Table) Forget(key []byte) {
 	t.mu.Unlock()
 }
 
+// Clear forgets every key.
+func (t *Table) Clear() {
+	t.mu.Lock()
+	t.m = make(map[string]Entry)
+	t.changes++
+	t.mu.Unlock()
+}
+
 // Len is the number of keys remembered.
 func (t *Table) Len() int {
 	t.mu.Lock()

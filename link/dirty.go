@@ -11,8 +11,6 @@ const (
 	changedLocal  uint8 = 1 << iota // an event on the local side
 	changedRemote                   // an event on the remote side
 	mustCompare                     // a resync found the sides differ: copy even if dedup says synced
-	refillRemote                    // the remote lost its data: a key missing there is not a delete
-	refillLocal                     // the local side lost its data: likewise
 )
 
 // dirtySet is a link's pending work: the set of keys that changed and wait to

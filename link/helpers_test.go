@@ -161,3 +161,24 @@ func waitEqual(t testing.TB, hub *webdistest.Hub, prefix string, d time.Duration
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// settle waits until the link is idle (nothing waiting or in flight) and
+// has read no event for 300 ms: the echoes of its own writes are in.
+func settle(t testing.TB, l *link.Link) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	last, since := int64(-1), time.Now()
+	for {
+		st := l.Status()
+		n := st.EventsLocal + st.EventsRemote
+		if n != last || !l.Idle() {
+			last, since = n, time.Now()
+		} else if time.Since(since) > 300*time.Millisecond {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("link did not settle within 15s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -52,11 +52,11 @@ type Link struct {
 	synced *dedup.Table
 
 	resyncReq      chan struct{}
-	resyncFlags    atomic.Uint32 // refill flags of the resync requested
-	runIDs         runIDs        // of both Redis servers, as the last resync saw them
-	bar            io.Writer     // where resyncs draw a progress bar; nil = none
-	lastResyncKeys int           // keys the last resync compared: the next one's expected total
-	state          atomic.Value  // string: see State
+	resyncForget   atomic.Bool  // the resync requested must forget the synced states
+	runIDs         runIDs       // of both Redis servers, as the last resync saw them
+	bar            io.Writer    // where resyncs draw a progress bar; nil = none
+	lastResyncKeys int          // keys the last resync compared: the next one's expected total
+	state          atomic.Value // string: see State
 	Stats          Stats
 
 	resyncs      resyncInfo
@@ -111,6 +111,9 @@ func (l *Link) LastError() string {
 	return l.lastErr
 }
 
+// Idle says whether no key is waiting or being copied.
+func (l *Link) Idle() bool { return l.dirty.Idle() }
+
 // Pending is the number of dirty keys waiting.
 func (l *Link) Pending() int { return l.dirty.Len() }
 
@@ -132,15 +135,12 @@ func (l *Link) fail(err error, what string) {
 	ev.Msg("replication error")
 }
 
-// requestResync asks for a full comparison of both sides; refill (0,
-// refillRemote or refillLocal) says that a side lost its data, so that its
-// missing keys are refilled from the other rather than taken as deletes.
-func (l *Link) requestResync(refill uint8) {
-	for {
-		old := l.resyncFlags.Load()
-		if l.resyncFlags.CompareAndSwap(old, old|uint32(refill)) {
-			break
-		}
+// requestResync asks for a full comparison of both sides. With forget, a
+// side lost its data (it was flushed): the states last synced no longer say
+// who changed what (see runids.go).
+func (l *Link) requestResync(forget bool) {
+	if forget {
+		l.resyncForget.Store(true)
 	}
 	select {
 	case l.resyncReq <- struct{}{}:
@@ -213,7 +213,7 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 		if bo.reset() {
 			// The first success after failures: events may have been lost
 			// meanwhile (Redis drops them for nobody), so compare all.
-			l.requestResync(0)
+			l.requestResync(false)
 		}
 	}
 }

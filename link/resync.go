@@ -50,10 +50,10 @@ func (l *Link) resyncLoop(ctx, opCtx context.Context) {
 			}
 			l.log.Warn().Int("max_dirty_keys", l.dirty.max).Msg("too many dirty keys: dropped them, resyncing the namespace instead")
 		}
-		refill := uint8(l.resyncFlags.Swap(0))
+		forget := l.resyncForget.Swap(false)
 		bo := newBackoff()
 		for {
-			err := l.resync(ctx, refill)
+			err := l.resync(ctx, forget)
 			if err == nil || ctx.Err() != nil {
 				break
 			}
@@ -67,13 +67,18 @@ func (l *Link) resyncLoop(ctx, opCtx context.Context) {
 }
 
 // resync compares both namespaces and marks what differs dirty (with the
-// refill flags, see requestResync).
-func (l *Link) resync(ctx context.Context, refill uint8) error {
+// forget flag, see requestResync).
+func (l *Link) resync(ctx context.Context, forget bool) error {
 	restarted, err := l.runIDs.check(ctx, l)
 	if err != nil {
 		return err
 	}
-	refill |= restarted
+	if forget || restarted {
+		// Without a reliable last synced state, Decide copies what only one
+		// side has to the other, and lets the policy settle the rest: no
+		// key is deleted because a side lost it.
+		l.synced.Clear()
+	}
 	// A routine resync (periodic, an overflow) of a live link leaves it
 	// live: it keeps replicating meanwhile, and /healthz should not flap.
 	if l.State() != "live" {
@@ -94,7 +99,7 @@ func (l *Link) resync(ctx context.Context, refill uint8) error {
 		p.scanned += len(keys)
 		p.differ += len(differ)
 		p.report()
-		return l.markDifferent(ctx, differ, mustCompare|refill)
+		return l.markDifferent(ctx, differ, mustCompare)
 	})
 	if err != nil {
 		l.resyncs.set(start, time.Since(start), "failed: "+err.Error())
@@ -191,7 +196,7 @@ func (l *Link) watchRemote(ctx context.Context) {
 		}
 		if id, err := l.remoteRunID(ctx); err == nil {
 			if lastID != "" && id != lastID {
-				l.requestResync(0) // the resync sees the new run_id
+				l.requestResync(false) // the resync sees the new run_id
 			}
 			lastID = id
 		}
@@ -210,8 +215,8 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 		}
 		if gone == len(sample) {
-			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing, refilling what it lacks")
-			l.requestResync(refillRemote)
+			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing, refilling it")
+			l.requestResync(true)
 		}
 	}
 }

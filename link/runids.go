@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,39 +12,51 @@ import (
 
 // A Redis that restarted (its run_id changed) may have lost its data: a
 // hub without persistence comes back empty. To a link in direction both,
-// keys missing there would look deleted, and the deletes would be copied to
-// the other side. So each resync compares both run_ids with those of the
-// last successful resync (kept beside the sync state, across restarts of
-// redisrepl), and for a side that restarted, a key it lacks is refilled
-// from the other side instead. A restart that kept its data and had keys
-// deleted meanwhile gets them back: keeping data wins over losing it.
+// keys missing there would look deleted since the last sync, and the deletes
+// would be copied to the other side. So each resync compares both run_ids
+// with those of the last successful resync (kept beside the sync state,
+// across restarts of redisrepl, with the identity of the link's two sides:
+// a state file of another pair of Redis servers is not trusted either).
+// When they differ, the synced states are forgotten: what only one side has
+// is copied to the other. Keys deleted on a side that restarted with its data
+// come back: keeping data wins over losing it.
 
 type runIDs struct {
 	local, remote string // as of the last successful resync
 	seenL, seenR  string // as read by the resync under way
+	loaded        bool
 }
 
-// check reads both run_ids and says which sides restarted since the last
-// successful resync.
-func (r *runIDs) check(ctx context.Context, l *Link) (uint8, error) {
+// identity names the link's two sides and namespace.
+func (l *Link) identity() string {
+	return fmt.Sprintf("%s/%d %s/%d %q", l.cfg.LocalAddr, l.cfg.LocalDB, l.client.URL(), l.cfg.RemoteDB, l.cfg.Namespace)
+}
+
+// check reads both run_ids and says whether a side restarted (or the state
+// file is another pair's) since the last successful resync.
+func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	lv, err := l.pool.Do(ctx, []byte("INFO"), []byte("server"))
 	if err != nil {
-		return 0, err
+		return false, err
 	}
 	li, _ := redis.String(lv, nil)
 	r.seenL = runID(li)
 	r.seenR, _ = l.remoteRunID(ctx) // Webdis's ACL may forbid INFO: then the probe of known keys is all there is
-	if r.local == "" && r.remote == "" && l.direction() == "both" {
-		r.load(l.runIDFile())
+	if !r.loaded && l.direction() == "both" {
+		r.loaded = true
+		if !r.load(l.runIDFile(), l.identity()) && l.synced.Len() > 0 {
+			l.log.Warn().Str("file", l.runIDFile()).Msg("the sync state belongs to other Redis servers or namespace: forgetting it")
+			return true, nil
+		}
 	}
-	var restarted uint8
+	restarted := false
 	if r.local != "" && r.seenL != "" && r.seenL != r.local {
-		l.log.Warn().Msg("the local Redis restarted: keys it lacks are refilled from the remote, not deleted there")
-		restarted |= refillLocal
+		l.log.Warn().Msg("the local Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
+		restarted = true
 	}
 	if r.remote != "" && r.seenR != "" && r.seenR != r.remote {
-		l.log.Warn().Msg("the remote Redis restarted: keys it lacks are refilled from the local side, not deleted here")
-		restarted |= refillRemote
+		l.log.Warn().Msg("the remote Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
+		restarted = true
 	}
 	return restarted, nil
 }
@@ -56,20 +69,26 @@ func (r *runIDs) commit(l *Link) {
 	r.local, r.remote = r.seenL, r.seenR
 	if l.direction() == "both" {
 		_ = os.MkdirAll(filepath.Dir(l.runIDFile()), 0o700)
-		if err := os.WriteFile(l.runIDFile(), []byte(r.local+"\n"+r.remote+"\n"), 0o600); err != nil {
+		data := l.identity() + "\n" + r.local + "\n" + r.remote + "\n"
+		if err := os.WriteFile(l.runIDFile(), []byte(data), 0o600); err != nil {
 			l.fail(err, "save run ids")
 		}
 	}
 }
 
-func (r *runIDs) load(path string) {
+// load reads the run_ids saved for identity; false when the file is of
+// another identity (or unreadable).
+func (r *runIDs) load(path, identity string) bool {
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return
+		return os.IsNotExist(err)
 	}
-	if f := strings.Split(string(data), "\n"); len(f) >= 2 {
-		r.local, r.remote = f[0], f[1]
+	f := strings.Split(string(data), "\n")
+	if len(f) < 3 || f[0] != identity {
+		return false
 	}
+	r.local, r.remote = f[1], f[2]
+	return true
 }
 
 func (l *Link) runIDFile() string { return l.StateFile() + ".runids" }

@@ -53,10 +53,10 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			}
 		} else {
 			last, known := l.synced.Lookup(st.Key)
-			if b.whys[i]&refillRemote != 0 && !remote[i].Exists() || b.whys[i]&refillLocal != 0 && !st.Exists() {
-				known = false // lost, not deleted: the side that has it refills the other
-			}
 			act = dedup.Decide(version(st), version(remote[i]), last, known, ttlTolerance, l.localWins())
+		}
+		if e := l.log.Debug(); e.Enabled() && b.whys[i] != changedLocal {
+			e.Bytes("key", st.Key).Uint8("why", b.whys[i]).Str("action", act.String()).Msg("decided")
 		}
 		switch act {
 		case dedup.Equal:
