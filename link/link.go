@@ -86,6 +86,7 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		resyncReq: make(chan struct{}, 1),
 	}
 	l.remote.Do = timedDoer{client, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
+	l.remote.OnFallback = l.reportFallback
 	l.state.Store("starting")
 	return l, nil
 }

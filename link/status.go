@@ -132,7 +132,7 @@ func (l *Link) Status() Status {
 		KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
 		KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
 		Errors: s.Errors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
-		WritePath: "eval",
+		WritePath: l.remote.Path(),
 	}
 	if !rat.IsZero() {
 		st.LastResyncDuration = rdur.Round(time.Millisecond).String()

@@ -7,8 +7,11 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // Doer sends one command to a Redis and returns its reply as redigo does
@@ -21,6 +24,11 @@ type Doer interface {
 // Store is one side of a link: the namespace of one Redis, read and written
 // whole keys at a time with the scripts of scripts.go. The same code serves
 // both sides; only the Doer differs.
+//
+// When the side refuses scripts (a Webdis ACL that disables EVAL), the store
+// switches once, for good, to plain commands (plain.go): same results, each
+// key still written atomically, but slower, reads not atomic, and streams
+// not supported. Path tells which path is in use.
 type Store struct {
 	Name   string // "local" or "remote", for messages
 	Do     Doer
@@ -33,11 +41,41 @@ type Store struct {
 	// bigger key is copied in chunks (bigkey.go). MaxBatchBytes bounds a
 	// whole read: the keys past it are deferred.
 	MaxElems, MaxBytes, MaxBatchBytes int
+
+	// OnFallback, if set, is called once, when the store switches to plain
+	// commands because the side refused a script with err.
+	OnFallback func(err error)
+
+	plain atomic.Bool // scripts refused: plain commands only (plain.go)
+}
+
+// Path is how the store reads and writes: "eval" (Lua scripts: atomic reads
+// and writes, many keys per request) or "plain" (plain commands, the
+// fallback when scripts are refused).
+func (s *Store) Path() string {
+	if s.plain.Load() {
+		return "plain"
+	}
+	return "eval"
 }
 
 // Eval runs a script by its SHA, loading it on first use (or after the
-// server lost its script cache, e.g. a restart).
+// server lost its script cache, e.g. a restart). When the side refuses
+// scripts, the store falls back to plain commands for good, and Eval runs
+// the script's plain equivalent (emulate), which gives the same reply.
 func (s *Store) Eval(ctx context.Context, sc *Script, keys [][]byte, args ...[]byte) (any, error) {
+	if s.plain.Load() {
+		return s.emulate(ctx, sc, keys, args)
+	}
+	v, err := s.evalScript(ctx, sc, keys, args)
+	if err != nil && isForbidden(err) {
+		s.toPlain(err)
+		return s.emulate(ctx, sc, keys, args)
+	}
+	return v, err
+}
+
+func (s *Store) evalScript(ctx context.Context, sc *Script, keys, args [][]byte) (any, error) {
 	cmd := make([][]byte, 0, 3+len(keys)+len(args))
 	cmd = append(cmd, []byte("EVALSHA"), []byte(sc.SHA), []byte(strconv.Itoa(len(keys))))
 	cmd = append(cmd, keys...)
@@ -48,6 +86,20 @@ func (s *Store) Eval(ctx context.Context, sc *Script, keys [][]byte, args ...[]b
 		v, err = s.Do.Do(ctx, cmd...)
 	}
 	return v, err
+}
+
+// isForbidden says whether err is the side refusing the command itself:
+// Webdis answers 403 to a command its ACL disables (EVAL, and EVALSHA, which
+// an entry "EVAL" or "EVALSHA" both cover).
+func isForbidden(err error) bool {
+	return webdis.KindOf(err) == webdis.KindForbidden
+}
+
+// toPlain switches the store to plain commands, telling OnFallback once.
+func (s *Store) toPlain(err error) {
+	if s.plain.CompareAndSwap(false, true) && s.OnFallback != nil {
+		s.OnFallback(err)
+	}
 }
 
 func isNoScript(err error) bool {
@@ -109,10 +161,24 @@ func (s *Store) Scan(ctx context.Context, cursor string, count int) (string, [][
 // request as MaxRequest allows; each request is one atomic EVAL. It returns
 // how many requests it sent. A state that alone is over MaxRequest is an
 // error of kind errTooBig: the caller copies it in chunks instead.
+//
+// In plain mode (see Path) each key is written on its own, still atomically
+// (applyPlain); a key of a type plain commands cannot write (a stream) is
+// left out and named in an *unsupportedError, returned once every other key
+// is written.
 func (s *Store) Apply(ctx context.Context, states []State) (int, error) {
 	requests := 0
+	var left unsupportedKeys
 	overhead := len(applyScript.SHA) + 32 + len(s.Prefix)*3
 	for len(states) > 0 {
+		if s.plain.Load() {
+			n, err := s.applyPlain(ctx, states)
+			requests += n
+			if err != nil && !left.add(err) {
+				return requests, err
+			}
+			break
+		}
 		n, size := 0, overhead
 		for n < len(states) {
 			l := states[n].applyLen()
@@ -125,13 +191,15 @@ func (s *Store) Apply(ctx context.Context, states []State) (int, error) {
 		if n == 0 {
 			return requests, &tooBigError{key: states[0].Key}
 		}
-		if err := s.apply(ctx, states[:n]); err != nil {
+		// The script may be refused, and the store switch to plain mode,
+		// during this request: it is then written in plain mode too.
+		if err := s.apply(ctx, states[:n]); err != nil && !left.add(err) {
 			return requests, err
 		}
 		requests++
 		states = states[n:]
 	}
-	return requests, nil
+	return requests, left.err(s.Name)
 }
 
 func (s *Store) apply(ctx context.Context, states []State) error {

@@ -2,6 +2,7 @@ package link
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -149,11 +150,20 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 		}
 	}
 	if len(whole) > 0 {
-		if _, err := dst.Apply(ctx, whole); err != nil {
+		// A key the plain fallback cannot write (a stream) is reported, not
+		// retried: the next change or resync reports it again.
+		_, err := dst.Apply(ctx, whole)
+		var unsup *unsupportedError
+		if err != nil && !errors.As(err, &unsup) {
 			return err
 		}
 		for _, j := range wholeJobs {
-			l.written(j, toRemote, "")
+			if unsup == nil || !unsup.has(j.st.Key) {
+				l.written(j, toRemote, "")
+			}
+		}
+		if unsup != nil {
+			l.fail(err, "copy")
 		}
 	}
 	for _, j := range big {
@@ -163,6 +173,10 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 			continue
 		}
 		if _, err := copyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
+			if errors.As(err, new(*unsupportedError)) {
+				l.fail(err, "copy")
+				continue
+			}
 			return err
 		}
 		l.written(j, toRemote, " in chunks")
