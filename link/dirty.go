@@ -21,15 +21,21 @@ const (
 // if it changes meanwhile it is queued again then. That keeps the copies of
 // one key one at a time, whichever direction they go.
 //
+// A key that changed while it was in flight is hot: it waits hotDelay
+// before it is queued again, so that the changes of a key written thousands
+// of times a second coalesce into a copy every few milliseconds instead of
+// one per round trip.
+//
 // The set holds at most max keys. Adding one more drops them all and sets
 // the overflow flag: the link then resyncs the whole namespace, which costs
 // memory proportional to one batch instead of to the backlog.
 type dirtySet struct {
 	mu       sync.Mutex
-	pending  map[string]uint8 // waiting keys and why
-	queue    []queued         // pending keys in arrival order
-	head     int              // queue[:head] are taken
-	inflight map[string]uint8 // keys being copied, and why they changed again since
+	pending  map[string]uint8  // waiting keys and why
+	queue    []queued          // pending keys in arrival order
+	head     int               // queue[:head] are taken
+	inflight map[string]uint8  // keys being copied, and why they changed again since
+	delayed  map[string]queued // hot keys waiting out hotDelay (key unused)
 	max      int
 	overflow bool
 	wake     chan struct{}
@@ -38,7 +44,11 @@ type dirtySet struct {
 type queued struct {
 	key   string
 	since int64 // unix ns of the change that made it dirty
+	why   uint8 // (delayed keys only)
 }
+
+// hotDelay is how long a key that changed during its copy waits.
+const hotDelay = 10 * time.Millisecond
 
 // batch is keys handed out together, with why and since when each is dirty.
 type batch struct {
@@ -54,6 +64,7 @@ func newDirtySet(max int) *dirtySet {
 	return &dirtySet{
 		pending:  make(map[string]uint8),
 		inflight: make(map[string]uint8),
+		delayed:  make(map[string]queued),
 		max:      max,
 		wake:     make(chan struct{}, 1),
 	}
@@ -86,11 +97,16 @@ func (d *dirtySet) addLocked(key []byte, why uint8) {
 		d.inflight[string(key)] = f | why
 		return
 	}
+	if q, ok := d.delayed[string(key)]; ok {
+		q.why |= why
+		d.delayed[string(key)] = q
+		return
+	}
 	if f, ok := d.pending[string(key)]; ok {
 		d.pending[string(key)] = f | why
 		return
 	}
-	if len(d.pending) >= d.max {
+	if len(d.pending)+len(d.delayed) >= d.max {
 		d.dropLocked()
 		return
 	}
@@ -104,11 +120,12 @@ func (d *dirtySet) pushLocked(k string, why uint8, since int64) {
 		clear(d.queue[n:])
 		d.queue, d.head = d.queue[:n], 0
 	}
-	d.queue = append(d.queue, queued{k, since})
+	d.queue = append(d.queue, queued{key: k, since: since})
 }
 
 func (d *dirtySet) dropLocked() {
 	d.pending = make(map[string]uint8)
+	d.delayed = make(map[string]queued)
 	d.queue, d.head = nil, 0
 	d.overflow = true
 }
@@ -153,9 +170,11 @@ func (d *dirtySet) Take(ctx context.Context, max int) *batch {
 }
 
 // Done ends the flight of b's keys. A key that changed meanwhile is queued
-// again; with retry, every key is (the copy failed), keeping why and since.
+// again after hotDelay; with retry, every key is queued again at once
+// (the copy failed; the worker backs off), keeping why and since.
 func (d *dirtySet) Done(b *batch, retry bool) {
 	requeued := false
+	var hot []string
 	now := time.Now().UnixNano()
 	d.mu.Lock()
 	for i, k := range b.keys {
@@ -173,38 +192,61 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 			d.pending[k] = f | again
 			continue
 		}
-		if len(d.pending) >= d.max {
+		if len(d.pending)+len(d.delayed) >= d.max {
 			d.dropLocked()
 			continue
 		}
-		d.pushLocked(k, again, since)
-		requeued = true
+		if retry {
+			d.pushLocked(k, again, since)
+			requeued = true
+		} else {
+			d.delayed[k] = queued{since: since, why: again}
+			hot = append(hot, k)
+		}
 	}
 	d.mu.Unlock()
 	if requeued {
 		d.signal()
 	}
+	if len(hot) > 0 {
+		time.AfterFunc(hotDelay, func() { d.release(hot) })
+	}
+}
+
+// release queues delayed keys whose delay is over.
+func (d *dirtySet) release(keys []string) {
+	d.mu.Lock()
+	for _, k := range keys {
+		q, ok := d.delayed[k]
+		if !ok {
+			continue // dropped by an overflow meanwhile
+		}
+		delete(d.delayed, k)
+		d.pushLocked(k, q.why, q.since)
+	}
+	d.mu.Unlock()
+	d.signal()
 }
 
 // Room is how many more keys can wait before the set overflows.
 func (d *dirtySet) Room() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.max - len(d.pending)
+	return d.max - len(d.pending) - len(d.delayed)
 }
 
 // Len is the number of keys waiting (not counting those in flight).
 func (d *dirtySet) Len() int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.pending)
+	return len(d.pending) + len(d.delayed)
 }
 
 // Idle says whether nothing is waiting or in flight.
 func (d *dirtySet) Idle() bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return len(d.pending) == 0 && len(d.inflight) == 0
+	return len(d.pending) == 0 && len(d.inflight) == 0 && len(d.delayed) == 0
 }
 
 // TakeOverflow reports whether keys were dropped since the last call.

@@ -118,3 +118,20 @@ func BenchmarkDirtySetAdd(b *testing.B) {
 		d.Add(keys[i&(1<<16-1)], changedLocal)
 	}
 }
+
+func TestDirtySetHotKeyWaits(t *testing.T) {
+	d := newDirtySet(10)
+	d.Add([]byte("hot"), changedLocal)
+	keys, whys := take(t, d, 10)
+	d.Add([]byte("hot"), changedLocal) // changes during its copy
+	start := time.Now()
+	done(d, keys, whys, false)
+	d.Add([]byte("hot"), changedLocal) // and again while it waits: merged
+	if d.Len() != 1 || d.Idle() {
+		t.Fatalf("the delayed key is not counted: len %d", d.Len())
+	}
+	keys, _ = take(t, d, 10)
+	if waited := time.Since(start); fmt.Sprint(keys) != "[hot]" || waited < hotDelay {
+		t.Fatalf("got %v after %v, want [hot] after at least %v", keys, waited, hotDelay)
+	}
+}

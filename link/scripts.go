@@ -238,10 +238,10 @@ for _, k in ipairs(KEYS) do
   local ty, exp, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local s, e = a + 3, a + 2 + n
   a = e + 1
-  redis.call('DEL', k)
   if ty == 'string' then
-    redis.call('SET', k, ARGV[s])
+    redis.call('SET', k, ARGV[s]) -- replaces a key of any type, and its TTL
   else
+    redis.call('DEL', k)
     add(k, ty, s, e)
   end
   if ty == 'stream' then
