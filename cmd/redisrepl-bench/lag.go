@@ -1,0 +1,246 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
+)
+
+// Lag: writes at a fixed rate (1,000/s and 5,000/s) of distinct keys
+// "lag:r<rate>:<round>:<seq>:<unix ns of the write>" whose value is that
+// timestamp too. An observer independent of the link subscribes directly to
+// the REMOTE redis-server's keyspace events for them (notify-keyspace-events
+// enabled there by the bench) and takes, per key, the delay from the write
+// (just before the local SET was sent) to the arrival of its first "set"
+// event: the moment the remote holds it. Both clocks are this process's.
+//
+// The writer sends what is due every ~0.5 ms, pipelined (each key stamped
+// as it is queued), so "fixed rate" holds at millisecond granularity.
+//
+// Also printed: the link's own Stats.Lag quantiles over the same period
+// (bucket upper bounds, from change to copy), for comparison, and the
+// latency of its requests to the remote (Stats.RemoteLatency, bucket upper
+// bounds).
+
+var lagTargets = map[int]float64{1000: 20, 5000: 50} // p99 ms
+
+func runLag(ctx context.Context, b *bench) error {
+	hub, err := b.startHub(ctx, defaultHub)
+	if err != nil {
+		return err
+	}
+	defer b.closeHub(hub)
+	local, remote, err := dialBoth(hub)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	defer remote.Close()
+
+	dur := 5 * time.Second
+	if b.quick {
+		dur = 2 * time.Second
+	}
+	rates := []int{1000, 5000}
+	s := series{}
+	for round := range b.rounds {
+		if err := flush(local, remote); err != nil {
+			return err
+		}
+		// The link does not touch the remote's notification settings in push
+		// mode; the observer needs them.
+		if _, err := remote.Do("CONFIG", "SET", "notify-keyspace-events", "KA"); err != nil {
+			return err
+		}
+		l, err := b.startLink(ctx, linkConfig(hub, "lag:"), true)
+		if err != nil {
+			return err
+		}
+		for _, rate := range rates {
+			before, reqBefore := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
+			r, err := lagOnce(ctx, hub, local, rate, round, dur)
+			if err != nil {
+				l.stop()
+				return fmt.Errorf("lag at %d/s: %w", rate, err)
+			}
+			after, reqAfter := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
+			k := kn(rate)
+			s.add(k+"/p50", r.p50)
+			s.add(k+"/p99", r.p99)
+			s.add(k+"/max", r.max)
+			s.add(k+"/rate", r.rate)
+			s.add(k+"/missing", float64(r.missing))
+			s.add(k+"/link_p50", after.quantileSince(before, 0.5))
+			s.add(k+"/link_p99", after.quantileSince(before, 0.99))
+			s.add(k+"/req_p50", reqAfter.quantileSince(reqBefore, 0.5))
+			s.add(k+"/req_p99", reqAfter.quantileSince(reqBefore, 0.99))
+			s.add(k+"/reqs", float64(reqAfter.n-reqBefore.n))
+			progress("round %d lag%s: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing (%.0f writes/s)",
+				round+1, k, r.p50, r.p99, r.max, r.missing, r.rate)
+		}
+		l.stop()
+	}
+	for _, rate := range rates {
+		k := kn(rate)
+		p99 := s.med(k + "/p99")
+		b.emit("lag"+k, append([]any{"p50_ms", s.med(k + "/p50")}, append(s.headline("p99_ms", k+"/p99"),
+			"max_ms", s.med(k+"/max"),
+			"target_p99_ms", lagTargets[rate],
+			"pass", yesNo(p99 <= lagTargets[rate] && s.med(k+"/missing") == 0),
+			"missing", s.med(k+"/missing"),
+			"writes_per_s", s.med(k+"/rate"),
+			"link_hist_p50_ms_le", s.med(k+"/link_p50"),
+			"link_hist_p99_ms_le", s.med(k+"/link_p99"),
+			"remote_requests", s.med(k+"/reqs"),
+			"request_p50_ms_le", s.med(k+"/req_p50"),
+			"request_p99_ms_le", s.med(k+"/req_p99"),
+			"secs", dur.Seconds(), "rounds", b.rounds)...)...)
+	}
+	return nil
+}
+
+type lagResult struct {
+	p50, p99, max, rate float64
+	missing             int
+}
+
+func lagOnce(ctx context.Context, hub *webdistest.Hub, local redis.Conn, rate, round int, dur time.Duration) (*lagResult, error) {
+	prefix := fmt.Sprintf("lag:r%d:%d:", rate, round)
+	obs, err := observe(hub, prefix)
+	if err != nil {
+		return nil, err
+	}
+	defer obs.close()
+
+	start := time.Now()
+	sent := 0
+	for ctx.Err() == nil {
+		el := time.Since(start)
+		if el >= dur {
+			break
+		}
+		// What is due is sent in one pipeline: one round trip per tick
+		// keeps the writer's pace even at 5,000/s on a busy machine.
+		n := 0
+		for due := int(el.Seconds() * float64(rate)); sent < due; sent++ {
+			ts := time.Now().UnixNano()
+			key := prefix + strconv.Itoa(sent) + ":" + strconv.FormatInt(ts, 10)
+			if err := local.Send("SET", key, ts); err != nil {
+				return nil, err
+			}
+			n++
+		}
+		if n > 0 {
+			if err := local.Flush(); err != nil {
+				return nil, err
+			}
+			for range n {
+				if _, err := local.Receive(); err != nil {
+					return nil, err
+				}
+			}
+		}
+		time.Sleep(500 * time.Microsecond)
+	}
+	wrote := time.Since(start)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	// Whatever has not arrived 5 s after the last write is missing.
+	_ = waitUntil(ctx, 5*time.Second, 10*time.Millisecond, func() bool { return obs.count() >= sent })
+	delays := obs.close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	slices.Sort(delays)
+	r := &lagResult{rate: float64(sent) / wrote.Seconds(), missing: sent - len(delays)}
+	if len(delays) > 0 {
+		r.p50, r.p99, r.max = percentile(delays, 0.5), percentile(delays, 0.99), delays[len(delays)-1]
+	}
+	return r, nil
+}
+
+// observer records, per key of a prefix, when the remote redis-server
+// announced its first "set".
+type observer struct {
+	conn   redis.Conn
+	mu     sync.Mutex
+	seen   map[string]bool
+	delays []float64 // ms
+	done   chan struct{}
+	once   sync.Once
+}
+
+func observe(hub *webdistest.Hub, prefix string) (*observer, error) {
+	c, err := hub.Remote()
+	if err != nil {
+		return nil, err
+	}
+	channel := "__keyspace@0__:"
+	psc := redis.PubSubConn{Conn: c}
+	if err := psc.PSubscribe(channel + prefix + "*"); err != nil {
+		c.Close()
+		return nil, err
+	}
+	// Wait for the confirmation: events before it would be lost.
+	switch v := psc.ReceiveWithTimeout(5 * time.Second).(type) {
+	case redis.Subscription:
+	case error:
+		c.Close()
+		return nil, v
+	default:
+		c.Close()
+		return nil, fmt.Errorf("psubscribe: unexpected %T", v)
+	}
+	o := &observer{conn: c, seen: map[string]bool{}, done: make(chan struct{})}
+	go func() {
+		defer close(o.done)
+		for {
+			switch v := psc.Receive().(type) {
+			case redis.Message:
+				now := time.Now().UnixNano()
+				if string(v.Data) != "set" {
+					continue
+				}
+				key := strings.TrimPrefix(v.Channel, channel)
+				i := strings.LastIndexByte(key, ':')
+				ts, err := strconv.ParseInt(key[i+1:], 10, 64)
+				if err != nil {
+					continue
+				}
+				o.mu.Lock()
+				if !o.seen[key] {
+					o.seen[key] = true
+					o.delays = append(o.delays, float64(now-ts)/1e6)
+				}
+				o.mu.Unlock()
+			case error:
+				return
+			}
+		}
+	}()
+	return o, nil
+}
+
+func (o *observer) count() int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return len(o.delays)
+}
+
+// close stops the observer and returns the delays (ms) it saw.
+func (o *observer) close() []float64 {
+	o.once.Do(func() { o.conn.Close() })
+	<-o.done
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.delays
+}
