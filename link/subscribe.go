@@ -84,7 +84,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 				subscribed = true
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
-				l.requestResync(0)
+				l.requestResync(false)
 			}
 		case redis.Pong:
 		case error:
@@ -154,7 +154,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	err := l.client.Subscribe(ctx, pattern, func() {
 		bo.reset()
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
-		l.requestResync(0)
+		l.requestResync(false)
 	}, func(ch, _ []byte) {
 		last.Store(time.Now().UnixNano())
 		if len(ch) < len(channel) {
