@@ -260,3 +260,29 @@ func TestBothFlushedHubRefilled(t *testing.T) {
 		t.Fatalf("%d keys left, want 50", len(got))
 	}
 }
+
+// Both sides flushed while the link was down, then the remote rewrites
+// the same keys with the same values: they reach the local side, not
+// deleted as if the local side had deleted them since the last sync.
+func TestBothFlushedWhileDown(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	local, remote := conns(t, hub)
+	cfg := bothConfig(t, hub, "w:")
+	l, stop := startStoppable(t, cfg)
+	for i := range 30 {
+		do(t, remote, "SET", fmt.Sprintf("w:%d", i), i)
+	}
+	waitEqual(t, hub, "w:", 10*time.Second)
+	settle(t, l)
+	stop()
+	do(t, local, "FLUSHALL")
+	do(t, remote, "FLUSHALL")
+	startLink(t, cfg)
+	for i := range 30 {
+		do(t, remote, "SET", fmt.Sprintf("w:%d", i), i)
+	}
+	got := waitEqual(t, hub, "w:", 10*time.Second)
+	if len(got) != 30 {
+		t.Fatalf("%d keys, want 30", len(got))
+	}
+}

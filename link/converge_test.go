@@ -10,6 +10,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -287,4 +288,24 @@ func changes(t testing.TB, c redis.Conn) int64 {
 	}
 	t.Fatal("no rdb_changes_since_last_save")
 	return 0
+}
+
+// resync_interval: a difference no event reports (a write made directly on
+// the remote, which the remote then mirrors away) is repaired by the next
+// periodic resync.
+func TestPeriodicResync(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	cfg := linkConfig(hub, "pr:")
+	cfg.ResyncInterval = config.Duration{Duration: time.Second}
+	l := startLink(t, cfg)
+	local, remote := conns(t, hub)
+	do(t, local, "SET", "pr:a", "1")
+	waitEqual(t, hub, "pr:", 10*time.Second)
+	before := l.Status().Resyncs
+	do(t, remote, "SET", "pr:a", "tampered")
+	do(t, remote, "SET", "pr:stray", "x")
+	waitEqual(t, hub, "pr:", 5*time.Second)
+	if l.Status().Resyncs <= before {
+		t.Fatal("repaired without a resync?")
+	}
 }

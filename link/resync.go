@@ -177,13 +177,12 @@ var noneDigestHex = func() string {
 
 var noneDigest, _ = dedup.ParseDigest(noneDigestHex)
 
-// probeEvery is how often the remote is checked for a restart or a flush,
+// probeEvery is how often the sides are checked for a restart or a flush,
 // which emit no keyspace event.
 const probeEvery = 5 * time.Second
 
-// watchRemote notices a remote Redis that restarted (its run_id changed) or
-// was flushed (keys known to be there, without TTL, are all gone), and asks
-// for a resync. Neither writes anything.
+// watchRemote notices a remote Redis that restarted (its run_id changed),
+// or a side that was flushed, and asks for a resync. It writes nothing.
 func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(probeEvery)
 	defer t.Stop()
@@ -200,13 +199,26 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 			lastID = id
 		}
-		sample := l.synced.Sample(8, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest })
-		if len(sample) == 0 {
-			continue
+		if side := l.flushedSide(ctx); side != "" {
+			l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
+			l.requestResync(true)
 		}
-		exists, err := l.remote.Exists(ctx, sample)
+	}
+}
+
+// flushedSide samples keys the dedup table knows were synced, without TTL,
+// and names the side ("local" or "remote") where all of them are gone: it
+// was flushed (FLUSHALL emits no event), or its data lost. "" if none, or
+// if a side cannot be asked.
+func (l *Link) flushedSide(ctx context.Context) string {
+	sample := l.synced.Sample(8, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest })
+	if len(sample) == 0 {
+		return ""
+	}
+	for _, s := range []*Store{l.remote, l.local} {
+		exists, err := s.Exists(ctx, sample)
 		if err != nil {
-			continue // the workers report remote errors
+			continue // the workers report errors
 		}
 		gone := 0
 		for _, e := range exists {
@@ -215,10 +227,13 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 		}
 		if gone == len(sample) {
-			l.log.Warn().Int("keys_checked", len(sample)).Msg("keys known to be on the remote are gone (flushed?): resyncing, refilling it")
-			l.requestResync(true)
+			if s == l.remote {
+				return "remote"
+			}
+			return "local"
 		}
 	}
+	return ""
 }
 
 func (l *Link) remoteRunID(ctx context.Context) (string, error) {
