@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -101,5 +102,28 @@ func TestSaveLoad(t *testing.T) {
 	}
 	if err := back.Load(path + ".missing"); !errors.Is(err, os.ErrNotExist) {
 		t.Fatalf("missing file: %v", err)
+	}
+}
+
+// BenchmarkTableMemory reports the heap one remembered key costs, besides
+// the key itself (go test ./dedup -bench TableMemory -benchtime 1x).
+func BenchmarkTableMemory(b *testing.B) {
+	const n = 1_000_000
+	keys := make([][]byte, n)
+	for i := range keys {
+		keys[i] = []byte(fmt.Sprintf("lab1:sensor:%07d", i)) // 19 bytes
+	}
+	for b.Loop() {
+		runtime.GC()
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		tb := New(n)
+		for _, k := range keys {
+			tb.Record(k, d1, 0)
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		b.ReportMetric(float64(after.HeapInuse-before.HeapInuse)/n-float64(len(keys[0])), "bytes/key+key")
+		runtime.KeepAlive(tb)
 	}
 }
