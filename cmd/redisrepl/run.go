@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -9,10 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"syscall"
 
-	"github.com/BurntSushi/toml"
 	"github.com/rs/zerolog"
 
 	"github.com/redisrepl/redisrepl/config"
@@ -54,12 +51,7 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		logLevel = fs.String("log-level", "", "debug|info|warn|error (overrides [service] log_level)")
 		metrics  = fs.String("metrics-addr", "", "serve /metrics, /healthz and /status on `host:port` (overrides [service] metrics_addr)")
 		showVer  = fs.Bool("version", false, "print the version and exit")
-		raddr    = fs.String("raddr", "", "one-link form: local Redis `address` (host:port, :port or redis://host:port/db)")
-		haddr    = fs.String("haddr", "", "one-link form: remote Webdis `URL` (https://host/path)")
-		cert     = fs.String("cert", "", "one-link form: client certificate `file` (PEM)")
-		key      = fs.String("key", "", "one-link form: client key `file` (PEM)")
-		ca       = fs.String("CA", "", "one-link form: CA `file` that signed the proxy's certificate (PEM)")
-		nam      = fs.String("nam", "", "one-link form: `namespace` (key prefix) to replicate")
+		one      = addOneLinkFlags(fs)
 		rc       = fs.Bool("rc", false, "one-link form: also replicate remote changes to the local Redis (direction both)")
 	)
 	fs.Usage = func() {
@@ -81,16 +73,8 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 
-	var (
-		cfg *config.Config
-		err error
-	)
-	oneLink := *raddr != "" || *haddr != "" || *nam != "" || *cert != "" || *key != "" || *ca != "" || *rc
-	if oneLink {
-		cfg, err = flagsConfig(*raddr, *haddr, *cert, *key, *ca, *nam, *rc)
-	} else {
-		cfg, err = config.Load(*cfgPath)
-	}
+	oneLink := one.given() || *rc
+	cfg, err := one.config(*cfgPath, *rc)
 	if err != nil {
 		fmt.Fprintf(stderr, "redisrepl: %v\n", err)
 		return 2
@@ -131,39 +115,6 @@ func runCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// flagsConfig turns the original one-link flags into a configuration,
-// validated like a file would be.
-func flagsConfig(raddr, haddr, cert, key, ca, nam string, rc bool) (*config.Config, error) {
-	missing := ""
-	for _, f := range []struct{ name, v string }{{"-raddr", raddr}, {"-haddr", haddr}, {"-cert", cert}, {"-key", key}, {"-CA", ca}, {"-nam", nam}} {
-		if f.v == "" {
-			missing += " " + f.name
-		}
-	}
-	if missing != "" {
-		return nil, fmt.Errorf("the one-link form needs every one of -raddr -haddr -cert -key -CA -nam; missing:%s", missing)
-	}
-	abs := func(p string) string {
-		if a, err := filepath.Abs(p); err == nil {
-			return a
-		}
-		return p
-	}
-	direction := "push"
-	if rc {
-		direction = "both"
-	}
-	link := map[string]any{
-		"name": linkName(nam), "local": raddr, "remote": haddr, "namespace": nam,
-		"cert": abs(cert), "key": abs(key), "ca": abs(ca), "direction": direction,
-	}
-	var buf bytes.Buffer
-	if err := toml.NewEncoder(&buf).Encode(map[string]any{"link": []any{link}}); err != nil {
-		return nil, fmt.Errorf("flags: %v", err)
-	}
-	return config.Parse("command line", buf.Bytes())
-}
-
 // newLogger logs for a person on a terminal, as JSON lines otherwise.
 func newLogger(w io.Writer, level string) (zerolog.Logger, error) {
 	if level == "" {
@@ -188,21 +139,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// linkName makes a link name (letters, digits, '.', '_', '-') of a namespace.
-func linkName(namespace string) string {
-	b := []byte(namespace)
-	for i, c := range b {
-		if !(c == '.' || c == '_' || c == '-' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
-			b[i] = '_'
-		}
-	}
-	if len(b) > 64 {
-		b = b[:64]
-	}
-	if len(b) == 0 || b[0] == '.' {
-		return "link"
-	}
-	return string(b)
 }

@@ -80,12 +80,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		repair   repairFlag
 		cfgPath  = fs.String("config", config.DefaultPath, "configuration `file`")
 		linkName = fs.String("link", "", "`name` of the [[link]] to verify (optional when the file has one)")
-		raddr    = fs.String("raddr", "", "one-link form: local Redis `address`")
-		haddr    = fs.String("haddr", "", "one-link form: remote Webdis `URL`")
-		cert     = fs.String("cert", "", "one-link form: client certificate `file`")
-		key      = fs.String("key", "", "one-link form: client key `file`")
-		ca       = fs.String("CA", "", "one-link form: CA `file` of the proxy")
-		nam      = fs.String("nam", "", "one-link form: `namespace`")
+		one      = addOneLinkFlags(fs)
 		tol      = fs.Duration("ttl-tolerance", 2*time.Second, "expiry times this far apart count as equal")
 		maxDiffs = fs.Int("max-diffs", 1000, "print at most `N` differences (all are counted)")
 	)
@@ -104,15 +99,7 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "redisrepl verify: unexpected argument %q (write -repair=local, not -repair local)\n", fs.Arg(0))
 		return 2
 	}
-	var (
-		cfg *config.Config
-		err error
-	)
-	if *raddr != "" || *haddr != "" || *nam != "" || *cert != "" || *key != "" || *ca != "" {
-		cfg, err = flagsConfig(*raddr, *haddr, *cert, *key, *ca, *nam, false)
-	} else {
-		cfg, err = config.Load(*cfgPath)
-	}
+	cfg, err := one.config(*cfgPath, false)
 	if err != nil {
 		fmt.Fprintf(stderr, "redisrepl verify: %v\n", err)
 		return 2

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"bytes"
+	"flag"
+	"fmt"
+	"path/filepath"
+
+	"github.com/BurntSushi/toml"
+
+	"github.com/redisrepl/redisrepl/config"
+)
+
+// oneLinkFlags are the original command line's flags (-raddr -haddr -cert
+// -key -CA -nam), which the service and verify both accept instead of a
+// configuration file.
+type oneLinkFlags struct {
+	raddr, haddr, cert, key, ca, nam *string
+}
+
+func addOneLinkFlags(fs *flag.FlagSet) *oneLinkFlags {
+	return &oneLinkFlags{
+		raddr: fs.String("raddr", "", "one-link form: local Redis `address` (host:port, :port or redis://host:port/db)"),
+		haddr: fs.String("haddr", "", "one-link form: remote Webdis `URL` (https://host/path)"),
+		cert:  fs.String("cert", "", "one-link form: client certificate `file` (PEM)"),
+		key:   fs.String("key", "", "one-link form: client key `file` (PEM)"),
+		ca:    fs.String("CA", "", "one-link form: CA `file` that signed the proxy's certificate (PEM)"),
+		nam:   fs.String("nam", "", "one-link form: `namespace` (key prefix) to replicate"),
+	}
+}
+
+// given says whether any of the flags was given.
+func (f *oneLinkFlags) given() bool {
+	return *f.raddr != "" || *f.haddr != "" || *f.cert != "" || *f.key != "" || *f.ca != "" || *f.nam != ""
+}
+
+// config is the configuration the flags describe (with rc: direction both)
+// or, when none was given, the file at path.
+func (f *oneLinkFlags) config(path string, rc bool) (*config.Config, error) {
+	if !f.given() && !rc {
+		return config.Load(path)
+	}
+	missing := ""
+	for _, fl := range []struct{ name, v string }{{"-raddr", *f.raddr}, {"-haddr", *f.haddr}, {"-cert", *f.cert}, {"-key", *f.key}, {"-CA", *f.ca}, {"-nam", *f.nam}} {
+		if fl.v == "" {
+			missing += " " + fl.name
+		}
+	}
+	if missing != "" {
+		return nil, fmt.Errorf("the one-link form needs every one of -raddr -haddr -cert -key -CA -nam; missing:%s", missing)
+	}
+	abs := func(p string) string {
+		if a, err := filepath.Abs(p); err == nil {
+			return a
+		}
+		return p
+	}
+	direction := "push"
+	if rc {
+		direction = "both"
+	}
+	link := map[string]any{
+		"name": linkName(*f.nam), "local": *f.raddr, "remote": *f.haddr, "namespace": *f.nam,
+		"cert": abs(*f.cert), "key": abs(*f.key), "ca": abs(*f.ca), "direction": direction,
+	}
+	// Validated exactly as a file would be.
+	var buf bytes.Buffer
+	if err := toml.NewEncoder(&buf).Encode(map[string]any{"link": []any{link}}); err != nil {
+		return nil, fmt.Errorf("flags: %v", err)
+	}
+	return config.Parse("command line", buf.Bytes())
+}
+
+// linkName makes a link name (letters, digits, '.', '_', '-') of a namespace.
+func linkName(namespace string) string {
+	b := []byte(namespace)
+	for i, c := range b {
+		if !(c == '.' || c == '_' || c == '-' || 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9') {
+			b[i] = '_'
+		}
+	}
+	if len(b) > 64 {
+		b = b[:64]
+	}
+	if len(b) == 0 || b[0] == '.' {
+		return "link"
+	}
+	return string(b)
+}
