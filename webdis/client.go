@@ -72,13 +72,17 @@ func New(o Options) (*Client, error) {
 		o.MaxReplyBytes = 1 << 30
 	}
 	tr := &http.Transport{
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		TLSClientConfig:       tlsConf,
-		TLSHandshakeTimeout:   10 * time.Second,
-		MaxIdleConns:          o.MaxConns,
-		MaxIdleConnsPerHost:   o.MaxConns,
-		MaxConnsPerHost:       o.MaxConns,
-		IdleConnTimeout:       50 * time.Second,
+		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     tlsConf,
+		TLSHandshakeTimeout: 10 * time.Second,
+		MaxIdleConns:        o.MaxConns,
+		MaxIdleConnsPerHost: o.MaxConns,
+		MaxConnsPerHost:     o.MaxConns,
+		IdleConnTimeout:     50 * time.Second,
+		// A batch is tens of KiB: written through net/http's default 4 KiB
+		// buffer it became a TLS record and a syscall per 4 KiB.
+		WriteBufferSize:       256 << 10,
+		ReadBufferSize:        64 << 10,
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true,
 	}
