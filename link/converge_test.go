@@ -263,7 +263,7 @@ func TestResyncCopiesOnlyDifferences(t *testing.T) {
 	waitEqual(t, hub, "s:", 30*time.Second)
 	written := l.Stats.KeysToRemote.Load()
 	delta := changes(t, remote) - before
-	t.Logf("resync of %d keys, %d differing: %v, %d keys written in %d write requests, %d remote changes",
+	t.Logf("resync of %d keys, %d differing: %v, %d keys written, %d remote requests in all (comparing and writing), %d changes on the remote",
 		n, differ, took.Round(time.Millisecond), written, l.Stats.RemoteRequests.Load(), delta)
 	if written != differ {
 		t.Fatalf("%d keys written, want %d", written, differ)
