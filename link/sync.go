@@ -45,23 +45,29 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			continue
 		}
 		var act dedup.Action
+		echo := false
 		if remote == nil || remote[i] == nil {
 			// The local side changed and wins: unless this is the state
 			// last synced (an echo, a no-op), copy it.
 			act = dedup.CopyToRemote
-			if b.whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, ttlTolerance) {
-				act = dedup.Equal
+			if b.whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, l.echoTolerance()) {
+				act, echo = dedup.Equal, true
 			}
 		} else {
 			last, known := l.synced.Lookup(st.Key)
-			act = dedup.Decide(version(st), version(remote[i]), last, known, ttlTolerance, l.localWins())
+			act = dedup.Decide(version(st), version(remote[i]), last, known, l.echoTolerance(), l.localWins())
 		}
 		if e := l.log.Debug(); e.Enabled() && b.whys[i] != changedLocal {
 			e.Bytes("key", st.Key).Uint8("why", b.whys[i]).Str("action", act.String()).Msg("decided")
 		}
 		switch act {
 		case dedup.Equal:
-			l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+			// Both sides were read equal: that is the synced state. An echo
+			// matched the synced state, which stays as written: recording
+			// the local read would let small expiry changes pile up.
+			if !echo {
+				l.record(st)
+			}
 			l.Stats.KeysSkipped.Add(1)
 		case dedup.CopyToRemote:
 			toRemote = append(toRemote, copyJob{st, b.since[i]})
@@ -126,6 +132,29 @@ func version(s *State) dedup.Version {
 
 func (l *Link) localWins() bool { return l.cfg.Conflict != "remote" }
 
+// record remembers st as the state both sides hold. A key missing on both
+// is forgotten instead: "never synced" decides exactly as "synced as
+// missing" would (dedup.Decide), and the table does not fill with
+// tombstones of deleted and expired keys.
+func (l *Link) record(st *State) {
+	if !st.Exists() {
+		l.synced.Forget(st.Key)
+		return
+	}
+	l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+}
+
+// echoTolerance is how far apart (ms) an expiry read back may be from the
+// one the link wrote and still be its echo. PEXPIREAT writes the absolute
+// time, which reads back within a millisecond on any clock; the plain
+// fallback reads long TTLs to the second.
+func (l *Link) echoTolerance() int64 {
+	if l.remote.Path() == "plain" {
+		return ttlTolerance
+	}
+	return 2
+}
+
 // copyJob is a state to write on the other side, and since when it waits.
 type copyJob struct {
 	st    *State
@@ -187,7 +216,7 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 // written records a copied key: synced state, counters, lag, debug log.
 func (l *Link) written(j copyJob, toRemote bool, how string) {
 	st := j.st
-	l.synced.Record(st.Key, st.Digest, st.ExpireAt)
+	l.record(st)
 	size := int64(0)
 	for _, e := range st.Elems {
 		size += int64(len(e))
