@@ -261,28 +261,59 @@ func TestBothFlushedHubRefilled(t *testing.T) {
 	}
 }
 
-// Both sides flushed while the link was down, then the remote rewrites
-// the same keys with the same values: they reach the local side, not
-// deleted as if the local side had deleted them since the last sync.
-func TestBothFlushedWhileDown(t *testing.T) {
+// Every key of the namespace deleted on one side while the link was down:
+// the deletes reach the other side, nothing is resurrected.
+func TestBothMassDeleteWhileDown(t *testing.T) {
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
 	local, remote := conns(t, hub)
 	cfg := bothConfig(t, hub, "w:")
 	l, stop := startStoppable(t, cfg)
-	for i := range 30 {
+	for i := range 100 {
 		do(t, remote, "SET", fmt.Sprintf("w:%d", i), i)
 	}
 	waitEqual(t, hub, "w:", 10*time.Second)
 	settle(t, l)
 	stop()
-	do(t, local, "FLUSHALL")
-	do(t, remote, "FLUSHALL")
-	startLink(t, cfg)
-	for i := range 30 {
-		do(t, remote, "SET", fmt.Sprintf("w:%d", i), i)
+	for i := range 100 {
+		do(t, local, "DEL", fmt.Sprintf("w:%d", i))
 	}
-	got := waitEqual(t, hub, "w:", 10*time.Second)
-	if len(got) != 30 {
-		t.Fatalf("%d keys, want 30", len(got))
+	startLink(t, cfg)
+	waitFor(t, 10*time.Second, "deletes copied to the remote", func() bool {
+		n, _ := redis.Int(remote.Do("DBSIZE"))
+		return n == 0
+	})
+	got := waitEqual(t, hub, "w:", 5*time.Second)
+	if len(got) != 0 {
+		t.Fatalf("%d keys resurrected", len(got))
+	}
+}
+
+// Every key deleted locally while the hub is unreachable: once it is back
+// the deletes reach it (a mass delete with events is not a flush).
+func TestBothMassDeleteDuringOutage(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	local, remote := conns(t, hub)
+	l := startLink(t, bothConfig(t, hub, "o:"))
+	for i := range 100 {
+		do(t, local, "SET", fmt.Sprintf("o:%d", i), i)
+	}
+	waitEqual(t, hub, "o:", 10*time.Second)
+	settle(t, l)
+	if err := hub.StopNginx(); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 100 {
+		do(t, local, "DEL", fmt.Sprintf("o:%d", i))
+	}
+	time.Sleep(6 * time.Second) // past a probe of the sides
+	if err := hub.StartNginx(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 20*time.Second, "deletes copied to the remote", func() bool {
+		n, _ := redis.Int(remote.Do("DBSIZE"))
+		return n == 0
+	})
+	if got := waitEqual(t, hub, "o:", 5*time.Second); len(got) != 0 {
+		t.Fatalf("%d keys resurrected", len(got))
 	}
 }

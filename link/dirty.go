@@ -228,6 +228,16 @@ func (d *dirtySet) release(keys []string) {
 	d.signal()
 }
 
+// Has says whether key is waiting, in flight or delayed.
+func (d *dirtySet) Has(key []byte) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	_, p := d.pending[string(key)]
+	_, f := d.inflight[string(key)]
+	_, w := d.delayed[string(key)]
+	return p || f || w
+}
+
 // Room is how many more keys can wait before the set overflows.
 func (d *dirtySet) Room() int {
 	d.mu.Lock()

@@ -206,13 +206,20 @@ func (l *Link) watchRemote(ctx context.Context) {
 	}
 }
 
-// flushedSide samples keys the dedup table knows were synced, without TTL,
-// and names the side ("local" or "remote") where all of them are gone: it
-// was flushed (FLUSHALL emits no event), or its data lost. "" if none, or
-// if a side cannot be asked.
+// flushedSide samples keys the dedup table knows were synced, without TTL
+// and with no change pending, and names the side ("local" or "remote")
+// where all of them are gone: it was flushed (FLUSHALL emits no event), or
+// its data lost. Keys deleted by commands have events, which mark them
+// dirty: a mass delete is not mistaken for a flush. "" if none, or if a
+// side cannot be asked.
 func (l *Link) flushedSide(ctx context.Context) string {
-	sample := l.synced.Sample(8, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest })
-	if len(sample) == 0 {
+	var sample [][]byte
+	for _, k := range l.synced.Sample(16, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest }) {
+		if !l.dirty.Has(k) && len(sample) < 8 {
+			sample = append(sample, k)
+		}
+	}
+	if len(sample) < 4 {
 		return ""
 	}
 	for _, s := range []*Store{l.remote, l.local} {
@@ -226,7 +233,7 @@ func (l *Link) flushedSide(ctx context.Context) string {
 				gone++
 			}
 		}
-		if gone == len(sample) {
+		if gone == len(sample) && l.stillClean(sample) {
 			if s == l.remote {
 				return "remote"
 			}
@@ -234,6 +241,18 @@ func (l *Link) flushedSide(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// stillClean says whether, a moment later, none of keys has had an event:
+// a delete's event may still be on its way when its key is found gone.
+func (l *Link) stillClean(keys [][]byte) bool {
+	time.Sleep(200 * time.Millisecond)
+	for _, k := range keys {
+		if l.dirty.Has(k) {
+			return false
+		}
+	}
+	return true
 }
 
 func (l *Link) remoteRunID(ctx context.Context) (string, error) {

@@ -17,9 +17,7 @@ import (
 // with those of the last successful resync (kept beside the sync state,
 // across restarts of redisrepl, with the identity of the link's two sides:
 // a state file of another pair of Redis servers is not trusted either).
-// The same goes for a side where every sampled key known to be synced is
-// gone (flushed: FLUSHALL emits no event). When they differ, the synced
-// states are forgotten: what only one side has
+// When they differ, the synced states are forgotten: what only one side has
 // is copied to the other. Keys deleted on a side that restarted with its data
 // come back: keeping data wins over losing it.
 
@@ -52,10 +50,6 @@ func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 		}
 	}
 	restarted := false
-	if side := l.flushedSide(ctx); side != "" {
-		l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed while the link was down?): what only one side has is copied to the other")
-		restarted = true
-	}
 	if r.local != "" && r.seenL != "" && r.seenL != r.local {
 		l.log.Warn().Msg("the local Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
 		restarted = true

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -71,6 +73,12 @@ func rcProbe(ctx context.Context, b *bench, cfg config.Link, local, remote redis
 	if err := flush(local, remote); err != nil {
 		return "", err
 	}
+	dir, err := os.MkdirTemp("", "redisrepl-bench-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(dir)
+	cfg.StateFile = filepath.Join(dir, "probe.state")
 	l, err := b.startLink(ctx, cfg, false)
 	if err != nil {
 		return "link.New_failed:" + quote(err.Error()), nil
@@ -103,6 +111,15 @@ func rcOnce(ctx context.Context, b *bench, cfg config.Link, local, remote redis.
 	if err := flush(local, remote); err != nil {
 		return nil, err
 	}
+	// A fresh link: with the last round's sync state, both sides flushed
+	// (no event) and rewritten with the same values would rightly look like
+	// deletes on the local side.
+	dir, err := os.MkdirTemp("", "redisrepl-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfg.StateFile = filepath.Join(dir, "rc.state")
 	l, err := b.startLink(ctx, cfg, true)
 	if err != nil {
 		return nil, err
