@@ -72,6 +72,40 @@ func (t *Table) Record(key []byte, digest string, expireAt int64) {
 	t.m[string(key)] = Entry{Digest: d, ExpireAt: expireAt}
 }
 
+// RecordIf is Record only if key's entry is still prev (absent when
+// !prevOK): a comparison made from older reads must not overwrite the state
+// a newer copy recorded meanwhile.
+func (t *Table) RecordIf(key []byte, prev Entry, prevOK bool, digest string, expireAt int64) {
+	d, ok := ParseDigest(digest)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, has := t.m[string(key)]; has != prevOK || cur != prev {
+		return
+	}
+	t.changes++
+	if !ok {
+		delete(t.m, string(key))
+		return
+	}
+	if !prevOK && len(t.m) >= t.max {
+		for k := range t.m {
+			delete(t.m, k)
+			break
+		}
+	}
+	t.m[string(key)] = Entry{Digest: d, ExpireAt: expireAt}
+}
+
+// ForgetIf is Forget only if key's entry is still prev.
+func (t *Table) ForgetIf(key []byte, prev Entry, prevOK bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if cur, has := t.m[string(key)]; has == prevOK && cur == prev && has {
+		delete(t.m, string(key))
+		t.changes++
+	}
+}
+
 // Synced says whether key's state (digest, expireAt) is the one last synced:
 // same digest, expiry within tolerance ms.
 func (t *Table) Synced(key []byte, digest string, expireAt, tolerance int64) bool {

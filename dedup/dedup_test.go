@@ -127,3 +127,22 @@ func BenchmarkTableMemory(b *testing.B) {
 		runtime.KeepAlive(tb)
 	}
 }
+
+func TestRecordIf(t *testing.T) {
+	tb := New(0)
+	k := []byte("k")
+	tb.RecordIf(k, Entry{}, false, d1, 0) // absent as expected: recorded
+	if !tb.Synced(k, d1, 0, 0) {
+		t.Fatal("RecordIf on an absent key did not record")
+	}
+	prev, _ := tb.Lookup(k)
+	tb.Record(k, d2, 0)               // a newer copy meanwhile
+	tb.RecordIf(k, prev, true, d1, 0) // an older comparison must not undo it
+	if !tb.Synced(k, d2, 0, 0) {
+		t.Fatal("RecordIf overwrote a newer state")
+	}
+	tb.ForgetIf(k, prev, true)
+	if _, ok := tb.Lookup(k); !ok {
+		t.Fatal("ForgetIf dropped a newer state")
+	}
+}

@@ -12,6 +12,12 @@ import (
 // keys too; Summary.Same tells them apart. It is the core of resync and of
 // "redisrepl verify".
 func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte, local, remote []Summary) error) error {
+	return compare(ctx, local, remote, nil, visit)
+}
+
+// compare is Compare with a hook called with each page's keys before their
+// summaries are read.
+func compare(ctx context.Context, local, remote *Store, before func(keys [][]byte), visit func(keys [][]byte, local, remote []Summary) error) error {
 	cursor := "0"
 	for {
 		next, keys, err := local.Scan(ctx, cursor, scanCount)
@@ -19,6 +25,9 @@ func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte
 			return err
 		}
 		if len(keys) > 0 {
+			if before != nil {
+				before(keys)
+			}
 			var (
 				rs   []Summary
 				rerr error
@@ -66,6 +75,9 @@ func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte
 				}
 			}
 			if len(only) > 0 {
+				if before != nil {
+					before(only)
+				}
 				rs, err := remote.SummariesSplit(ctx, only)
 				if err != nil {
 					return err

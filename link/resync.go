@@ -87,11 +87,27 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
 	p := progress{log: l.log, bar: l.bar, name: l.cfg.Name, start: start, last: start, expected: l.lastResyncKeys}
-	err = Compare(ctx, l.local, l.remote, func(keys [][]byte, local, remote []Summary) error {
+	// The synced states of a page as they were before its summaries were
+	// read: a worker may copy one of its keys meanwhile and record a newer
+	// state, which the resync must not overwrite with the older one.
+	var before []dedup.Entry
+	var known []bool
+	snapshot := func(keys [][]byte) {
+		before, known = before[:0], known[:0]
+		for _, k := range keys {
+			e, ok := l.synced.Lookup(k)
+			before, known = append(before, e), append(known, ok)
+		}
+	}
+	err = compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []Summary) error {
 		var differ [][]byte
 		for i, k := range keys {
 			if local[i].Same(remote[i], ttlTolerance) {
-				l.synced.Record(k, local[i].Digest, local[i].ExpireAt)
+				if local[i].Type == "none" {
+					l.synced.ForgetIf(k, before[i], known[i])
+				} else {
+					l.synced.RecordIf(k, before[i], known[i], local[i].Digest, local[i].ExpireAt)
+				}
 			} else {
 				differ = append(differ, k)
 			}
