@@ -119,7 +119,7 @@ func decode(data []byte) (map[string]Entry, error) {
 	m := make(map[string]Entry, min(count, 1<<20))
 	for len(p) > 0 {
 		kl, n := binary.Uvarint(p)
-		if n <= 0 || uint64(len(p)-n) < kl+8 {
+		if n <= 0 || uint64(len(p)-n) < 8 || kl > uint64(len(p)-n)-8 {
 			return nil, errDamaged
 		}
 		p = p[n:]

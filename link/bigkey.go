@@ -162,7 +162,8 @@ func (w *stageWriter) flush() error {
 		args = append([][]byte{w.dst.Prefix, []byte(w.ty), nil}, w.args...) // add() skips the last-id slot
 	}
 	w.requests++
-	if _, err := w.dst.Eval(w.ctx, stageScript, [][]byte{w.tmp}, args...); err != nil {
+	// Appending a chunk twice would corrupt the copy: never resent.
+	if _, err := w.dst.Eval(webdis.NotIdempotent(w.ctx), stageScript, [][]byte{w.tmp}, args...); err != nil {
 		return fmt.Errorf("%s: stage key %q: %w", w.dst.Name, w.key, err)
 	}
 	w.created = true

@@ -57,10 +57,14 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	// stream; redigo allows one writer beside the reader.
 	pinger := time.NewTicker(pingEvery)
 	defer pinger.Stop()
+	done := make(chan struct{})
+	defer close(done) // the pinger ends with this connection
 	go func() {
 		for {
 			select {
 			case <-ctx.Done():
+				return
+			case <-done:
 				return
 			case <-pinger.C:
 				if psc.Ping("") != nil {

@@ -115,9 +115,14 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	for j, i := range idx {
 		pick[j] = keys[i]
 	}
-	states, err := l.remote.Read(ctx, pick)
-	if err != nil {
-		return nil, err
+	// Key names travel in the request: as many requests as they need.
+	var states []State
+	for _, part := range splitKeys(pick, l.remote.MaxRequest) {
+		st, err := l.remote.Read(ctx, part)
+		if err != nil {
+			return nil, err
+		}
+		states = append(states, st...)
 	}
 	for j, i := range idx {
 		out[i] = &states[j]

@@ -169,7 +169,9 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	// is safe to resend when a keep-alive connection turns out to be closed
 	// (nginx closes one after keepalive_requests); this header, present but
 	// not sent, lets net/http retry the POST.
-	req.Header["X-Idempotency-Key"] = nil
+	if !notIdempotent(parent) {
+		req.Header["X-Idempotency-Key"] = nil
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		switch {
@@ -202,7 +204,10 @@ func statusError(url string, status int, body []byte) *Error {
 		// nginx answers 400 ("No required SSL certificate was sent" or "The SSL
 		// certificate error") rather than failing the handshake.
 		e.Kind, e.Msg = KindCertRefused, "the proxy refused the client certificate (HTTP 400): it is missing, expired, or not signed by the CA the proxy trusts"
-	case status == http.StatusForbidden:
+	case status == http.StatusForbidden && len(bytes.TrimSpace(body)) == 0:
+		// Webdis's ACL answers 403 with an empty body; a 403 page comes
+		// from the proxy (a rule of its own), which is no reason to stop
+		// using a command.
 		e.Kind, e.Msg = KindForbidden, "Webdis refused the command (HTTP 403): check its ACL"
 	case status == http.StatusServiceUnavailable:
 		e.Kind, e.Msg = KindUnavailable, "Webdis cannot reach its Redis (HTTP 503)"
@@ -231,4 +236,19 @@ func (c *Client) putBuf(b *[]byte) {
 	if cap(*b) <= 4<<20 {
 		c.bufs.Put(b)
 	}
+}
+
+type notIdempotentKey struct{}
+
+// NotIdempotent marks ctx's requests as unsafe to resend: by default a
+// request is resent when its keep-alive connection turns out to be closed,
+// which is right for whole-state writes and reads, but not for a command
+// that appends (a chunk staged by APPEND or RPUSH).
+func NotIdempotent(ctx context.Context) context.Context {
+	return context.WithValue(ctx, notIdempotentKey{}, true)
+}
+
+func notIdempotent(ctx context.Context) bool {
+	v, _ := ctx.Value(notIdempotentKey{}).(bool)
+	return v
 }

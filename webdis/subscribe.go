@@ -36,7 +36,9 @@ func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed fun
 		data, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
 		return statusError(c.display, resp.StatusCode, data)
 	}
-	r := NewReplyReader(resp.Body, c.maxReply)
+	// Messages are a channel (a key) and an event name: no length in the
+	// stream may make the reader allocate more than a key can be.
+	r := NewReplyReader(resp.Body, 1<<20)
 	for {
 		v, err := r.Read()
 		if ctx.Err() != nil {
