@@ -250,3 +250,35 @@ func TestPushTTLRefresh(t *testing.T) {
 		t.Fatal("the remote copy expired while the local key was refreshed")
 	}
 }
+
+// Copying a stream keeps the consumer groups of the far side at their place.
+func TestPushStreamKeepsRemoteGroups(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	startLink(t, linkConfig(hub, "g:"))
+	local, remote := conns(t, hub)
+	do(t, local, "XADD", "g:s", "1-1", "f", "a")
+	waitEqual(t, hub, "g:", 10*time.Second)
+	do(t, remote, "XGROUP", "CREATE", "g:s", "readers", "1-1")
+	do(t, local, "XADD", "g:s", "2-1", "f", "b")
+	waitEqual(t, hub, "g:", 10*time.Second)
+	groups, err := redis.Values(remote.Do("XINFO", "GROUPS", "g:s"))
+	if err != nil || len(groups) != 1 {
+		t.Fatalf("remote groups after the copy: %v %v", groups, err)
+	}
+	fields, _ := redis.Values(groups[0], nil)
+	g := map[string]string{}
+	for i := 0; i+1 < len(fields); i += 2 {
+		name, _ := redis.String(fields[i], nil)
+		if b, ok := fields[i+1].([]byte); ok {
+			g[name] = string(b)
+		}
+	}
+	if g["name"] != "readers" || g["last-delivered-id"] != "1-1" {
+		t.Fatalf("group after the copy: %v", g)
+	}
+	// The group reads on from where it was: the new entry only.
+	v, err := redis.Values(remote.Do("XREADGROUP", "GROUP", "readers", "c1", "STREAMS", "g:s", ">"))
+	if err != nil || len(v) != 1 {
+		t.Fatalf("XREADGROUP: %v %v", v, err)
+	}
+}

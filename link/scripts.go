@@ -191,6 +191,35 @@ local function check_namespace(prefix, keys)
   end
 end
 
+-- save_groups and restore_groups keep the consumer groups of a stream
+-- that is rebuilt: consumers on the far side keep their place (their
+-- last-delivered-id and entries-read); pending entries lists are not kept.
+local function save_groups(k)
+  if redis.call('TYPE', k)['ok'] ~= 'stream' then return nil end
+  local gs = {}
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', k)) do
+    local name, last, read
+    for i = 1, #g, 2 do
+      if g[i] == 'name' then name = g[i + 1]
+      elseif g[i] == 'last-delivered-id' then last = g[i + 1]
+      elseif g[i] == 'entries-read' then read = g[i + 1] end
+    end
+    gs[#gs + 1] = {name, last, read}
+  end
+  return gs
+end
+
+local function restore_groups(k, gs)
+  if gs == nil or redis.call('TYPE', k)['ok'] ~= 'stream' then return end
+  for _, g in ipairs(gs) do
+    if g[3] then
+      redis.pcall('XGROUP', 'CREATE', k, g[1], g[2], 'ENTRIESREAD', g[3])
+    else
+      redis.pcall('XGROUP', 'CREATE', k, g[1], g[2])
+    end
+  end
+end
+
 -- add adds ARGV[s..e], elements laid out as in State, to key k of type ty,
 -- at most 1000 arguments per command (Lua's unpack has a stack limit). For a
 -- stream, ARGV[s] is its last-generated-id, applied by the caller.
@@ -238,9 +267,11 @@ for _, k in ipairs(KEYS) do
   local ty, exp, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   local s, e = a + 3, a + 2 + n
   a = e + 1
+  local groups = nil
   if ty == 'string' then
     redis.call('SET', k, ARGV[s]) -- replaces a key of any type, and its TTL
   else
+    if ty == 'stream' then groups = save_groups(k) end
     redis.call('DEL', k)
     add(k, ty, s, e)
   end
@@ -251,6 +282,7 @@ for _, k in ipairs(KEYS) do
       redis.call('XADD', k, 'MAXLEN', '0', last == '0-0' and '0-1' or last, 'x', '')
     end
     redis.call('XSETID', k, ARGV[s])
+    restore_groups(k, groups)
   end
   if ty ~= 'none' and exp > 0 then redis.call('PEXPIREAT', k, exp) end
 end
@@ -278,8 +310,13 @@ if err then return err end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   return redis.error_reply('ERR redisrepl: staging key vanished')
 end
-if ARGV[3] and ARGV[3] ~= '' then redis.call('XSETID', KEYS[1], ARGV[3]) end
+local groups = nil
+if ARGV[3] and ARGV[3] ~= '' then
+  redis.call('XSETID', KEYS[1], ARGV[3])
+  groups = save_groups(KEYS[2])
+end
 redis.call('RENAME', KEYS[1], KEYS[2])
+restore_groups(KEYS[2], groups)
 local exp = tonumber(ARGV[2])
 if exp > 0 then redis.call('PEXPIREAT', KEYS[2], exp) else redis.call('PERSIST', KEYS[2]) end
 return 1
