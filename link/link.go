@@ -82,7 +82,7 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		Stats:     newStats(),
 		remote:    remote,
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
-		synced:    dedup.New(0),
+		synced:    dedup.New(syncedCap(cfg.Direction)),
 		resyncReq: make(chan struct{}, 1),
 	}
 	l.remote.Do = timedDoer{client, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
@@ -97,6 +97,17 @@ func (l *Link) direction() string {
 		return "both"
 	}
 	return "push"
+}
+
+// syncedCap bounds the dedup table. Push needs it only to skip no-op
+// writes; direction both needs an entry for every key to keep deletes from
+// being resurrected, so it holds ten times more (about 75 bytes plus the
+// key each: 10M keys of 20 bytes is about 1 GB).
+func syncedCap(direction string) int {
+	if direction == "both" {
+		return 10_000_000
+	}
+	return 1_000_000
 }
 
 // Name is the link's name.
