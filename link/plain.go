@@ -196,6 +196,20 @@ func (s *Store) emulate(ctx context.Context, sc *Script, keys, args [][]byte) (a
 		return s.scanPlain(ctx, string(args[0]), args[1])
 	case existsScript:
 		return s.existsPlain(ctx, keys)
+	case casApplyScript:
+		// Plain commands cannot check and write in one step: written
+		// unconditionally, as in push mode.
+		if len(args) < 1+len(keys) {
+			return nil, errors.New("apply: bad arguments")
+		}
+		states, err := parseApplyArgs(keys, append([][]byte{args[0]}, args[1+len(keys):]...))
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.applyPlainStates(ctx, states); err != nil {
+			return nil, err
+		}
+		return []any{}, nil
 	case applyScript:
 		states, err := parseApplyArgs(keys, args)
 		if err != nil {

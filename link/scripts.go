@@ -254,39 +254,75 @@ local function add(k, ty, s, e)
 end
 `
 
+// applyStates (Lua) writes the states laid out from ARGV[a] on, one per
+// key of KEYS, except the keys marked in skip.
+const luaApplyStates = `
+local function apply_states(a, skip)
+  for i, k in ipairs(KEYS) do
+    local ty, exp, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+    local s, e = a + 3, a + 2 + n
+    a = e + 1
+    if not skip[i] then
+      local groups = nil
+      if ty == 'string' then
+        redis.call('SET', k, ARGV[s]) -- replaces a key of any type, and its TTL
+      else
+        if ty == 'stream' then groups = save_groups(k) end
+        redis.call('DEL', k)
+        add(k, ty, s, e)
+      end
+      if ty == 'stream' then
+        if redis.call('EXISTS', k) == 0 then
+          -- An empty stream: create it with one entry, trimmed away at once.
+          local last = ARGV[s]
+          redis.call('XADD', k, 'MAXLEN', '0', last == '0-0' and '0-1' or last, 'x', '')
+        end
+        redis.call('XSETID', k, ARGV[s])
+        restore_groups(k, groups)
+      end
+      if ty ~= 'none' and exp > 0 then redis.call('PEXPIREAT', k, exp) end
+    end
+  end
+end
+`
+
 // applyScript replaces whole keys by the states given. KEYS: the keys;
 // ARGV[1]: the namespace, which every key must start with (checked before
 // anything is written, since a script is not rolled back on error); then per
 // key: type, expire-at, n, n elements, laid out as readScript returns them.
 // A type of 'none' deletes the key.
-var applyScript = newScript(luaWrite + `
+var applyScript = newScript(luaWrite + luaApplyStates + `
 local err = check_namespace(ARGV[1], KEYS)
 if err then return err end
-local a = 2
-for _, k in ipairs(KEYS) do
-  local ty, exp, n = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  local s, e = a + 3, a + 2 + n
-  a = e + 1
-  local groups = nil
-  if ty == 'string' then
-    redis.call('SET', k, ARGV[s]) -- replaces a key of any type, and its TTL
-  else
-    if ty == 'stream' then groups = save_groups(k) end
-    redis.call('DEL', k)
-    add(k, ty, s, e)
-  end
-  if ty == 'stream' then
-    if redis.call('EXISTS', k) == 0 then
-      -- An empty stream: create it with one entry, trimmed away at once.
-      local last = ARGV[s]
-      redis.call('XADD', k, 'MAXLEN', '0', last == '0-0' and '0-1' or last, 'x', '')
-    end
-    redis.call('XSETID', k, ARGV[s])
-    restore_groups(k, groups)
-  end
-  if ty ~= 'none' and exp > 0 then redis.call('PEXPIREAT', k, exp) end
-end
+apply_states(2, {})
 return #KEYS
+`)
+
+// casApplyScript is applyScript made conditional, for direction both: a
+// key is written only if it still holds the state the decision was made on,
+// so that a write made on this side between the link's read and its write
+// is not lost. ARGV[1]: the namespace; ARGV[2..1+#KEYS]: per key, the first
+// 16 hex digits of the digest the key must hold (” = no condition; a key
+// too big to digest in one go is written unconditionally); then the states as
+// for applyScript. Reply: the 1-based indexes of the keys not written.
+var casApplyScript = newScript(luaLib + luaWrite + luaApplyStates + `
+local err = check_namespace(ARGV[1], KEYS)
+if err then return err end
+local skip, out = {}, {}
+for i, k in ipairs(KEYS) do
+  local want = ARGV[1 + i]
+  if want ~= '' then
+    local ty = redis.call('TYPE', k)['ok']
+    local v = {}
+    if ty ~= 'none' then v = contents(k, ty, 16384, 4194304) end
+    if v ~= nil and string.sub(digest(ty, v), 1, 16) ~= want then
+      skip[i] = true
+      out[#out + 1] = tostring(i)
+    end
+  end
+end
+apply_states(2 + #KEYS, skip)
+return out
 `)
 
 // stageScript adds a chunk of elements to a staging key (bigkey.go) and

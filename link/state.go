@@ -27,6 +27,13 @@ type State struct {
 	Big      bool  // too big to read in one go: Elems is empty, copy in chunks
 	BigSize  int64 // with Big: its size in bytes (estimated for collections)
 	Deferred bool  // not read: the batch was full; read it again later
+
+	// Expect, for a conditional write (Store.Apply of direction both): the
+	// first 16 hex digits of the digest the key must still hold on the side
+	// written, "" for none. Skipped is set when the key held something else
+	// and was not written.
+	Expect  string
+	Skipped bool
 }
 
 // Exists says whether the key exists.
@@ -35,7 +42,7 @@ func (s *State) Exists() bool { return s.Type != "none" }
 // applyLen is the number of bytes the state adds to an applyScript request
 // sent through Webdis.
 func (s *State) applyLen() int {
-	n := 3*len("/") + webdis.EncodedLen(s.Key) + len(s.Type) + 20 + 10
+	n := 4*len("/") + webdis.EncodedLen(s.Key) + len(s.Type) + 20 + 10 + len(s.Expect)
 	for _, e := range s.Elems {
 		n += 1 + webdis.EncodedLen(e)
 	}

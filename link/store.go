@@ -205,19 +205,40 @@ func (s *Store) Apply(ctx context.Context, states []State) (int, error) {
 func (s *Store) apply(ctx context.Context, states []State) error {
 	keys := make([][]byte, len(states))
 	nargs := 1
+	conditional := false
 	for i := range states {
 		keys[i] = states[i].Key
-		nargs += 3 + len(states[i].Elems)
+		nargs += 4 + len(states[i].Elems)
+		conditional = conditional || states[i].Expect != ""
 	}
 	args := make([][]byte, 0, nargs)
 	args = append(args, s.Prefix)
+	script := applyScript
+	if conditional {
+		script = casApplyScript
+		for i := range states {
+			args = append(args, []byte(states[i].Expect))
+		}
+	}
 	for i := range states {
 		st := &states[i]
 		args = append(args, []byte(st.Type), strconv.AppendInt(nil, st.ExpireAt, 10), strconv.AppendInt(nil, int64(len(st.Elems)), 10))
 		args = append(args, st.Elems...)
 	}
-	if _, err := s.Eval(ctx, applyScript, keys, args...); err != nil {
+	reply, err := s.Eval(ctx, script, keys, args...)
+	if err != nil {
 		return fmt.Errorf("%s: write %d keys: %w", s.Name, len(keys), err)
+	}
+	if conditional {
+		skipped, err := redis.Strings(reply, nil)
+		if err != nil {
+			return fmt.Errorf("%s: write %d keys: bad reply", s.Name, len(keys))
+		}
+		for _, v := range skipped {
+			if i, err := strconv.Atoi(v); err == nil && i >= 1 && i <= len(states) {
+				states[i-1].Skipped = true
+			}
+		}
 	}
 	return nil
 }

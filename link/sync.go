@@ -70,8 +70,12 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			}
 			l.Stats.KeysSkipped.Add(1)
 		case dedup.CopyToRemote:
+			if remote != nil { // direction both: write only over the state decided on
+				st.Expect = l.expectOn(st.Key, remote[i])
+			}
 			toRemote = append(toRemote, copyJob{st, b.since[i]})
 		case dedup.CopyToLocal:
+			remote[i].Expect = digestPrefix(st.Digest)
 			toLocal = append(toLocal, copyJob{remote[i], b.since[i]})
 		}
 	}
@@ -137,6 +141,27 @@ func version(s *State) dedup.Version {
 
 func (l *Link) localWins() bool { return l.cfg.Conflict != "remote" }
 
+// expectOn is what the remote must still hold for a copy of key to be
+// written there: the state read, or if it was not read, the state last
+// synced; "" when neither is known.
+func (l *Link) expectOn(key []byte, read *State) string {
+	if read != nil {
+		return digestPrefix(read.Digest)
+	}
+	if e, ok := l.synced.Lookup(key); ok {
+		return fmt.Sprintf("%016x", e.Digest)
+	}
+	return ""
+}
+
+// digestPrefix is the part of a digest the dedup table keeps.
+func digestPrefix(d string) string {
+	if len(d) < 16 {
+		return ""
+	}
+	return d[:16]
+}
+
 // record remembers st as the state both sides hold. A key missing on both
 // is forgotten instead: "never synced" decides exactly as "synced as
 // missing" would (dedup.Decide), and the table does not fill with
@@ -191,8 +216,13 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 		if err != nil && !errors.As(err, &unsup) {
 			return err
 		}
-		for _, j := range wholeJobs {
-			if unsup == nil || !unsup.has(j.st.Key) {
+		for i, j := range wholeJobs {
+			switch {
+			case whole[i].Skipped:
+				// Changed on dst since it was read: decide again, with
+				// both sides read (its event is on its way too).
+				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
+			case unsup == nil || !unsup.has(j.st.Key):
 				l.written(j, toRemote, "")
 			}
 		}
