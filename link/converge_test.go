@@ -58,7 +58,7 @@ func churn(t testing.TB, c redis.Conn, prefix string, keys, n int) {
 // when it is back.
 func TestConvergeAfterProxyOutage(t *testing.T) {
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
-	startLink(t, linkConfig(hub, "o:"))
+	l := startLink(t, linkConfig(hub, "o:"))
 	local, _ := conns(t, hub)
 	churn(t, local, "o:", 200, 500)
 	waitEqual(t, hub, "o:", 10*time.Second)
@@ -66,7 +66,7 @@ func TestConvergeAfterProxyOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	churn(t, local, "o:", 200, 2000)
-	time.Sleep(300 * time.Millisecond) // let the link meet the outage
+	waitFor(t, 5*time.Second, "the outage noticed", func() bool { return l.State() == "degraded" })
 	if err := hub.StartNginx(); err != nil {
 		t.Fatal(err)
 	}
@@ -189,6 +189,7 @@ func TestDirtySetOverflow(t *testing.T) {
 	if n := l.Pending(); n > 100 {
 		t.Fatalf("%d dirty keys pending, cap is 100", n)
 	}
+	waitFor(t, 5*time.Second, "the overflow noticed", func() bool { return l.Stats.Overflows.Load() > 0 })
 	if err := hub.StartNginx(); err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,7 @@ func (l *Link) resyncLoop(ctx, opCtx context.Context) {
 			if !l.dirty.TakeOverflow() {
 				continue
 			}
+			l.Stats.Overflows.Add(1)
 			l.log.Warn().Int("max_dirty_keys", l.dirty.max).Msg("too many dirty keys: dropped them, resyncing the namespace instead")
 		}
 		forget := l.resyncForget.Swap(false)

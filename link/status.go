@@ -62,6 +62,7 @@ type Stats struct {
 	Errors         atomic.Int64
 	Resyncs        atomic.Int64
 	Repaired       atomic.Int64 // keys resyncs found different
+	Overflows      atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
 
 	Lag           *Histogram // from a key's change to its copy on the other side
 	RemoteLatency *Histogram // of requests to the remote
