@@ -10,6 +10,11 @@ import (
 
 // newStores builds both sides of cfg's link on a pool of conns connections
 // to the local Redis and a Webdis client of as many. It contacts nothing.
+// maxElems bounds the elements of a key read (and digested) in one script:
+// a bigger key is read and digested in chunks, so no script holds a busy
+// Redis for long.
+const maxElems = 16384
+
 func newStores(cfg config.Link, conns int) (local, remote *Store, pool *Pool, client *webdis.Client, err error) {
 	client, err = webdis.New(webdis.Options{
 		URL:      cfg.Remote,
@@ -30,8 +35,8 @@ func newStores(cfg config.Link, conns int) (local, remote *Store, pool *Pool, cl
 	prefix := []byte(cfg.Namespace)
 	// A key read whole must also fit in one write: both limits follow the
 	// remote's request budget.
-	local = &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes}
-	remote = &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: 100_000, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes}
+	local = &Store{Name: "local " + addr.String(), Do: pool, Prefix: prefix, MaxElems: maxElems, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes}
+	remote = &Store{Name: "remote " + client.URL(), Do: client, Prefix: prefix, MaxRequest: maxBytes, MaxElems: maxElems, MaxBytes: maxBytes, MaxBatchBytes: maxBatchBytes}
 	return local, remote, pool, client, nil
 }
 
