@@ -14,7 +14,6 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -173,10 +172,7 @@ func (l *Link) Run(ctx context.Context) error {
 	// ctx, so that stopping does not cut a request in half without need.
 	opCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelOps()
-	stopOps := context.AfterFunc(ctx, func() {
-		t := time.AfterFunc(shutdownGrace, cancelOps)
-		_ = t
-	})
+	stopOps := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownGrace, cancelOps) })
 	defer stopOps()
 
 	var wg sync.WaitGroup
@@ -184,13 +180,15 @@ func (l *Link) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
-	run(func() { l.subscribeLocal(ctx) })
 	if l.direction() == "both" {
 		l.loadSyncState()
+	}
+	run(func() { l.subscribeLocal(ctx) })
+	if l.direction() == "both" {
 		run(func() { l.subscribeRemote(ctx) })
 		run(func() { l.saveSyncStateLoop(ctx) })
 	}
-	run(func() { l.resyncLoop(ctx, opCtx) })
+	run(func() { l.resyncLoop(ctx) })
 	run(func() { l.watchRemote(ctx) })
 	for range max(l.cfg.Workers, 1) {
 		run(func() { l.worker(ctx, opCtx) })
@@ -275,4 +273,3 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-var errStopped = errors.New("stopped")

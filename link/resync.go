@@ -29,7 +29,7 @@ const scanCount = 1000
 
 // resyncLoop runs a resync whenever one is requested, when the dirty set
 // overflows and every resync_interval.
-func (l *Link) resyncLoop(ctx, opCtx context.Context) {
+func (l *Link) resyncLoop(ctx context.Context) {
 	var every <-chan time.Time
 	if d := l.cfg.ResyncInterval.Duration; d > 0 {
 		t := time.NewTicker(d)
