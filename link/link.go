@@ -4,12 +4,16 @@
 // A change travels through three files:
 //
 //	subscribe.go  keyspace events → the dirty set (dirty.go), never blocking
-//	link.go       workers take dirty keys in batches and copy them (copyBatch)
+//	sync.go       workers (link.go) take dirty keys in batches, decide what
+//	              to copy (dedup.Decide in direction both) and copy it
 //	store.go      whole-key reads and atomic writes, by Lua scripts (scripts.go)
 //
-// resync.go compares both namespaces after anything that may have lost
-// events (start, reconnect, overflow, a restarted hub) and marks what differs
-// dirty, so the same workers repair it.
+// resync.go and compare.go compare both namespaces after anything that may
+// have lost events (start, reconnect, overflow, a restarted or flushed side)
+// and mark what differs dirty, so the same workers repair it. bigkey.go
+// copies and digests keys too big for one request; plain.go stands in for
+// the scripts when the hub refuses EVAL; runids.go and syncstate.go keep what
+// direction both must remember across restarts.
 package link
 
 import (
