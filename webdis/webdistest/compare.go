@@ -99,6 +99,9 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 			continue
 		}
 		kd, err := readKey(c, k)
+		for try := 0; err != nil && strings.Contains(err.Error(), "WRONGTYPE") && try < 5; try++ {
+			kd, err = readKey(c, k) // its type changed between TYPE and the read
+		}
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
