@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"sort"
 	"strings"
-	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -21,11 +20,14 @@ type Key struct {
 	ExpireAt int64
 }
 
-func expireAt(pttl int64) int64 {
-	if pttl < 0 {
+// expireAt turns PEXPIRETIME's reply (unix ms; -1 no TTL, -2 no key) into
+// Key.ExpireAt. Redis's own absolute time, unlike now+PTTL, does not drift
+// with the time the dump takes to read.
+func expireAt(t int64) int64 {
+	if t < 0 {
 		return 0
 	}
-	return time.Now().UnixMilli() + pttl
+	return t
 }
 
 // Dump reads every key of c whose name starts with prefix (staging keys of
@@ -71,13 +73,13 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 		}
 		types[i] = t
 	}
-	// Strings are read in a pipeline (GET then PTTL); other types one by one.
+	// Strings are read in a pipeline (GET then PEXPIRETIME); other types one by one.
 	var strs []string
 	for i, k := range keys {
 		if types[i] == "string" {
 			strs = append(strs, k)
 			c.Send("GET", k)
-			c.Send("PTTL", k)
+			c.Send("PEXPIRETIME", k)
 		}
 	}
 	if err := c.Flush(); err != nil {
@@ -117,7 +119,7 @@ func readKey(c redis.Conn, k string) (Key, error) {
 	if err != nil {
 		return Key{}, err
 	}
-	pttl, err := redis.Int64(c.Do("PTTL", k))
+	pttl, err := redis.Int64(c.Do("PEXPIRETIME", k))
 	if err != nil {
 		return Key{}, err
 	}
