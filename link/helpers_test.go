@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -100,27 +99,12 @@ func runStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	webdistest.WaitFor(t, d, what, cond)
 }
 
 func conns(t testing.TB, hub *webdistest.Hub) (local, remote redis.Conn) {
 	t.Helper()
-	l, err := hub.Local()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := hub.Remote()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(); r.Close() })
-	return l, r
+	return hub.Conns(t)
 }
 
 func do(t testing.TB, c redis.Conn, cmd string, args ...any) any {
@@ -137,29 +121,7 @@ func do(t testing.TB, c redis.Conn, cmd string, args ...any) any {
 // they do not within d.
 func waitEqual(t testing.TB, hub *webdistest.Hub, prefix string, d time.Duration) map[string]webdistest.Key {
 	t.Helper()
-	local, remote := conns(t, hub)
-	deadline := time.Now().Add(d)
-	for {
-		l, err := webdistest.Dump(local, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := webdistest.Dump(remote, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		diff := webdistest.Diff(l, r, 1500)
-		if len(diff) == 0 {
-			return l
-		}
-		if time.Now().After(deadline) {
-			if len(diff) > 20 {
-				diff = append(diff[:20], "...")
-			}
-			t.Fatalf("sides differ after %v (%d keys locally, %d remotely):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return hub.WaitEqual(t, prefix, d, nil)
 }
 
 // settle waits until the link is idle (nothing waiting or in flight) and

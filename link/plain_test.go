@@ -114,27 +114,12 @@ func runPlainLink(t *testing.T, cfg config.Link, logs *logLines) (*Link, func())
 
 func pWait(t *testing.T, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	webdistest.WaitFor(t, d, what, cond)
 }
 
 func pConns(t *testing.T, hub *webdistest.Hub) (local, remote redis.Conn) {
 	t.Helper()
-	l, err := hub.Local()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := hub.Remote()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(); r.Close() })
-	return l, r
+	return hub.Conns(t)
 }
 
 func pDo(t *testing.T, c redis.Conn, cmd string, args ...any) any {
@@ -150,35 +135,7 @@ func pDo(t *testing.T, c redis.Conn, cmd string, args ...any) any {
 // those skip says to leave out), byte for byte, TTLs within 1.5 s.
 func pWaitEqual(t *testing.T, hub *webdistest.Hub, prefix string, d time.Duration, skip func(string) bool) map[string]webdistest.Key {
 	t.Helper()
-	local, remote := pConns(t, hub)
-	deadline := time.Now().Add(d)
-	for {
-		l, err := webdistest.Dump(local, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := webdistest.Dump(remote, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for k := range l {
-			if skip != nil && skip(k) {
-				delete(l, k)
-				delete(r, k)
-			}
-		}
-		diff := webdistest.Diff(l, r, 1500)
-		if len(diff) == 0 {
-			return l
-		}
-		if time.Now().After(deadline) {
-			if len(diff) > 20 {
-				diff = append(diff[:20], "...")
-			}
-			t.Fatalf("sides differ after %v (%d keys locally, %d remotely):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return hub.WaitEqual(t, prefix, d, skip)
 }
 
 // webdisStore is a Store on hub's remote, through Webdis.

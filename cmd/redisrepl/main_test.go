@@ -190,16 +190,7 @@ namespace = "b:"
 
 func conns(t *testing.T, hub *webdistest.Hub) (redis.Conn, redis.Conn) {
 	t.Helper()
-	l, err := hub.Local()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := hub.Remote()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { l.Close(); r.Close() })
-	return l, r
+	return hub.Conns(t)
 }
 
 func do(t *testing.T, c redis.Conn, cmd string, args ...any) {
@@ -216,13 +207,7 @@ func waitRemote(t *testing.T, remote redis.Conn, key, want string) {
 
 func waitFor(t *testing.T, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	webdistest.WaitFor(t, 10*time.Second, "the condition", cond)
 }
 
 type syncBuffer struct {
