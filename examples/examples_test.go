@@ -36,87 +36,24 @@ import (
 
 // ---- processes ----------------------------------------------------------------
 
-// proc is a program started by a test, in its own process group; it is
-// stopped (SIGTERM, then SIGKILL to the group) when the test ends.
-type proc struct {
-	name string
-	out  string // its stdout and stderr
-	cmd  *exec.Cmd
-	done chan struct{}
-}
-
-func start(t *testing.T, dir, name string, deathSig syscall.Signal, argv ...string) *proc {
+// start runs a program with webdistest.StartProcess, in dir, listening on
+// addr; it is stopped by its pid when the test ends.
+func start(t *testing.T, dir, name, addr string, deathSig syscall.Signal, argv ...string) *webdistest.Process {
 	t.Helper()
-	bin, err := webdistest.FindBinary(argv[0])
+	p, err := webdistest.StartProcess(name, addr, "", filepath.Join(dir, name+".out"), deathSig, argv...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	outFile := filepath.Join(dir, name+".out")
-	out, err := os.Create(outFile)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer out.Close()
-	cmd := exec.Command(bin, argv[1:]...)
-	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("start %s: %v", name, err)
-	}
-	p := &proc{name: name, out: outFile, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		close(p.done)
-	}()
 	t.Cleanup(func() {
-		if err := p.stop(); err != nil {
+		if err := p.Stop(); err != nil {
 			t.Error(err)
 		}
 	})
 	return p
 }
 
-func (p *proc) running() bool {
-	select {
-	case <-p.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop ends the process by its pid (its group only if SIGTERM is not enough).
-func (p *proc) stop() error {
-	if !p.running() {
-		return nil
-	}
-	pid := p.cmd.Process.Pid
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(5 * time.Second):
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(5 * time.Second):
-		return fmt.Errorf("%s (pid %d) survived SIGKILL", p.name, pid)
-	}
-}
-
-func (p *proc) tail() string {
-	data, _ := os.ReadFile(p.out)
-	if len(data) > 4000 {
-		data = data[len(data)-4000:]
-	}
-	return string(data)
-}
-
 // waitFor polls check until it succeeds, p exits or 10 s pass.
-func waitFor(t *testing.T, p *proc, what string, check func() error) {
+func waitFor(t *testing.T, p *webdistest.Process, what string, check func() error) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -124,11 +61,11 @@ func waitFor(t *testing.T, p *proc, what string, check func() error) {
 		if err == nil {
 			return
 		}
-		if !p.running() {
-			t.Fatalf("%s exited before %s: %v\n%s", p.name, what, err, p.tail())
+		if !p.Running() {
+			t.Fatalf("%s exited before %s: %v\n%s", p.Name, what, err, p.Tail(40))
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("%s: no %s within 10s: %v\n%s", p.name, what, err, p.tail())
+			t.Fatalf("%s: no %s within 10s: %v\n%s", p.Name, what, err, p.Tail(40))
 		}
 		time.Sleep(25 * time.Millisecond)
 	}
@@ -224,8 +161,8 @@ func startWebdis(t *testing.T, dir, redisAddr string) string {
 		t.Fatal(err)
 	}
 	conf := webdisExample(t, dir, port(t, redisAddr), httpPort)
-	p := start(t, dir, "webdis", syscall.SIGKILL, "webdis", conf)
 	addr := fmt.Sprintf("127.0.0.1:%d", httpPort)
+	p := start(t, dir, "webdis", addr, syscall.SIGKILL, "webdis", conf)
 	client := &http.Client{Timeout: time.Second}
 	waitFor(t, p, "PONG", func() error {
 		code, body, err := post(client, "http://"+addr+"/", "PING.raw")
@@ -237,7 +174,7 @@ func startWebdis(t *testing.T, dir, redisAddr string) string {
 	t.Cleanup(func() {
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "webdis.log"))
-			t.Logf("webdis log:\n%s\n%s", log, p.tail())
+			t.Logf("webdis log:\n%s\n%s", log, p.Tail(40))
 		}
 	})
 	return addr
@@ -634,11 +571,11 @@ func TestNginxExample(t *testing.T) {
 	if out, err := exec.Command(mustFind(t, "nginx"), "-t", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log")).CombinedOutput(); err != nil {
 		t.Fatalf("nginx -t: %v\n%s", err, out)
 	}
-	ng := start(t, dir, "nginx", syscall.SIGTERM, "nginx", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"), "-g", "daemon off;")
+	ng := start(t, dir, "nginx", fmt.Sprintf("127.0.0.1:%d", httpsPort), syscall.SIGTERM, "nginx", "-p", dir, "-c", conf, "-e", filepath.Join(dir, "nginx-error.log"), "-g", "daemon off;")
 	t.Cleanup(func() {
 		if t.Failed() {
 			log, _ := os.ReadFile(filepath.Join(dir, "nginx-error.log"))
-			t.Logf("nginx error log:\n%s\n%s", log, ng.tail())
+			t.Logf("nginx error log:\n%s\n%s", log, ng.Tail(40))
 		}
 	})
 	base := fmt.Sprintf("https://127.0.0.1:%d/redis", httpsPort)
@@ -749,7 +686,7 @@ func TestNginxExample(t *testing.T) {
 	}
 
 	// The access log names the lab (nginx flushes it when it stops).
-	if err := ng.stop(); err != nil {
+	if err := ng.Stop(); err != nil {
 		t.Fatal(err)
 	}
 	log, err := os.ReadFile(filepath.Join(dir, "redisrepl-access.log"))

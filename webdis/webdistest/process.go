@@ -66,10 +66,13 @@ type Process struct {
 	waitErr error
 }
 
-// startProcess runs argv in its own process group. deathSig is sent to the
+// StartProcess runs argv (its program found by FindBinary) in its own
+// process group, with outFile (in the directory it runs in) for its stdout
+// and stderr, and logFile for Tail; addr is where it listens, which Stop
+// waits to refuse connections. deathSig is sent to the
 // process if the test binary dies first: SIGKILL for redis and webdis,
 // SIGTERM for nginx, whose master then stops its workers.
-func startProcess(name, addr, logFile, outFile string, deathSig syscall.Signal, argv ...string) (*Process, error) {
+func StartProcess(name, addr, logFile, outFile string, deathSig syscall.Signal, argv ...string) (*Process, error) {
 	bin, err := FindBinary(argv[0])
 	if err != nil {
 		return nil, err
@@ -218,7 +221,7 @@ func (p *Process) fail(err error) error {
 func StartRedis(dir string, port int) (*Process, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := filepath.Join(dir, fmt.Sprintf("redis-%d", port))
-	p, err := startProcess("redis-server", addr, base+".log", base+".out", syscall.SIGKILL,
+	p, err := StartProcess("redis-server", addr, base+".log", base+".out", syscall.SIGKILL,
 		"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", dir,
 		"--daemonize", "no", "--logfile", base+".log")
@@ -300,7 +303,7 @@ func StartWebdis(dir string, c WebdisConfig) (*Process, error) {
 	if err := os.WriteFile(base+".json", data, 0o644); err != nil {
 		return nil, err
 	}
-	p, err := startProcess("webdis", addr, base+".log", base+".out", syscall.SIGKILL, "webdis", base+".json")
+	p, err := StartProcess("webdis", addr, base+".log", base+".out", syscall.SIGKILL, "webdis", base+".json")
 	if err != nil {
 		return nil, err
 	}
@@ -405,7 +408,7 @@ func StartNginx(dir string, c NginxConfig) (*Process, error) {
 	}
 	defer client.CloseIdleConnections()
 	client.Timeout = time.Second
-	p, err := startProcess("nginx", addr, base+"-error.log", base+".out", syscall.SIGTERM,
+	p, err := StartProcess("nginx", addr, base+"-error.log", base+".out", syscall.SIGTERM,
 		"nginx", "-p", dir, "-c", base+".conf", "-e", base+"-error.log", "-g", "daemon off;")
 	if err != nil {
 		return nil, err
