@@ -31,17 +31,11 @@ func runBurst(ctx context.Context, b *bench) error {
 			return fmt.Errorf("ceilings: %w", err)
 		}
 	}
-	hub, err := b.startHub(ctx, defaultHub)
+	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
 		return err
 	}
-	defer b.closeHub(hub)
-	local, remote, err := dialBoth(hub)
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	defer remote.Close()
+	defer done()
 
 	sizes := []int{20_000, 200_000}
 	if b.quick {

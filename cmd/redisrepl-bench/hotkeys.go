@@ -40,17 +40,11 @@ const (
 )
 
 func runHotkeys(ctx context.Context, b *bench) error {
-	hub, err := b.startHub(ctx, defaultHub)
+	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
 		return err
 	}
-	defer b.closeHub(hub)
-	local, remote, err := dialBoth(hub)
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	defer remote.Close()
+	defer done()
 
 	updates := 50_000
 	if b.quick {

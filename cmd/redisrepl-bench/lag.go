@@ -33,17 +33,11 @@ import (
 var lagTargets = map[int]float64{1000: 20, 5000: 50} // p99 ms
 
 func runLag(ctx context.Context, b *bench) error {
-	hub, err := b.startHub(ctx, defaultHub)
+	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
 		return err
 	}
-	defer b.closeHub(hub)
-	local, remote, err := dialBoth(hub)
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	defer remote.Close()
+	defer done()
 
 	dur := 5 * time.Second
 	if b.quick {

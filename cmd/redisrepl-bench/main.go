@@ -41,6 +41,8 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -272,6 +274,19 @@ func (b *bench) closeHubs() {
 	for _, h := range hs {
 		b.closeHub(h)
 	}
+}
+
+// openStack starts the stack most scenarios use and connects to both Redis
+// servers; done closes it all.
+func (b *bench) openStack(ctx context.Context) (hub *webdistest.Hub, local, remote redis.Conn, done func(), err error) {
+	if hub, err = b.startHub(ctx, defaultHub); err != nil {
+		return nil, nil, nil, nil, err
+	}
+	if local, remote, err = dialBoth(hub); err != nil {
+		b.closeHub(hub)
+		return nil, nil, nil, nil, err
+	}
+	return hub, local, remote, func() { local.Close(); remote.Close(); b.closeHub(hub) }, nil
 }
 
 // defaultHub is the stack most scenarios use: nginx's body limit raised.

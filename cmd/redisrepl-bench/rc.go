@@ -22,17 +22,11 @@ import (
 // (Stats.KeysToRemote): the keys it brought must not travel back.
 
 func runRC(ctx context.Context, b *bench) error {
-	hub, err := b.startHub(ctx, defaultHub)
+	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
 		return err
 	}
-	defer b.closeHub(hub)
-	local, remote, err := dialBoth(hub)
-	if err != nil {
-		return err
-	}
-	defer local.Close()
-	defer remote.Close()
+	defer done()
 
 	cfg := linkConfig(hub, "rc:")
 	cfg.Direction = "both"
