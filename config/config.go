@@ -1,4 +1,4 @@
-// Package config loads and validates the redisrepl TOML file (see DESIGN.md §4)
+// Package config loads and validates the redisrepl TOML file (see docs/ARCHITECTURE.md and the README)
 // and watches it for hot reload.
 //
 // The file has a [service] table, an optional [defaults] table whose fields are
@@ -21,10 +21,27 @@ import (
 // DefaultPath is where the service looks for its configuration.
 const DefaultPath = "/etc/redisrepl.toml"
 
-// Defaults of the link settings that have one.
+// Direction is which way a link copies.
+type Direction string
+
 const (
-	DefaultDirection       = "push"
-	DefaultConflict        = "local"
+	Push Direction = "push" // local → remote: the remote mirrors the local namespace
+	Both Direction = "both" // and remote → local (the original -rc)
+)
+
+// Conflict is which side wins a key changed on both sides (direction both).
+type Conflict string
+
+const (
+	LocalWins  Conflict = "local"
+	RemoteWins Conflict = "remote"
+)
+
+// Defaults of the link settings that have one: the parser, link.New and the
+// tests all take them from here (WithDefaults).
+const (
+	DefaultDirection       = Push
+	DefaultConflict        = LocalWins
 	DefaultWorkers         = 8
 	DefaultBatchKeys       = 256
 	DefaultMaxRequestBytes = 900 * 1024 // nginx's default client_max_body_size is 1 MiB
@@ -74,8 +91,8 @@ type Link struct {
 
 	Cert, Key, CA string // client certificate, its key, the CA of the proxy
 
-	Direction      string   // "push" | "both"
-	Conflict       string   // "local" | "remote": who wins a key changed on both sides
+	Direction      Direction
+	Conflict       Conflict // who wins a key changed on both sides
 	ResyncInterval Duration // 0 = no periodic resync
 	StateFile      string   // "" = the caller decides
 
@@ -84,6 +101,30 @@ type Link struct {
 	MaxRequestBytes int
 	MaxDirtyKeys    int
 	MaxValueBytes   int64
+}
+
+// WithDefaults is l with every setting that has a default and is not set
+// (zero) given its default.
+func (l Link) WithDefaults() Link {
+	set := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	if l.Direction == "" {
+		l.Direction = DefaultDirection
+	}
+	if l.Conflict == "" {
+		l.Conflict = DefaultConflict
+	}
+	set(&l.Workers, DefaultWorkers)
+	set(&l.BatchKeys, DefaultBatchKeys)
+	set(&l.MaxRequestBytes, DefaultMaxRequestBytes)
+	set(&l.MaxDirtyKeys, DefaultMaxDirtyKeys)
+	if l.MaxValueBytes <= 0 {
+		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	return l
 }
 
 // LocalRedacted is Local with any password replaced by "xxxxx".

@@ -67,11 +67,7 @@ func parse(path string, data []byte) (*Config, error) {
 		return nil, &Error{File: path, Msg: err.Error()}
 	}
 	cfg := &Config{Path: path, Service: Service{LogLevel: "info"}}
-	base := draft{Link: Link{
-		Direction: DefaultDirection, Conflict: DefaultConflict,
-		Workers: DefaultWorkers, BatchKeys: DefaultBatchKeys, MaxRequestBytes: DefaultMaxRequestBytes,
-		MaxDirtyKeys: DefaultMaxDirtyKeys, MaxValueBytes: DefaultMaxValueBytes,
-	}, from: map[string]origin{}, urlDB: -1, dbField: -1}
+	base := draft{Link: Link{}.WithDefaults(), from: map[string]origin{}, urlDB: -1, dbField: -1}
 	var linkTables []map[string]any
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {
@@ -261,12 +257,12 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 			}
 		}
 	case "direction":
-		if s, ok := p.oneOf(o, key, v, "push", "both"); ok {
-			d.Direction = s
+		if s, ok := p.oneOf(o, key, v, string(Push), string(Both)); ok {
+			d.Direction = Direction(s)
 		}
 	case "conflict":
-		if s, ok := p.oneOf(o, key, v, "local", "remote"); ok {
-			d.Conflict = s
+		if s, ok := p.oneOf(o, key, v, string(LocalWins), string(RemoteWins)); ok {
+			d.Conflict = Conflict(s)
 		}
 	case "resync_interval":
 		if n, ok := v.(int64); ok && n == 0 {

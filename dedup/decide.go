@@ -62,14 +62,30 @@ func same(a, b Version, tolerance int64) bool {
 	if !a.Exists {
 		return true
 	}
-	return a.Digest != 0 && a.Digest == b.Digest && closeExpiry(a.ExpireAt, b.ExpireAt, tolerance)
+	return a.Digest != 0 && a.Digest == b.Digest && SameExpiry(a.ExpireAt, b.ExpireAt, tolerance)
 }
 
 func matches(v Version, e Entry, tolerance int64) bool {
-	return v.Digest != 0 && v.Digest == e.Digest && closeExpiry(v.ExpireAt, e.ExpireAt, tolerance)
+	return v.Digest != 0 && v.Digest == e.Digest && SameExpiry(v.ExpireAt, e.ExpireAt, tolerance)
 }
 
-func closeExpiry(a, b, tolerance int64) bool {
+// Expiry times are absolute (unix ms) and computed from each side's clock,
+// so two that name the same moment may differ a little. These are the
+// tolerances, in ms, used everywhere expiry times are compared.
+const (
+	// ExpiryTolerance: two sides' expiry times this close count as the same
+	// TTL (resyncs, verify's default, the plain fallback, which reads long
+	// TTLs to the second).
+	ExpiryTolerance = 1000
+	// EchoTolerance: an expiry read back this close to the one the link
+	// wrote is its echo. PEXPIREAT writes the absolute time, which reads
+	// back within a millisecond on any clock.
+	EchoTolerance = 2
+)
+
+// SameExpiry says whether expiry times a and b (unix ms, 0 = none) are the
+// same within tolerance ms.
+func SameExpiry(a, b, tolerance int64) bool {
 	if (a == 0) != (b == 0) {
 		return false
 	}

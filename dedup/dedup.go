@@ -116,7 +116,7 @@ func (t *Table) Synced(key []byte, digest string, expireAt, tolerance int64) boo
 	t.mu.Lock()
 	e, found := t.m[string(key)]
 	t.mu.Unlock()
-	return found && e.Digest == d && closeExpiry(e.ExpireAt, expireAt, tolerance)
+	return found && e.Digest == d && SameExpiry(e.ExpireAt, expireAt, tolerance)
 }
 
 // Lookup returns key's last synced state.

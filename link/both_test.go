@@ -101,8 +101,8 @@ func TestBothNoLoop(t *testing.T) {
 
 // Writers on both sides hammer the same 50 keys: both sides end identical.
 func TestBothConcurrentWriters(t *testing.T) {
-	for _, policy := range []string{"local", "remote"} {
-		t.Run(policy, func(t *testing.T) {
+	for _, policy := range []config.Conflict{config.LocalWins, config.RemoteWins} {
+		t.Run(string(policy), func(t *testing.T) {
 			hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
 			cfg := bothConfig(t, hub, "c:")
 			cfg.Conflict = policy

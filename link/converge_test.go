@@ -11,6 +11,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -66,7 +67,7 @@ func TestConvergeAfterProxyOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	churn(t, local, "o:", 200, 2000)
-	waitFor(t, 5*time.Second, "the outage noticed", func() bool { return l.State() == "degraded" })
+	waitFor(t, 5*time.Second, "the outage noticed", func() bool { return l.State() == link.Degraded })
 	if err := hub.StartNginx(); err != nil {
 		t.Fatal(err)
 	}
@@ -165,7 +166,7 @@ func TestInitialSyncAfterRestart(t *testing.T) {
 	do(t, remote, "SET", "i:stale-remote-only", "x") // the remote mirrors the local: this goes
 	l := runLink(t, cfg)
 	waitEqual(t, hub, "i:", 10*time.Second)
-	if l.State() != "live" {
+	if l.State() != link.Live {
 		t.Fatalf("state %s", l.State())
 	}
 }

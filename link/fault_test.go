@@ -11,6 +11,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -26,7 +27,7 @@ func TestRefusedClientCertificate(t *testing.T) {
 	waitFor(t, 10*time.Second, "a certificate error", func() bool {
 		return strings.Contains(l.LastError(), "refused the client certificate")
 	})
-	if l.State() == "live" {
+	if l.State() == link.Live {
 		t.Fatalf("link claims to be live with a refused certificate")
 	}
 	if n, _ := redis.Int(remote.Do("DBSIZE")); n != 0 {
@@ -86,7 +87,7 @@ func TestBrokenRemote(t *testing.T) {
 	waitFor(t, 10*time.Second, "garbage reported", func() bool { return strings.Contains(l.LastError(), "not RESP") })
 	mode.Store(2)
 	waitFor(t, 10*time.Second, "truncated reply reported", func() bool { return strings.Contains(l.LastError(), "truncated") })
-	if l.State() == "live" {
+	if l.State() == link.Live {
 		t.Fatal("link claims to be live against a broken remote")
 	}
 }

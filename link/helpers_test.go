@@ -20,22 +20,15 @@ import (
 // namespace ns, with the defaults config applies.
 func linkConfig(hub *webdistest.Hub, ns string) config.Link {
 	return config.Link{
-		Name:            "test",
-		Local:           hub.LocalAddr,
-		LocalAddr:       hub.LocalAddr,
-		Namespace:       ns,
-		Remote:          hub.URL,
-		Cert:            hub.Cert,
-		Key:             hub.Key,
-		CA:              hub.CA,
-		Direction:       "push",
-		Conflict:        "local",
-		Workers:         8,
-		BatchKeys:       256,
-		MaxRequestBytes: 900 << 10,
-		MaxDirtyKeys:    1_000_000,
-		MaxValueBytes:   512 << 20,
-	}
+		Name:      "test",
+		Local:     hub.LocalAddr,
+		LocalAddr: hub.LocalAddr,
+		Namespace: ns,
+		Remote:    hub.URL,
+		Cert:      hub.Cert,
+		Key:       hub.Key,
+		CA:        hub.CA,
+	}.WithDefaults()
 }
 
 func testLogger(t testing.TB) zerolog.Logger {
@@ -49,7 +42,7 @@ func testLogger(t testing.TB) zerolog.Logger {
 func startLink(t testing.TB, cfg config.Link) *link.Link {
 	t.Helper()
 	l := runLink(t, cfg)
-	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
+	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == link.Live })
 	return l
 }
 
@@ -67,7 +60,7 @@ func startStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 	t.Helper()
 	l, stop := runStoppable(t, cfg)
 	t.Cleanup(stop)
-	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == "live" })
+	waitFor(t, 10*time.Second, "link live", func() bool { return l.State() == link.Live })
 	return l, stop
 }
 

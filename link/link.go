@@ -1,18 +1,18 @@
 // Package link is one replication link: the namespace of a local Redis kept
 // equal to the same namespace of a remote Redis reached through Webdis.
-//
-// A change travels through three files:
+// docs/ARCHITECTURE.md describes the whole path; in short, a change travels
+// through:
 //
 //	subscribe.go  keyspace events → the dirty set (dirty.go), never blocking
-//	sync.go       workers (link.go) take dirty keys in batches, decide what
-//	              to copy (dedup.Decide in direction both) and copy it
-//	store.go      whole-key reads and atomic writes, by Lua scripts (scripts.go)
+//	sync.go       workers (link.go) take dirty keys in batches, read them,
+//	              decide what to copy (dedup.Decide in direction both) and
+//	              copy it
+//	link/store    one side's whole-key reads and atomic writes
 //
-// resync.go and compare.go compare both namespaces after anything that may
+// resync.go compares both namespaces (store.Compare) after anything that may
 // have lost events (start, reconnect, overflow, a restarted or flushed side)
-// and mark what differs dirty, so the same workers repair it. bigkey.go
-// copies and digests keys too big for one request; plain.go stands in for
-// the scripts when the hub refuses EVAL; runids.go and syncstate.go keep what
+// and marks what differs dirty, so the same workers repair it. notify.go
+// turns keyspace notifications on; runids.go and syncstate.go keep what
 // direction both must remember across restarts.
 package link
 
@@ -29,15 +29,20 @@ import (
 
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
-// ttlTolerance is how far apart (ms) two absolute expiry times may be and
-// still count as the same TTL: they are computed from each side's clock.
-const ttlTolerance = 1000
+// State is where a link stands.
+type State string
 
-// maxBatchBytes bounds the values one worker holds at a time.
-const maxBatchBytes = 4 << 20
+const (
+	Starting  State = "starting"  // created, not yet resynced
+	Resyncing State = "resyncing" // comparing both sides after a gap
+	Live      State = "live"      // replicating events as they come
+	Degraded  State = "degraded"  // an error met; retrying with backoff
+	Stopped   State = "stopped"   // Run returned
+)
 
 // shutdownGrace is how long writes in flight may take to finish after the
 // link is asked to stop.
@@ -47,10 +52,10 @@ const shutdownGrace = 10 * time.Second
 type Link struct {
 	cfg    config.Link
 	log    zerolog.Logger
-	pool   *Pool
+	pool   *store.Pool
 	client *webdis.Client
-	local  *Store
-	remote *Store
+	local  *store.Store
+	remote *store.Store
 	dirty  *dirtySet
 	synced *dedup.Table
 
@@ -59,7 +64,7 @@ type Link struct {
 	runIDs         runIDs       // of both Redis servers, as the last resync saw them
 	bar            io.Writer    // where resyncs draw a progress bar; nil = none
 	lastResyncKeys int          // keys the last resync compared: the next one's expected total
-	state          atomic.Value // string: see State
+	state          atomic.Value // a State
 	Stats          Stats
 
 	resyncs      resyncInfo
@@ -70,44 +75,39 @@ type Link struct {
 	errAt   time.Time
 }
 
-// New checks cfg and loads its certificates; it contacts nothing.
+// New checks cfg (settings left zero take config's defaults) and loads its
+// certificates; it contacts nothing.
 func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
-	local, remote, pool, client, err := newStores(cfg, max(cfg.Workers, 1)+2)
-	if err != nil {
-		return nil, err
-	}
+	cfg = cfg.WithDefaults()
 	l := &Link{
 		cfg:       cfg,
 		log:       log.With().Str("link", cfg.Name).Logger(),
-		pool:      pool,
-		client:    client,
-		local:     local,
 		Stats:     newStats(),
-		remote:    remote,
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(syncedCap(cfg.Direction)),
 		resyncReq: make(chan struct{}, 1),
 	}
-	l.remote.Do = timedDoer{client, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
+	sides, err := store.Open(cfg, cfg.Workers+2, func(d store.Doer) store.Doer {
+		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
+	})
+	if err != nil {
+		return nil, err
+	}
+	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
 	l.remote.OnFallback = l.reportFallback
-	l.state.Store("starting")
+	l.state.Store(Starting)
 	return l, nil
 }
 
-// direction is "push" or "both".
-func (l *Link) direction() string {
-	if l.cfg.Direction == "both" {
-		return "both"
-	}
-	return "push"
-}
+// both says whether the link copies in both directions.
+func (l *Link) both() bool { return l.cfg.Direction == config.Both }
 
 // syncedCap bounds the dedup table. Push needs it only to skip no-op
 // writes; direction both needs an entry for every key to keep deletes from
 // being resurrected, so it holds ten times more (about 75 bytes plus the
 // key each: 10M keys of 20 bytes is about 1 GB).
-func syncedCap(direction string) int {
-	if direction == "both" {
+func syncedCap(d config.Direction) int {
+	if d == config.Both {
 		return 10_000_000
 	}
 	return 1_000_000
@@ -116,8 +116,8 @@ func syncedCap(direction string) int {
 // Name is the link's name.
 func (l *Link) Name() string { return l.cfg.Name }
 
-// State is one of starting, connecting, resyncing, live, degraded, stopped.
-func (l *Link) State() string { return l.state.Load().(string) }
+// State is where the link stands.
+func (l *Link) State() State { return l.state.Load().(State) }
 
 // LastError is the last error the link met, "" if none.
 func (l *Link) LastError() string {
@@ -132,9 +132,9 @@ func (l *Link) Idle() bool { return l.dirty.Idle() }
 // Pending is the number of dirty keys waiting.
 func (l *Link) Pending() int { return l.dirty.Len() }
 
-func (l *Link) setState(s string) {
+func (l *Link) setState(s State) {
 	if old := l.state.Swap(s); old != s {
-		l.log.Info().Str("from", old.(string)).Str("to", s).Msg("link state")
+		l.log.Info().Str("from", string(old.(State))).Str("to", string(s)).Msg("link state")
 	}
 }
 
@@ -170,7 +170,7 @@ func (l *Link) Run(ctx context.Context) error {
 	defer l.client.Close()
 	defer l.pool.Close()
 	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
-		Str("namespace", fmt.Sprintf("%q", l.cfg.Namespace)).Str("direction", l.cfg.Direction).Msg("link starting")
+		Str("namespace", fmt.Sprintf("%q", l.cfg.Namespace)).Str("direction", string(l.cfg.Direction)).Msg("link starting")
 
 	// Writes in flight get their own context, cancelled shutdownGrace after
 	// ctx, so that stopping does not cut a request in half without need.
@@ -184,24 +184,24 @@ func (l *Link) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); f() }()
 	}
-	if l.direction() == "both" {
+	if l.both() {
 		l.loadSyncState()
 	}
 	run(func() { l.subscribeLocal(ctx) })
-	if l.direction() == "both" {
+	if l.both() {
 		run(func() { l.subscribeRemote(ctx) })
 		run(func() { l.saveSyncStateLoop(ctx) })
 	}
 	run(func() { l.resyncLoop(ctx) })
 	run(func() { l.watchRemote(ctx) })
-	for range max(l.cfg.Workers, 1) {
+	for range l.cfg.Workers {
 		run(func() { l.worker(ctx, opCtx) })
 	}
 	wg.Wait()
-	if l.direction() == "both" {
+	if l.both() {
 		l.saveSyncState()
 	}
-	l.setState("stopped")
+	l.setState(Stopped)
 	l.log.Info().Msg("link stopped")
 	return nil
 }
@@ -210,7 +210,7 @@ func (l *Link) Run(ctx context.Context) error {
 func (l *Link) worker(ctx, opCtx context.Context) {
 	bo := newBackoff()
 	for {
-		b := l.dirty.Take(ctx, max(l.cfg.BatchKeys, 1))
+		b := l.dirty.Take(ctx, l.cfg.BatchKeys)
 		if b == nil {
 			return
 		}
@@ -218,7 +218,7 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 		l.dirty.Done(b, err != nil)
 		if err != nil {
 			l.fail(err, "copy")
-			l.setState("degraded")
+			l.setState(Degraded)
 			if !sleepCtx(ctx, bo.next()) {
 				return
 			}
@@ -230,13 +230,6 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 			l.requestResync(false)
 		}
 	}
-}
-
-func (l *Link) maxValue() int64 {
-	if l.cfg.MaxValueBytes > 0 {
-		return l.cfg.MaxValueBytes
-	}
-	return 512 << 20
 }
 
 // backoff is capped exponential backoff with jitter.

@@ -1,10 +1,7 @@
 package link
 
 import (
-	"bytes"
 	"context"
-	"crypto/sha1"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -12,20 +9,19 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/dedup"
-	"github.com/redisrepl/redisrepl/webdis"
+	"github.com/redisrepl/redisrepl/link/store"
 )
 
 // Resync is anti-entropy: keyspace events are fire-and-forget, so after
 // anything that may have lost some (the link starting, a reconnect, a dirty
 // set overflow, a restarted or flushed hub) both namespaces are compared
 // key by key and every difference is marked dirty for the workers, which
-// copy the current local state. Digests are computed by Lua on each side, so
-// only keys that differ travel. Memory is bounded by one SCAN page.
+// copy the current local state. Digests are computed on each side
+// (store.Compare), so only keys that differ travel. Memory is bounded by one
+// SCAN page.
 //
 // Live events keep flowing meanwhile and cannot be overwritten by the
 // resync: it only marks keys dirty; the copy always reads the current state.
-
-const scanCount = 1000
 
 // resyncLoop runs a resync whenever one is requested, when the dirty set
 // overflows and every resync_interval.
@@ -59,7 +55,7 @@ func (l *Link) resyncLoop(ctx context.Context) {
 				break
 			}
 			l.fail(err, "resync")
-			l.setState("degraded")
+			l.setState(Degraded)
 			if !sleepCtx(ctx, bo.next()) {
 				return
 			}
@@ -82,8 +78,8 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	}
 	// A routine resync (periodic, an overflow) of a live link leaves it
 	// live: it keeps replicating meanwhile, and /healthz should not flap.
-	if l.State() != "live" {
-		l.setState("resyncing")
+	if l.State() != Live {
+		l.setState(Resyncing)
 	}
 	l.Stats.Resyncs.Add(1)
 	start := time.Now()
@@ -100,10 +96,10 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 			before, known = append(before, e), append(known, ok)
 		}
 	}
-	err = compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []Summary) error {
+	err = store.Compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
 		var differ [][]byte
 		for i, k := range keys {
-			if local[i].Same(remote[i], ttlTolerance) {
+			if local[i].Same(remote[i], dedup.ExpiryTolerance) {
 				if local[i].Type == "none" {
 					l.synced.ForgetIf(k, before[i], known[i])
 				} else {
@@ -129,7 +125,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
 		Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("resync done")
-	l.setState("live")
+	l.setState(Live)
 	return nil
 }
 
@@ -151,48 +147,8 @@ func (l *Link) markDifferent(ctx context.Context, keys [][]byte, why uint8) erro
 	return nil
 }
 
-// splitKeys cuts keys into runs whose encoded size stays under budget.
-func splitKeys(keys [][]byte, budget int) [][][]byte {
-	if budget <= 0 {
-		return [][][]byte{keys}
-	}
-	var parts [][][]byte
-	start, size := 0, 512
-	for i, k := range keys {
-		l := 1 + webdis.EncodedLen(k)
-		if size+l > budget && i > start {
-			parts = append(parts, keys[start:i])
-			start, size = i, 512
-		}
-		size += l
-	}
-	return append(parts, keys[start:])
-}
-
-// Exists says which keys exist.
-func (s *Store) Exists(ctx context.Context, keys [][]byte) ([]bool, error) {
-	reply, err := s.Eval(ctx, existsScript, keys)
-	if err != nil {
-		return nil, fmt.Errorf("%s: exists: %w", s.Name, err)
-	}
-	vs, err := redis.ByteSlices(reply, nil)
-	if err != nil || len(vs) != len(keys) {
-		return nil, fmt.Errorf("%s: exists: bad reply", s.Name)
-	}
-	out := make([]bool, len(vs))
-	for i, v := range vs {
-		out[i] = bytes.Equal(v, []byte("1"))
-	}
-	return out, nil
-}
-
-// noneDigestHex is the digest of a key that does not exist (see luaLib).
-var noneDigestHex = func() string {
-	sum := sha1.Sum([]byte("none|"))
-	return hex.EncodeToString(sum[:])
-}()
-
-var noneDigest, _ = dedup.ParseDigest(noneDigestHex)
+// noneDigest is store.NoneDigest as the dedup table keeps it.
+var noneDigest, _ = dedup.ParseDigest(store.NoneDigest)
 
 // probeEvery is how often the sides are checked for a restart or a flush,
 // which emit no keyspace event.
@@ -239,7 +195,7 @@ func (l *Link) flushedSide(ctx context.Context) string {
 	if len(sample) < 4 {
 		return ""
 	}
-	for _, s := range []*Store{l.remote, l.local} {
+	for _, s := range []*store.Store{l.remote, l.local} {
 		exists, err := s.Exists(ctx, sample)
 		if err != nil {
 			continue // the workers report errors

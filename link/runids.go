@@ -42,7 +42,7 @@ func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	li, _ := redis.String(lv, nil)
 	r.seenL = runID(li)
 	r.seenR, _ = l.remoteRunID(ctx) // Webdis's ACL may forbid INFO: then the probe of known keys is all there is
-	if !r.loaded && l.direction() == "both" {
+	if !r.loaded && l.both() {
 		r.loaded = true
 		if !r.load(l.runIDFile(), l.identity()) && l.synced.Len() > 0 {
 			l.log.Warn().Str("file", l.runIDFile()).Msg("the sync state belongs to other Redis servers or namespace: forgetting it")
@@ -67,7 +67,7 @@ func (r *runIDs) commit(l *Link) {
 		return
 	}
 	r.local, r.remote = r.seenL, r.seenR
-	if l.direction() == "both" {
+	if l.both() {
 		_ = os.MkdirAll(filepath.Dir(l.runIDFile()), 0o700)
 		data := l.identity() + "\n" + r.local + "\n" + r.remote + "\n"
 		if err := os.WriteFile(l.runIDFile(), []byte(data), 0o600); err != nil {

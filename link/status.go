@@ -5,6 +5,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link/store"
 )
 
 // Histogram counts durations into fixed buckets, cheaply enough for the hot
@@ -74,30 +77,30 @@ func newStats() Stats {
 
 // Status is what /status shows of a link.
 type Status struct {
-	Name       string    `json:"name"`
-	State      string    `json:"state"` // starting, resyncing, live, degraded, stopped
-	Direction  string    `json:"direction"`
-	LastError  string    `json:"last_error,omitempty"`
-	ErrorAt    time.Time `json:"last_error_at,omitzero"`
-	DirtyKeys  int       `json:"dirty_keys"`
-	SyncedKeys int       `json:"synced_keys"` // keys the dedup table remembers
-	LagP50Ms   float64   `json:"lag_p50_ms"`
-	LagP99Ms   float64   `json:"lag_p99_ms"`
+	Name       string           `json:"name"`
+	State      State            `json:"state"`
+	Direction  config.Direction `json:"direction"`
+	LastError  string           `json:"last_error,omitempty"`
+	ErrorAt    time.Time        `json:"last_error_at,omitzero"`
+	DirtyKeys  int              `json:"dirty_keys"`
+	SyncedKeys int              `json:"synced_keys"` // keys the dedup table remembers
+	LagP50Ms   float64          `json:"lag_p50_ms"`
+	LagP99Ms   float64          `json:"lag_p99_ms"`
 
 	LastResync         time.Time `json:"last_resync,omitzero"`
 	LastResyncOutcome  string    `json:"last_resync_outcome,omitempty"`
 	LastResyncDuration string    `json:"last_resync_duration,omitempty"`
 
-	EventsLocal  int64  `json:"events_local"`
-	EventsRemote int64  `json:"events_remote"`
-	KeysToRemote int64  `json:"keys_to_remote"`
-	KeysToLocal  int64  `json:"keys_to_local"`
-	KeysSkipped  int64  `json:"keys_skipped"`
-	Requests     int64  `json:"remote_requests"`
-	Errors       int64  `json:"errors"`
-	Resyncs      int64  `json:"resyncs"`
-	KeysRepaired int64  `json:"keys_repaired"`
-	WritePath    string `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
+	EventsLocal  int64      `json:"events_local"`
+	EventsRemote int64      `json:"events_remote"`
+	KeysToRemote int64      `json:"keys_to_remote"`
+	KeysToLocal  int64      `json:"keys_to_local"`
+	KeysSkipped  int64      `json:"keys_skipped"`
+	Requests     int64      `json:"remote_requests"`
+	Errors       int64      `json:"errors"`
+	Resyncs      int64      `json:"resyncs"`
+	KeysRepaired int64      `json:"keys_repaired"`
+	WritePath    store.Path `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
 }
 
 // resyncInfo is the outcome of the last resync.
@@ -124,7 +127,7 @@ func (l *Link) Status() Status {
 	l.resyncs.mu.Unlock()
 	s := &l.Stats
 	st := Status{
-		Name: l.cfg.Name, State: l.State(), Direction: l.direction(),
+		Name: l.cfg.Name, State: l.State(), Direction: l.cfg.Direction,
 		LastError: lastErr, ErrorAt: errAt,
 		DirtyKeys: l.dirty.Len(), SyncedKeys: l.synced.Len(),
 		LagP50Ms: quantileMs(s.Lag, 0.5), LagP99Ms: quantileMs(s.Lag, 0.99),
@@ -159,7 +162,7 @@ func quantileMs(h *Histogram, q float64) float64 {
 
 // timedDoer measures the requests of a Doer.
 type timedDoer struct {
-	Doer
+	store.Doer
 	h *Histogram
 	n *atomic.Int64
 }
@@ -170,4 +173,15 @@ func (t timedDoer) Do(ctx context.Context, args ...[]byte) (any, error) {
 	t.h.Observe(time.Since(start))
 	t.n.Add(1)
 	return v, err
+}
+
+// fallbackMsg is logged once when the remote refuses scripts.
+const fallbackMsg = "the hub refuses scripts (EVAL): falling back to plain commands; " +
+	"each key is still written atomically, but replication is slower, reads are not atomic, " +
+	"streams are not replicated, and listing the namespace uses KEYS; /status shows write_path: plain"
+
+// reportFallback is the remote Store's OnFallback: it says once, as a
+// warning, that the link now uses plain commands, and why.
+func (l *Link) reportFallback(err error) {
+	l.log.Warn().Err(err).Str("write_path", store.PathPlain.String()).Msg(fallbackMsg)
 }

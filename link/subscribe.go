@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/link/store"
 )
 
 // subscribeLocal reads the local keyspace events of the namespace into the
@@ -24,7 +26,7 @@ func (l *Link) subscribeLocal(ctx context.Context) {
 			return
 		}
 		l.fail(err, "local events")
-		l.setState("degraded")
+		l.setState(Degraded)
 		if !sleepCtx(ctx, bo.next()) {
 			return
 		}
@@ -40,7 +42,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 		// still converge. Say what to do.
 		l.fail(err, "enable notifications")
 	}
-	conn, err := l.pool.addr.Dial(ctx)
+	conn, err := l.pool.Addr().Dial(ctx)
 	if err != nil {
 		return err
 	}
@@ -50,7 +52,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 
 	channel := fmt.Sprintf("__keyspace@%d__:", l.cfg.LocalDB)
 	psc := redis.PubSubConn{Conn: conn}
-	if err := psc.PSubscribe(append([]byte(channel), MatchPattern(l.local.Prefix)...)); err != nil {
+	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
 		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
 	}
 	// A dead connection is found by pings answered (as Pong) on the same
@@ -78,7 +80,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 		switch v := psc.ReceiveWithTimeout(3 * pingEvery).(type) {
 		case redis.Message:
 			key := []byte(v.Channel[len(channel):])
-			if IsStaging(l.local.Prefix, key) {
+			if store.IsStaging(l.local.Prefix, key) {
 				continue
 			}
 			l.Stats.EventsLocal.Add(1)
@@ -87,7 +89,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			if !subscribed {
 				subscribed = true
 				bo.reset()
-				l.log.Info().Str("pattern", channel+string(MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
+				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
 				l.requestResync(false)
 			}
 		case redis.Pong:
@@ -115,7 +117,7 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 			return
 		}
 		l.fail(err, "remote events")
-		l.setState("degraded")
+		l.setState(Degraded)
 		if !sleepCtx(ctx, bo.next()) {
 			return
 		}
@@ -129,7 +131,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		l.fail(err, "enable remote notifications")
 	}
 	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
-	pattern := append(append([]byte{}, channel...), MatchPattern(l.remote.Prefix)...)
+	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
 	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
 	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
 
@@ -165,7 +167,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			return
 		}
 		key := ch[len(channel):]
-		if IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
+		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
 			return
 		}
 		l.Stats.EventsRemote.Add(1)

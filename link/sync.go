@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/link/store"
 )
 
 // copyBatch brings the keys of b to the same state on both sides: in push
@@ -21,8 +23,8 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 	if err != nil {
 		return err
 	}
-	var remote []*State
-	if l.direction() == "both" {
+	var remote []*store.State
+	if l.both() {
 		if remote, err = l.readRemoteFor(ctx, keys, b.whys); err != nil {
 			return err
 		}
@@ -32,7 +34,7 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 	}
 	for _, r := range remote {
 		if r != nil && r.Big && !r.Deferred {
-			if r.Digest, err = bigDigest(ctx, l.remote, r.Key, r.Type); err != nil {
+			if r.Digest, err = l.remote.BigDigest(ctx, r.Key, r.Type); err != nil {
 				return err
 			}
 		}
@@ -75,7 +77,7 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			}
 			toRemote = append(toRemote, copyJob{st, b.since[i]})
 		case dedup.CopyToLocal:
-			remote[i].Expect = digestPrefix(st.Digest)
+			remote[i].Expect = store.DigestPrefix(st.Digest)
 			toLocal = append(toLocal, copyJob{remote[i], b.since[i]})
 		}
 	}
@@ -87,11 +89,11 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 
 // digestBig computes the digests of the big keys among states, which the
 // read left empty.
-func (l *Link) digestBig(ctx context.Context, s *Store, states []State) error {
+func (l *Link) digestBig(ctx context.Context, s *store.Store, states []store.State) error {
 	for i := range states {
 		st := &states[i]
-		if st.Big && !st.Deferred && st.BigSize <= l.maxValue() {
-			d, err := bigDigest(ctx, s, st.Key, st.Type)
+		if st.Big && !st.Deferred && st.BigSize <= l.cfg.MaxValueBytes {
+			d, err := s.BigDigest(ctx, st.Key, st.Type)
 			if err != nil {
 				return err
 			}
@@ -104,14 +106,14 @@ func (l *Link) digestBig(ctx context.Context, s *Store, states []State) error {
 // readRemoteFor reads the remote state of the keys whose outcome depends on
 // it: all of them, but for keys only the local side changed when the local
 // side wins anyway.
-func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) ([]*State, error) {
+func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) ([]*store.State, error) {
 	var idx []int
 	for i, why := range whys {
 		if why != changedLocal || !l.localWins() {
 			idx = append(idx, i)
 		}
 	}
-	out := make([]*State, len(keys))
+	out := make([]*store.State, len(keys))
 	if len(idx) == 0 {
 		return out, nil
 	}
@@ -119,14 +121,9 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	for j, i := range idx {
 		pick[j] = keys[i]
 	}
-	// Key names travel in the request: as many requests as they need.
-	var states []State
-	for _, part := range splitKeys(pick, l.remote.MaxRequest) {
-		st, err := l.remote.Read(ctx, part)
-		if err != nil {
-			return nil, err
-		}
-		states = append(states, st...)
+	states, err := l.remote.Read(ctx, pick)
+	if err != nil {
+		return nil, err
 	}
 	for j, i := range idx {
 		out[i] = &states[j]
@@ -134,19 +131,19 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	return out, nil
 }
 
-func version(s *State) dedup.Version {
+func version(s *store.State) dedup.Version {
 	d, _ := dedup.ParseDigest(s.Digest)
 	return dedup.Version{Exists: s.Exists(), Digest: d, ExpireAt: s.ExpireAt}
 }
 
-func (l *Link) localWins() bool { return l.cfg.Conflict != "remote" }
+func (l *Link) localWins() bool { return l.cfg.Conflict != config.RemoteWins }
 
 // expectOn is what the remote must still hold for a copy of key to be
 // written there: the state read, or if it was not read, the state last
 // synced; "" when neither is known.
-func (l *Link) expectOn(key []byte, read *State) string {
+func (l *Link) expectOn(key []byte, read *store.State) string {
 	if read != nil {
-		return digestPrefix(read.Digest)
+		return store.DigestPrefix(read.Digest)
 	}
 	if e, ok := l.synced.Lookup(key); ok {
 		return fmt.Sprintf("%016x", e.Digest)
@@ -154,19 +151,11 @@ func (l *Link) expectOn(key []byte, read *State) string {
 	return ""
 }
 
-// digestPrefix is the part of a digest the dedup table keeps.
-func digestPrefix(d string) string {
-	if len(d) < 16 {
-		return ""
-	}
-	return d[:16]
-}
-
 // record remembers st as the state both sides hold. A key missing on both
 // is forgotten instead: "never synced" decides exactly as "synced as
 // missing" would (dedup.Decide), and the table does not fill with
 // tombstones of deleted and expired keys.
-func (l *Link) record(st *State) {
+func (l *Link) record(st *store.State) {
 	if !st.Exists() {
 		l.synced.Forget(st.Key)
 		return
@@ -175,33 +164,32 @@ func (l *Link) record(st *State) {
 }
 
 // echoTolerance is how far apart (ms) an expiry read back may be from the
-// one the link wrote and still be its echo. PEXPIREAT writes the absolute
-// time, which reads back within a millisecond on any clock; the plain
-// fallback reads long TTLs to the second.
+// one the link wrote and still be its echo: dedup.EchoTolerance, but the
+// plain fallback reads long TTLs to the second.
 func (l *Link) echoTolerance() int64 {
-	if l.remote.Path() == "plain" {
-		return ttlTolerance
+	if l.remote.Path() == store.PathPlain {
+		return dedup.ExpiryTolerance
 	}
-	return 2
+	return dedup.EchoTolerance
 }
 
 // copyJob is a state to write on the other side, and since when it waits.
 type copyJob struct {
-	st    *State
+	st    *store.State
 	since int64
 }
 
 // copyStates writes the states read from src on dst: as many keys per
 // request as fit, big keys in chunks. Each key written is recorded as synced.
-func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) error {
+func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []copyJob) error {
 	if len(jobs) == 0 {
 		return nil
 	}
 	toRemote := dst == l.remote
-	var whole []State
+	var whole []store.State
 	var wholeJobs, big []copyJob
 	for _, j := range jobs {
-		if j.st.Big || dst.MaxRequest > 0 && j.st.applyLen() > dst.MaxRequest-1024 {
+		if !dst.Fits(j.st) {
 			big = append(big, j)
 		} else {
 			whole = append(whole, *j.st)
@@ -211,8 +199,8 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 	if len(whole) > 0 {
 		// A key the plain fallback cannot write (a stream) is reported, not
 		// retried: the next change or resync reports it again.
-		_, err := dst.Apply(ctx, whole)
-		var unsup *unsupportedError
+		err := dst.Apply(ctx, whole)
+		var unsup *store.UnsupportedError
 		if err != nil && !errors.As(err, &unsup) {
 			return err
 		}
@@ -222,7 +210,7 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 				// Changed on dst since it was read: decide again, with
 				// both sides read (its event is on its way too).
 				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
-			case unsup == nil || !unsup.has(j.st.Key):
+			case unsup == nil || !unsup.Has(j.st.Key):
 				l.written(j, toRemote, "")
 			}
 		}
@@ -232,12 +220,12 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 	}
 	for _, j := range big {
 		st := j.st
-		if st.BigSize > l.maxValue() {
-			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.maxValue()), "copy")
+		if st.BigSize > l.cfg.MaxValueBytes {
+			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.cfg.MaxValueBytes), "copy")
 			continue
 		}
-		if _, err := copyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
-			if errors.As(err, new(*unsupportedError)) {
+		if err := store.CopyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
+			if errors.As(err, new(*store.UnsupportedError)) {
 				l.fail(err, "copy")
 				continue
 			}
@@ -252,13 +240,7 @@ func (l *Link) copyStates(ctx context.Context, src, dst *Store, jobs []copyJob) 
 func (l *Link) written(j copyJob, toRemote bool, how string) {
 	st := j.st
 	l.record(st)
-	size := int64(0)
-	for _, e := range st.Elems {
-		size += int64(len(e))
-	}
-	if st.Big {
-		size = st.BigSize
-	}
+	size := st.Size()
 	if toRemote {
 		l.Stats.KeysToRemote.Add(1)
 		l.Stats.BytesToRemote.Add(size)

@@ -3,7 +3,7 @@
 //
 // Every command travels in a POST body with each argument percent-encoded and
 // the ".raw" suffix, so arguments and replies are binary-safe; GET paths are
-// not, because nginx decodes %2F before proxying (see docs in DESIGN.md §3).
+// not, because nginx decodes %2F before proxying (docs/ARCHITECTURE.md, "Facts about Webdis").
 package webdis
 
 import (

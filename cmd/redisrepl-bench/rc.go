@@ -10,6 +10,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link"
 )
 
 // rc: direction "both". First a probe: a link with direction both, live, and
@@ -78,7 +79,7 @@ func rcProbe(ctx context.Context, b *bench, cfg config.Link, local, remote redis
 		return "link.New_failed:" + quote(err.Error()), nil
 	}
 	defer l.stop()
-	if err := waitUntil(ctx, 15*time.Second, 10*time.Millisecond, func() bool { return l.State() == "live" }); err != nil {
+	if err := waitUntil(ctx, 15*time.Second, 10*time.Millisecond, func() bool { return l.State() == link.Live }); err != nil {
 		if ctx.Err() != nil {
 			return "", ctx.Err()
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -98,7 +99,7 @@ func resyncOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remot
 	}
 	defer l.stop()
 	err = waitUntil(ctx, 120*time.Second, 5*time.Millisecond, func() bool {
-		return l.State() == "live" && l.Stats.KeysToRemote.Load() >= int64(len(differing)) && l.Pending() == 0
+		return l.State() == link.Live && l.Stats.KeysToRemote.Load() >= int64(len(differing)) && l.Pending() == 0
 	})
 	took := time.Since(l.started)
 	if err != nil {

@@ -58,22 +58,15 @@ func percentile(sorted []float64, q float64) float64 {
 // namespace ns, with the defaults config applies (as link/helpers_test.go).
 func linkConfig(hub *webdistest.Hub, ns string) config.Link {
 	return config.Link{
-		Name:            "bench",
-		Local:           hub.LocalAddr,
-		LocalAddr:       hub.LocalAddr,
-		Namespace:       ns,
-		Remote:          hub.URL,
-		Cert:            hub.Cert,
-		Key:             hub.Key,
-		CA:              hub.CA,
-		Direction:       config.DefaultDirection,
-		Conflict:        config.DefaultConflict,
-		Workers:         config.DefaultWorkers,
-		BatchKeys:       config.DefaultBatchKeys,
-		MaxRequestBytes: config.DefaultMaxRequestBytes,
-		MaxDirtyKeys:    config.DefaultMaxDirtyKeys,
-		MaxValueBytes:   config.DefaultMaxValueBytes,
-	}
+		Name:      "bench",
+		Local:     hub.LocalAddr,
+		LocalAddr: hub.LocalAddr,
+		Namespace: ns,
+		Remote:    hub.URL,
+		Cert:      hub.Cert,
+		Key:       hub.Key,
+		CA:        hub.CA,
+	}.WithDefaults()
 }
 
 // runningLink is a link running in this process.
@@ -95,7 +88,7 @@ func (b *bench) startLink(ctx context.Context, cfg config.Link, live bool) (*run
 	r := &runningLink{Link: l, cancel: cancel, done: make(chan error, 1), started: time.Now()}
 	go func() { r.done <- l.Run(lctx) }()
 	if live {
-		if err := waitUntil(ctx, 60*time.Second, 5*time.Millisecond, func() bool { return l.State() == "live" }); err != nil {
+		if err := waitUntil(ctx, 60*time.Second, 5*time.Millisecond, func() bool { return l.State() == link.Live }); err != nil {
 			r.stop()
 			return nil, fmt.Errorf("link not live (state %s, last error %q): %w", l.State(), l.LastError(), err)
 		}

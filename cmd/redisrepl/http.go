@@ -123,7 +123,7 @@ func (v serviceView) problems() []string {
 			out = append(out, fmt.Sprintf("link %q: not running: %s", l.cfg.Name, l.failed))
 		case l.r == nil:
 			out = append(out, fmt.Sprintf("link %q: restarting", l.cfg.Name))
-		case l.r.link.State() != "live":
+		case l.r.link.State() != link.Live:
 			msg := fmt.Sprintf("link %q: %s", l.cfg.Name, l.r.link.State())
 			if e := l.r.link.LastError(); e != "" {
 				msg += " (last error: " + e + ")"
@@ -180,23 +180,23 @@ type linkSummary struct {
 
 // linkConfig is a link's settings, without secrets.
 type linkConfig struct {
-	Local           string `json:"local"` // password replaced by xxxxx
-	LocalDB         int    `json:"local_db"`
-	Namespace       string `json:"namespace"`
-	Remote          string `json:"remote"`
-	RemoteDB        int    `json:"remote_db"`
-	Cert            string `json:"cert"`
-	Key             string `json:"key"` // the path only
-	CA              string `json:"ca"`
-	Direction       string `json:"direction"`
-	Conflict        string `json:"conflict"`
-	ResyncInterval  string `json:"resync_interval,omitempty"`
-	StateFile       string `json:"state_file,omitempty"`
-	Workers         int    `json:"workers"`
-	BatchKeys       int    `json:"batch_keys"`
-	MaxRequestBytes int    `json:"max_request_bytes"`
-	MaxDirtyKeys    int    `json:"max_dirty_keys"`
-	MaxValueBytes   int64  `json:"max_value_bytes"`
+	Local           string           `json:"local"` // password replaced by xxxxx
+	LocalDB         int              `json:"local_db"`
+	Namespace       string           `json:"namespace"`
+	Remote          string           `json:"remote"`
+	RemoteDB        int              `json:"remote_db"`
+	Cert            string           `json:"cert"`
+	Key             string           `json:"key"` // the path only
+	CA              string           `json:"ca"`
+	Direction       config.Direction `json:"direction"`
+	Conflict        config.Conflict  `json:"conflict"`
+	ResyncInterval  string           `json:"resync_interval,omitempty"`
+	StateFile       string           `json:"state_file,omitempty"`
+	Workers         int              `json:"workers"`
+	BatchKeys       int              `json:"batch_keys"`
+	MaxRequestBytes int              `json:"max_request_bytes"`
+	MaxDirtyKeys    int              `json:"max_dirty_keys"`
+	MaxValueBytes   int64            `json:"max_value_bytes"`
 }
 
 func summarizeConfig(l config.Link) linkConfig {
@@ -240,7 +240,7 @@ func (s *service) status(w http.ResponseWriter, _ *http.Request) {
 		case l.r != nil:
 			ls.Status, ls.StartedAt = l.r.link.Status(), l.r.started
 		case l.failed != "":
-			ls.Status = link.Status{Name: l.cfg.Name, State: "failed", Direction: l.cfg.Direction, LastError: l.failed}
+			ls.Status = link.Status{Name: l.cfg.Name, State: stateFailed, Direction: l.cfg.Direction, LastError: l.failed}
 		default:
 			ls.Status = link.Status{Name: l.cfg.Name, State: idleState(v), Direction: l.cfg.Direction}
 		}
@@ -255,17 +255,23 @@ func (s *service) status(w http.ResponseWriter, _ *http.Request) {
 
 // idleState is the state of a link of the configuration that is not running
 // and did not fail to start.
-func idleState(v serviceView) string {
+func idleState(v serviceView) link.State {
 	if v.stopping {
-		return "stopped"
+		return link.Stopped
 	}
-	return "restarting"
+	return stateRestarting
 }
+
+// The supervisor's states of a link that is not running.
+const (
+	stateFailed     link.State = "failed"     // could not start
+	stateRestarting link.State = "restarting" // being replaced after a change
+)
 
 // linkStates are the values of redisrepl_link_state's "state" label: the
 // link's own states, and "failed" (could not start) and "restarting" (being
 // replaced after a change) from the supervisor.
-var linkStates = []string{"starting", "connecting", "resyncing", "live", "degraded", "stopped", "failed", "restarting"}
+var linkStates = []link.State{link.Starting, link.Resyncing, link.Live, link.Degraded, link.Stopped, stateFailed, stateRestarting}
 
 func desc(name, help string, labels ...string) *prometheus.Desc {
 	return prometheus.NewDesc("redisrepl_"+name, help, append([]string{"link"}, labels...), nil)
@@ -317,7 +323,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		counter(descStarts, int64(l.starts))
 		state := idleState(v)
 		if l.failed != "" {
-			state = "failed"
+			state = stateFailed
 		}
 		if l.r != nil {
 			lk := l.r.link
@@ -345,7 +351,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			if st == state {
 				b = 1
 			}
-			gauge(descState, b, st)
+			gauge(descState, b, string(st))
 		}
 	}
 }

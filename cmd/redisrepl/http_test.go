@@ -98,7 +98,7 @@ func TestMetricsAndStatus(t *testing.T) {
 		if s == "live" {
 			want = 1
 		}
-		if v := metric("redisrepl_link_state", "link", "m", "state", s).GetGauge().GetValue(); v != want {
+		if v := metric("redisrepl_link_state", "link", "m", "state", string(s)).GetGauge().GetValue(); v != want {
 			t.Errorf("redisrepl_link_state{state=%q} = %v, want %v", s, v, want)
 		}
 	}

@@ -15,7 +15,8 @@ import (
 	"time"
 
 	"github.com/redisrepl/redisrepl/config"
-	"github.com/redisrepl/redisrepl/link"
+	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
@@ -145,12 +146,13 @@ type verifier struct {
 }
 
 func (v *verifier) run(ctx context.Context, lc config.Link) int {
-	local, remote, closeStores, err := link.NewStores(lc)
+	sides, err := store.Open(lc.WithDefaults(), lc.WithDefaults().Workers+2, nil)
 	if err != nil {
 		fmt.Fprintf(v.progress.w, "redisrepl verify: %v\n", err)
 		return 2
 	}
-	defer closeStores()
+	defer sides.Close()
+	local, remote := sides.Local, sides.Remote
 	v.byKind = make(map[string]int64)
 	src, dst := local, remote
 	if v.repair == "local" {
@@ -158,7 +160,7 @@ func (v *verifier) run(ctx context.Context, lc config.Link) int {
 	}
 	start := time.Now()
 	stopProgress := v.progress.run(start, &v.compared, &v.differ)
-	err = link.Compare(ctx, local, remote, func(keys [][]byte, ls, rs []link.Summary) error {
+	err = store.Compare(ctx, local, remote, nil, func(keys [][]byte, ls, rs []store.Summary) error {
 		var differ [][]byte
 		for i, k := range keys {
 			if kind, detail := v.classify(ls[i], rs[i]); kind != "" {
@@ -170,7 +172,7 @@ func (v *verifier) run(ctx context.Context, lc config.Link) int {
 		v.compared.Add(int64(len(keys)))
 		v.differ.Add(int64(len(differ)))
 		if v.repair != "" && len(differ) > 0 {
-			if err := link.CopyKeys(ctx, src, dst, differ); err != nil {
+			if err := store.CopyKeys(ctx, src, dst, differ); err != nil {
 				return &repairError{err}
 			}
 			v.repaired += int64(len(differ))
@@ -206,7 +208,7 @@ type repairError struct{ err error }
 func (e *repairError) Error() string { return e.err.Error() }
 
 // classify names the difference between two summaries of a key, "" if none.
-func (v *verifier) classify(l, r link.Summary) (kind, detail string) {
+func (v *verifier) classify(l, r store.Summary) (kind, detail string) {
 	switch {
 	case l.Type == "none" && r.Type == "none": // gone on both sides meanwhile
 		return "", ""
@@ -219,8 +221,7 @@ func (v *verifier) classify(l, r link.Summary) (kind, detail string) {
 	case l.Digest == "" || l.Digest != r.Digest:
 		return "value differs", l.Type
 	}
-	d := l.ExpireAt - r.ExpireAt
-	if (l.ExpireAt == 0) != (r.ExpireAt == 0) || d > v.tolerance || -d > v.tolerance {
+	if !dedup.SameExpiry(l.ExpireAt, r.ExpireAt, v.tolerance) {
 		return "ttl differs", "local " + expiry(l.ExpireAt) + ", remote " + expiry(r.ExpireAt)
 	}
 	return "", ""

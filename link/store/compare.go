@@ -1,9 +1,10 @@
-package link
+package store
 
-import (
-	"context"
-	"fmt"
-)
+import "context"
+
+// scanCount is the COUNT of each SCAN step of a comparison: the keys of one
+// page are compared together.
+const scanCount = 1000
 
 // Compare walks the namespace of both stores page by page, with bounded
 // memory, and calls visit with each page of keys and their summaries on
@@ -11,13 +12,10 @@ import (
 // remote side has (their local summary is of type "none"). visit sees equal
 // keys too; Summary.Same tells them apart. It is the core of resync and of
 // "redisrepl verify".
-func Compare(ctx context.Context, local, remote *Store, visit func(keys [][]byte, local, remote []Summary) error) error {
-	return compare(ctx, local, remote, nil, visit)
-}
-
-// compare is Compare with a hook called with each page's keys before their
-// summaries are read.
-func compare(ctx context.Context, local, remote *Store, before func(keys [][]byte), visit func(keys [][]byte, local, remote []Summary) error) error {
+//
+// before, if set, is called with each page's keys before their summaries
+// are read.
+func Compare(ctx context.Context, local, remote *Store, before func(keys [][]byte), visit func(keys [][]byte, local, remote []Summary) error) error {
 	cursor := "0"
 	for {
 		next, keys, err := local.Scan(ctx, cursor, scanCount)
@@ -33,7 +31,7 @@ func compare(ctx context.Context, local, remote *Store, before func(keys [][]byt
 				rerr error
 				done = make(chan struct{})
 			)
-			go func() { rs, rerr = remote.SummariesSplit(ctx, keys); close(done) }()
+			go func() { rs, rerr = remote.Summaries(ctx, keys); close(done) }()
 			ls, err := local.Summaries(ctx, keys)
 			<-done
 			if err != nil {
@@ -42,10 +40,10 @@ func compare(ctx context.Context, local, remote *Store, before func(keys [][]byt
 			if rerr != nil {
 				return rerr
 			}
-			if err := completeDigests(ctx, local, keys, ls); err != nil {
+			if err := local.CompleteDigests(ctx, keys, ls); err != nil {
 				return err
 			}
-			if err := completeDigests(ctx, remote, keys, rs); err != nil {
+			if err := remote.CompleteDigests(ctx, keys, rs); err != nil {
 				return err
 			}
 			if err := visit(keys, ls, rs); err != nil {
@@ -78,16 +76,16 @@ func compare(ctx context.Context, local, remote *Store, before func(keys [][]byt
 				if before != nil {
 					before(only)
 				}
-				rs, err := remote.SummariesSplit(ctx, only)
+				rs, err := remote.Summaries(ctx, only)
 				if err != nil {
 					return err
 				}
-				if err := completeDigests(ctx, remote, only, rs); err != nil {
+				if err := remote.CompleteDigests(ctx, only, rs); err != nil {
 					return err
 				}
 				ls := make([]Summary, len(only))
 				for i := range ls {
-					ls[i] = Summary{Type: "none", Digest: noneDigestHex}
+					ls[i] = Summary{Type: "none", Digest: NoneDigest}
 				}
 				if err := visit(only, ls, rs); err != nil {
 					return err
@@ -99,20 +97,4 @@ func compare(ctx context.Context, local, remote *Store, before func(keys [][]byt
 		}
 		cursor = next
 	}
-}
-
-// SummariesSplit is Summaries in as many requests as MaxRequest needs.
-func (s *Store) SummariesSplit(ctx context.Context, keys [][]byte) ([]Summary, error) {
-	out := make([]Summary, 0, len(keys))
-	for _, part := range splitKeys(keys, s.MaxRequest) {
-		sums, err := s.Summaries(ctx, part)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, sums...)
-	}
-	if len(out) != len(keys) {
-		return nil, fmt.Errorf("%s: %d summaries for %d keys", s.Name, len(out), len(keys))
-	}
-	return out, nil
 }

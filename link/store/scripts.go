@@ -1,4 +1,4 @@
-package link
+package store
 
 import (
 	"crypto/sha1"
@@ -11,7 +11,8 @@ import (
 // rebuilt, and a state is never read half changed.
 //
 // They return FLAT arrays of strings only: Webdis's raw reply format drops
-// nested arrays (DESIGN.md §3), so every record is laid out as a run of fields.
+// nested arrays (docs/ARCHITECTURE.md, "Facts about Webdis"), so every
+// record is laid out as a run of fields.
 
 // A Script is Lua source with its SHA1, for EVALSHA.
 type Script struct {
@@ -88,7 +89,7 @@ end
 -- digest hashes each element (a hash's field with its value), sorts the
 -- hashes of unordered types, and hashes the lot with the type. Being built
 -- from per-element hashes, it can also be computed a chunk at a time for a
--- key too big for one script (bigDigest in bigkey.go).
+-- key too big for one script (BigDigest in bigkey.go).
 local function digest(ty, v)
   local parts = {}
   if ty == 'hash' then
@@ -113,7 +114,7 @@ end
 // are not read: n is -2, and the caller asks again later).
 // Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
 // elements; for a key too big to read in one go, which is then copied in
-// chunks, the digest is ” (see bigDigest), n is -1, and one field follows:
+// chunks, the digest is ” (see BigDigest), n is -1, and one field follows:
 // its size in bytes (estimated for collections).
 var readScript = newScript(luaLib + `
 local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
@@ -412,12 +413,12 @@ for i, k in ipairs(KEYS) do out[i] = tostring(redis.call('EXISTS', k)) end
 return out
 `)
 
-// hashChunkScript hashes one chunk of a big key's elements, for bigDigest.
+// hashChunkScript hashes one chunk of a big key's elements, for BigDigest.
 // KEYS: the key; ARGV: type, cursor, count. Reply: the next cursor (” at
 // the end), then one hash per element as digest() makes them (a hash's field
 // and value together). Ordered types are walked in order (a sorted set by
 // rank, not ZSCAN); a stream's chunk starts with the hash of its
-// last-generated-id. Strings are not hashed here (see bigDigest).
+// last-generated-id. Strings are not hashed here (see BigDigest).
 var hashChunkScript = newScript(`
 local k, ty, cur, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
 local function field(s) return #s .. ':' .. s end
@@ -463,7 +464,7 @@ return out
 // stringHashScript is digest()'s element hash of a string key, for strings
 // too big to read whole but small enough to hash in one short script.
 // KEYS: the key; ARGV: max bytes. Reply: the hash, or ” when the string is
-// longer than max bytes (bigDigest then hashes it chunk by chunk).
+// longer than max bytes (BigDigest then hashes it chunk by chunk).
 var stringHashScript = newScript(`
 if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return '' end
 local v = redis.call('GET', KEYS[1]) or ''

@@ -1,11 +1,14 @@
-package link
+package store
 
 import (
+	"crypto/sha1"
+	"encoding/hex"
 	"fmt"
 	"strconv"
 
 	"github.com/gomodule/redigo/redis"
-	"github.com/redisrepl/redisrepl/webdis"
+
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // State is the whole state of one key, as read from one side and written to
@@ -28,7 +31,7 @@ type State struct {
 	BigSize  int64 // with Big: its size in bytes (estimated for collections)
 	Deferred bool  // not read: the batch was full; read it again later
 
-	// Expect, for a conditional write (Store.Apply of direction both): the
+	// Expect, for a conditional write (Store.Apply in direction both): the
 	// first 16 hex digits of the digest the key must still hold on the side
 	// written, "" for none. Skipped is set when the key held something else
 	// and was not written.
@@ -39,14 +42,33 @@ type State struct {
 // Exists says whether the key exists.
 func (s *State) Exists() bool { return s.Type != "none" }
 
-// applyLen is the number of bytes the state adds to an applyScript request
-// sent through Webdis.
+// applyLen is the number of bytes the state adds to an apply request: its
+// key, type, expiry, element count, elements and condition.
 func (s *State) applyLen() int {
-	n := 4*len("/") + webdis.EncodedLen(s.Key) + len(s.Type) + 20 + 10 + len(s.Expect)
+	n := argLen(s.Key) + argLen([]byte(s.Type)) + argLen(strconv.AppendInt(nil, s.ExpireAt, 10)) +
+		argLen(itoa(len(s.Elems))) + argLen([]byte(s.Expect))
 	for _, e := range s.Elems {
-		n += 1 + webdis.EncodedLen(e)
+		n += argLen(e)
 	}
 	return n
+}
+
+// size is the bytes of its values that the state holds.
+func (s *State) size() int {
+	n := 0
+	for _, e := range s.Elems {
+		n += len(e)
+	}
+	return n
+}
+
+// Size is the size of the key's value in bytes: of the values read, or for
+// a Big key its size on the side read (estimated for collections).
+func (s *State) Size() int64 {
+	if s.Big {
+		return s.BigSize
+	}
+	return int64(s.size())
 }
 
 // parseStates decodes readScript's reply for keys.
@@ -136,7 +158,8 @@ func parseSummaries(n int, reply any) ([]Summary, error) {
 }
 
 // Same says whether two summaries describe equal keys: same type and
-// contents, and expiry times within tolerance ms of each other.
+// contents, and expiry times within tolerance ms of each other
+// (dedup.SameExpiry).
 func (a Summary) Same(b Summary, tolerance int64) bool {
 	if a.Type != b.Type {
 		return false
@@ -147,11 +170,23 @@ func (a Summary) Same(b Summary, tolerance int64) bool {
 	if a.Digest == "" || a.Digest != b.Digest {
 		return false
 	}
-	if (a.ExpireAt == 0) != (b.ExpireAt == 0) {
-		return false
-	}
-	d := a.ExpireAt - b.ExpireAt
-	return d <= tolerance && -d <= tolerance
+	return dedup.SameExpiry(a.ExpireAt, b.ExpireAt, tolerance)
 }
 
+// Summary is the state's type, expiry and digest.
 func (s *State) Summary() Summary { return Summary{s.Type, s.ExpireAt, s.Digest} }
+
+// NoneDigest is the digest of a key that does not exist (see luaLib).
+var NoneDigest = func() string {
+	sum := sha1.Sum([]byte("none|"))
+	return hex.EncodeToString(sum[:])
+}()
+
+// DigestPrefix is the part of a digest the dedup table keeps, and a
+// conditional write checks (State.Expect); "" for an unknown digest.
+func DigestPrefix(d string) string {
+	if len(d) < 16 {
+		return ""
+	}
+	return d[:16]
+}

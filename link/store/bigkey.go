@@ -1,4 +1,4 @@
-package link
+package store
 
 import (
 	"context"
@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
+
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
@@ -24,6 +25,7 @@ import (
 // The source is not frozen while it is read: a change during the copy marks
 // the key dirty again and it is copied once more.
 
+// stagingKey is a new staging key of namespace prefix (see stagingMark).
 func stagingKey(prefix []byte) []byte {
 	var r [8]byte
 	_, _ = rand.Read(r[:])
@@ -31,48 +33,43 @@ func stagingKey(prefix []byte) []byte {
 	return append(k, hex.EncodeToString(r[:])...)
 }
 
-// copyBig copies key (of type ty, expiring at exp) from src to dst in chunks
-// and returns the number of requests sent to dst.
-func copyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) (requests int, err error) {
+// CopyBig copies key (of type ty, expiring at exp) from src to dst in
+// chunks.
+func CopyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) (err error) {
 	tmp := stagingKey(dst.Prefix)
 	budget := dst.MaxRequest
 	if budget <= 0 {
-		budget = 8 << 20
+		budget = noLimitRequest
 	}
 	defer func() {
 		if err != nil {
-			_, _ = dst.Do.Do(context.WithoutCancel(ctx), []byte("DEL"), tmp)
+			_, _ = dst.do.Do(context.WithoutCancel(ctx), []byte("DEL"), tmp)
 		}
 	}()
 	w := &stageWriter{ctx: ctx, dst: dst, key: key, tmp: tmp, ty: ty, budget: budget}
 	cursor, count := "0", 512
 	switch ty {
 	case "string":
-		count = (budget - 256 - 3*len(tmp)) / 3 // worst case of percent-encoding
+		count = (budget - w.overhead()) / 3 // worst case of percent-encoding
 	case "stream":
 		cursor = "-"
 	}
 	lastID := ""
 	for {
-		reply, err := src.Eval(ctx, chunkScript, [][]byte{key}, []byte(ty), []byte(cursor), []byte(strconv.Itoa(count)))
+		var c Chunk
+		err := src.run(func(o ops) (err error) { c, err = o.chunk(ctx, key, ty, cursor, count); return err })
 		if err != nil {
-			return w.requests, fmt.Errorf("%s: read chunk of key %q: %w", src.Name, key, err)
+			return fmt.Errorf("%s: read chunk of key %q: %w", src.Name, key, err)
 		}
-		vs, err := redis.ByteSlices(reply, nil)
-		if err != nil || len(vs) == 0 {
-			return w.requests, fmt.Errorf("%s: read chunk of key %q: bad reply", src.Name, key)
-		}
-		cursor, vs = string(vs[0]), vs[1:]
-		if ty == "stream" && len(vs) > 0 {
-			lastID, vs = string(vs[0]), vs[1:]
-		}
+		cursor, lastID = c.Next, c.LastID
+		vs := c.Elems
 		for len(vs) > 0 {
 			n := unitLen(ty, vs)
 			if n <= 0 || n > len(vs) {
-				return w.requests, fmt.Errorf("%s: read chunk of key %q: bad reply", src.Name, key)
+				return fmt.Errorf("%s: read chunk of key %q: bad reply", src.Name, key)
 			}
 			if err := w.add(vs[:n]); err != nil {
-				return w.requests, err
+				return err
 			}
 			vs = vs[n:]
 		}
@@ -81,18 +78,16 @@ func copyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp in
 		}
 	}
 	if err := w.flush(); err != nil {
-		return w.requests, err
+		return err
 	}
 	if !w.created {
 		// The key vanished or emptied while being read: it is dirty again.
-		return w.requests, nil
+		return nil
 	}
-	_, err = dst.Eval(ctx, finishScript, [][]byte{tmp, key}, dst.Prefix, []byte(strconv.FormatInt(exp, 10)), []byte(lastID))
-	w.requests++
-	if err != nil {
-		return w.requests, fmt.Errorf("%s: move staged key %q into place: %w", dst.Name, key, err)
+	if err := dst.run(func(o ops) error { return o.finish(ctx, dst.Prefix, tmp, key, exp, lastID) }); err != nil {
+		return fmt.Errorf("%s: move staged key %q into place: %w", dst.Name, key, err)
 	}
-	return w.requests, nil
+	return nil
 }
 
 // unitLen is how many elements at the start of vs belong together: a field
@@ -114,7 +109,7 @@ func unitLen(ty string, vs [][]byte) int {
 	return 1
 }
 
-// stageWriter gathers elements into stageScript requests that fit the
+// stageWriter gathers elements into stage requests that fit the
 // destination's request budget.
 type stageWriter struct {
 	ctx      context.Context
@@ -124,13 +119,12 @@ type stageWriter struct {
 	budget   int
 	args     [][]byte // pending elements
 	size     int      // their encoded size
-	requests int
 	created  bool
 }
 
-// overhead is what a stageScript request takes besides the elements.
+// overhead is what a stage request takes besides the elements.
 func (w *stageWriter) overhead() int {
-	return len(stageScript.SHA) + 64 + webdis.EncodedLen(w.tmp) + 3*len(w.dst.Prefix)
+	return webdis.CommandLen([]byte("EVAL"), []byte(stageScript.Src), []byte("1"), w.tmp, w.dst.Prefix, []byte(w.ty), nil)
 }
 
 // add queues one unit (elements that belong together), sending what is
@@ -138,7 +132,7 @@ func (w *stageWriter) overhead() int {
 func (w *stageWriter) add(unit [][]byte) error {
 	l := 0
 	for _, e := range unit {
-		l += 1 + webdis.EncodedLen(e)
+		l += argLen(e)
 	}
 	if w.overhead()+l > w.budget {
 		return fmt.Errorf("key %q: an element of %d bytes does not fit in one request of max_request_bytes=%d", w.key, l, w.budget)
@@ -157,13 +151,9 @@ func (w *stageWriter) flush() error {
 	if len(w.args) == 0 {
 		return nil
 	}
-	args := append([][]byte{w.dst.Prefix, []byte(w.ty)}, w.args...)
-	if w.ty == "stream" {
-		args = append([][]byte{w.dst.Prefix, []byte(w.ty), nil}, w.args...) // add() skips the last-id slot
-	}
-	w.requests++
 	// Appending a chunk twice would corrupt the copy: never resent.
-	if _, err := w.dst.Eval(webdis.NotIdempotent(w.ctx), stageScript, [][]byte{w.tmp}, args...); err != nil {
+	ctx := webdis.NotIdempotent(w.ctx)
+	if err := w.dst.run(func(o ops) error { return o.stage(ctx, w.dst.Prefix, w.tmp, w.ty, w.args) }); err != nil {
 		return fmt.Errorf("%s: stage key %q: %w", w.dst.Name, w.key, err)
 	}
 	w.created = true
@@ -171,18 +161,18 @@ func (w *stageWriter) flush() error {
 	return nil
 }
 
-// bigDigest computes the digest readScript's digest() would give key if it
+// BigDigest computes the digest readScript's digest() would give key if it
 // could read it whole, a chunk at a time, so that no script runs long on a
 // busy Redis (Redis answers BUSY to everyone while a script runs past
 // lua-time-limit). Each chunk returns per-element hashes; ordered types are
 // hashed in order as they come, unordered ones (hash, set) are collected,
 // deduplicated (SCAN may return an element twice) and sorted: that holds
 // 41 bytes per element of the key while it runs.
-func bigDigest(ctx context.Context, s *Store, key []byte, ty string) (string, error) {
+func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, error) {
 	outer := sha1.New()
 	io.WriteString(outer, ty+"|")
 	if ty == "string" {
-		h, err := stringHash(ctx, s, key)
+		h, err := s.stringHash(ctx, key)
 		if err != nil {
 			return "", err
 		}
@@ -197,23 +187,17 @@ func bigDigest(ctx context.Context, s *Store, key []byte, ty string) (string, er
 		cursor = "-"
 	}
 	for {
-		reply, err := s.Eval(ctx, hashChunkScript, [][]byte{key}, []byte(ty), []byte(cursor), []byte("1000"))
+		var c HashChunk
+		err := s.run(func(o ops) (err error) { c, err = o.hashChunk(ctx, key, ty, cursor, 1000); return err })
 		if err != nil {
 			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
 		}
-		vs, err := redis.Strings(reply, nil)
-		if err != nil || len(vs) == 0 {
-			return "", fmt.Errorf("%s: digest key %q: bad reply", s.Name, key)
+		cursor = c.Next
+		if ty == "stream" && first {
+			io.WriteString(outer, c.LastID) // the last-generated-id, once
+			first = false
 		}
-		cursor, vs = vs[0], vs[1:]
-		if ty == "stream" && len(vs) > 0 {
-			if first {
-				io.WriteString(outer, vs[0]) // the last-generated-id, once
-				first = false
-			}
-			vs = vs[1:]
-		}
-		for _, h := range vs {
+		for _, h := range c.Hashes {
 			if unordered {
 				seen[h] = struct{}{}
 				continue
@@ -241,43 +225,42 @@ func bigDigest(ctx context.Context, s *Store, key []byte, ty string) (string, er
 
 // stringHash is sha1hex(len ':' value) of a string key: in one script up to
 // 64 MiB, else streamed from chunks.
-func stringHash(ctx context.Context, s *Store, key []byte) (string, error) {
-	reply, err := s.Eval(ctx, stringHashScript, [][]byte{key}, []byte(strconv.Itoa(64<<20)))
+func (s *Store) stringHash(ctx context.Context, key []byte) (string, error) {
+	var h string
+	err := s.run(func(o ops) (err error) { h, err = o.stringHash(ctx, key, 64<<20); return err })
 	if err != nil {
 		return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
 	}
-	if h, _ := redis.String(reply, nil); h != "" {
+	if h != "" {
 		return h, nil
 	}
-	n, err := redis.Int64(s.Do.Do(ctx, []byte("STRLEN"), key))
+	n, err := redis.Int64(s.do.Do(ctx, []byte("STRLEN"), key))
 	if err != nil {
 		return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
 	}
-	h := sha1.New()
-	fmt.Fprintf(h, "%d:", n)
+	sum := sha1.New()
+	fmt.Fprintf(sum, "%d:", n)
 	const chunk = 1 << 20
-	for off := int64(0); off < n; off += chunk {
-		reply, err := s.Eval(ctx, chunkScript, [][]byte{key}, []byte("string"), []byte(strconv.FormatInt(off, 10)), []byte(strconv.Itoa(chunk)))
-		if err != nil {
-			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+	for off := "0"; off != ""; {
+		var c Chunk
+		err := s.run(func(o ops) (err error) { c, err = o.chunk(ctx, key, "string", off, chunk); return err })
+		if err != nil || len(c.Elems) != 1 {
+			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, orBadReply(err))
 		}
-		vs, err := redis.ByteSlices(reply, nil)
-		if err != nil || len(vs) != 2 {
-			return "", fmt.Errorf("%s: digest key %q: bad reply", s.Name, key)
-		}
-		h.Write(vs[1])
+		sum.Write(c.Elems[0])
+		off = c.Next
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return hex.EncodeToString(sum.Sum(nil)), nil
 }
 
-// completeDigests fills in the digests readScript or digestScript left
-// empty: those of big keys.
-func completeDigests(ctx context.Context, s *Store, keys [][]byte, sums []Summary) error {
+// CompleteDigests fills in the digests Summaries left empty: those of big
+// keys.
+func (s *Store) CompleteDigests(ctx context.Context, keys [][]byte, sums []Summary) error {
 	for i := range sums {
 		if sums[i].Digest != "" || sums[i].Type == "none" {
 			continue
 		}
-		d, err := bigDigest(ctx, s, keys[i], sums[i].Type)
+		d, err := s.BigDigest(ctx, keys[i], sums[i].Type)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,181 @@
+package store
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/gomodule/redigo/redis"
+)
+
+// evalOps runs each operation as one of the Lua scripts of scripts.go: one
+// EVAL is atomic on the server, holds many keys, and returns a flat reply.
+type evalOps struct{ do Doer }
+
+// eval runs a script by its SHA, sending its source when the server lacks it
+// (first use, or after a restart emptied its script cache).
+func (e evalOps) eval(ctx context.Context, sc *Script, keys [][]byte, args ...[]byte) (any, error) {
+	cmd := make([][]byte, 0, 3+len(keys)+len(args))
+	cmd = append(cmd, []byte("EVALSHA"), []byte(sc.SHA), []byte(strconv.Itoa(len(keys))))
+	cmd = append(cmd, keys...)
+	cmd = append(cmd, args...)
+	v, err := e.do.Do(ctx, cmd...)
+	if err != nil && isNoScript(err) {
+		cmd[0], cmd[1] = []byte("EVAL"), []byte(sc.Src)
+		v, err = e.do.Do(ctx, cmd...)
+	}
+	return v, err
+}
+
+func isNoScript(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && strings.HasPrefix(string(re), "NOSCRIPT")
+}
+
+func itoa(n int) []byte { return strconv.AppendInt(nil, int64(n), 10) }
+
+func (e evalOps) read(ctx context.Context, keys [][]byte, lim Limits) ([]State, error) {
+	reply, err := e.eval(ctx, readScript, keys, itoa(lim.MaxElems), itoa(lim.MaxBytes), itoa(lim.MaxBatchBytes))
+	if err != nil {
+		return nil, err
+	}
+	return parseStates(keys, reply)
+}
+
+func (e evalOps) summaries(ctx context.Context, keys [][]byte, lim Limits) ([]Summary, error) {
+	reply, err := e.eval(ctx, digestScript, keys, itoa(lim.MaxElems), itoa(lim.MaxBytes))
+	if err != nil {
+		return nil, err
+	}
+	return parseSummaries(len(keys), reply)
+}
+
+func (e evalOps) scan(ctx context.Context, cursor string, match []byte, count int) (string, [][]byte, error) {
+	reply, err := e.eval(ctx, scanScript, nil, []byte(cursor), match, itoa(count))
+	if err != nil {
+		return "", nil, err
+	}
+	vs, err := redis.ByteSlices(reply, nil)
+	if err != nil || len(vs) == 0 {
+		return "", nil, errors.New("bad reply")
+	}
+	return string(vs[0]), vs[1:], nil
+}
+
+func (e evalOps) exists(ctx context.Context, keys [][]byte) ([]bool, error) {
+	reply, err := e.eval(ctx, existsScript, keys)
+	if err != nil {
+		return nil, err
+	}
+	vs, err := redis.ByteSlices(reply, nil)
+	if err != nil || len(vs) != len(keys) {
+		return nil, errors.New("bad reply")
+	}
+	out := make([]bool, len(vs))
+	for i, v := range vs {
+		out[i] = bytes.Equal(v, []byte("1"))
+	}
+	return out, nil
+}
+
+// apply sends applyScript, or casApplyScript when a state has a condition.
+func (e evalOps) apply(ctx context.Context, prefix []byte, states []State) error {
+	keys := make([][]byte, len(states))
+	nargs := 1
+	conditional := false
+	for i := range states {
+		keys[i] = states[i].Key
+		nargs += 4 + len(states[i].Elems)
+		conditional = conditional || states[i].Expect != ""
+	}
+	args := make([][]byte, 0, nargs)
+	args = append(args, prefix)
+	script := applyScript
+	if conditional {
+		script = casApplyScript
+		for i := range states {
+			args = append(args, []byte(states[i].Expect))
+		}
+	}
+	for i := range states {
+		st := &states[i]
+		args = append(args, []byte(st.Type), strconv.AppendInt(nil, st.ExpireAt, 10), itoa(len(st.Elems)))
+		args = append(args, st.Elems...)
+	}
+	reply, err := e.eval(ctx, script, keys, args...)
+	if err != nil || !conditional {
+		return err
+	}
+	skipped, err := redis.Strings(reply, nil)
+	if err != nil {
+		return errors.New("bad reply")
+	}
+	for _, v := range skipped {
+		if i, err := strconv.Atoi(v); err == nil && i >= 1 && i <= len(states) {
+			states[i-1].Skipped = true
+		}
+	}
+	return nil
+}
+
+func (e evalOps) chunk(ctx context.Context, key []byte, ty, cursor string, count int) (Chunk, error) {
+	reply, err := e.eval(ctx, chunkScript, [][]byte{key}, []byte(ty), []byte(cursor), itoa(count))
+	if err != nil {
+		return Chunk{}, err
+	}
+	vs, err := redis.ByteSlices(reply, nil)
+	if err != nil || len(vs) == 0 || ty == "stream" && len(vs) < 2 {
+		return Chunk{}, errors.New("bad reply")
+	}
+	c := Chunk{Next: string(vs[0]), Elems: vs[1:]}
+	if ty == "stream" {
+		c.LastID, c.Elems = string(vs[1]), vs[2:]
+	}
+	return c, nil
+}
+
+func (e evalOps) hashChunk(ctx context.Context, key []byte, ty, cursor string, count int) (HashChunk, error) {
+	reply, err := e.eval(ctx, hashChunkScript, [][]byte{key}, []byte(ty), []byte(cursor), itoa(count))
+	if err != nil {
+		return HashChunk{}, err
+	}
+	vs, err := redis.Strings(reply, nil)
+	if err != nil || len(vs) == 0 || ty == "stream" && len(vs) < 2 {
+		return HashChunk{}, errors.New("bad reply")
+	}
+	c := HashChunk{Next: vs[0], Hashes: vs[1:]}
+	if ty == "stream" {
+		c.LastID, c.Hashes = vs[1], vs[2:]
+	}
+	return c, nil
+}
+
+func (e evalOps) stringHash(ctx context.Context, key []byte, max int64) (string, error) {
+	reply, err := e.eval(ctx, stringHashScript, [][]byte{key}, strconv.AppendInt(nil, max, 10))
+	if err != nil {
+		return "", err
+	}
+	h, err := redis.String(reply, nil)
+	if err != nil {
+		return "", fmt.Errorf("bad reply: %w", err)
+	}
+	return h, nil
+}
+
+func (e evalOps) stage(ctx context.Context, prefix, tmp []byte, ty string, elems [][]byte) error {
+	args := make([][]byte, 0, 3+len(elems))
+	args = append(args, prefix, []byte(ty))
+	if ty == "stream" {
+		args = append(args, nil) // the last-id slot: set by finish
+	}
+	_, err := e.eval(ctx, stageScript, [][]byte{tmp}, append(args, elems...)...)
+	return err
+}
+
+func (e evalOps) finish(ctx context.Context, prefix, tmp, key []byte, exp int64, lastID string) error {
+	_, err := e.eval(ctx, finishScript, [][]byte{tmp, key}, prefix, strconv.AppendInt(nil, exp, 10), []byte(lastID))
+	return err
+}

@@ -1,0 +1,315 @@
+// Package store reads and writes whole keys of one namespace on one Redis:
+// the local one directly, or the remote one through Webdis. A Store is one
+// side of a link; the link (package link) decides what to copy, the store
+// does the copying. See docs/ARCHITECTURE.md, "link/store".
+//
+// A Store runs its operations through one of two implementations of the
+// small ops interface (ops.go):
+//
+//	evalOps   Lua scripts (eval.go, scripts.go): atomic reads and writes,
+//	          many keys per request
+//	plainOps  plain commands (plain_read.go, plain_write.go): the fallback
+//	          when a hub's Webdis refuses EVAL; still atomic per key written
+//
+// The store starts with scripts and switches to plain commands once, for
+// good, the first time the side refuses a script, telling OnFallback.
+// Big keys (bigkey.go), digests and comparisons (compare.go) go through the
+// same operations, never through raw scripts.
+package store
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"strconv"
+	"sync/atomic"
+
+	"github.com/redisrepl/redisrepl/webdis"
+)
+
+// Doer sends one command to a Redis and returns its reply as redigo does
+// (an error reply as a redis.Error error). The remote side's Doer is a
+// *webdis.Client; the local side's is a *Pool (redis.go).
+type Doer interface {
+	Do(ctx context.Context, args ...[]byte) (any, error)
+}
+
+// Path is how a store reads and writes.
+type Path int32
+
+const (
+	PathEval  Path = iota // Lua scripts: atomic reads and writes, many keys per request
+	PathPlain             // plain commands: the fallback when scripts are refused
+)
+
+// MarshalText writes the path as its name, for /status.
+func (p Path) MarshalText() ([]byte, error) { return []byte(p.String()), nil }
+
+func (p Path) String() string {
+	if p == PathPlain {
+		return "plain"
+	}
+	return "eval"
+}
+
+// Limits bound what one request carries and what one read holds.
+type Limits struct {
+	// MaxRequest is the largest request body the side accepts, in encoded
+	// bytes (Webdis behind nginx: client_max_body_size); 0 = no limit.
+	MaxRequest int
+	// MaxElems and MaxBytes bound what one read returns for one key; a
+	// bigger key is Big, copied and digested in chunks (bigkey.go).
+	MaxElems, MaxBytes int
+	// MaxBatchBytes bounds a whole read: the keys past it are Deferred.
+	MaxBatchBytes int
+}
+
+// Default limits of the link's reads: a key of more elements is read and
+// digested in chunks, so that no script holds a busy Redis for long; a
+// worker holds at most DefaultMaxBatchBytes of values at a time.
+const (
+	DefaultMaxElems      = 16384
+	DefaultMaxBatchBytes = 4 << 20
+)
+
+// noLimitRequest is the request size the store aims for where the side sets
+// no limit (the local Redis): big keys still travel in chunks of this size.
+const noLimitRequest = 8 << 20
+
+// Store is one side of a link: the namespace Prefix of one Redis.
+type Store struct {
+	Name   string // "local …" or "remote …", for messages
+	Prefix []byte // the namespace
+	Limits
+
+	// OnFallback, if set, is called once, when the store switches to plain
+	// commands because the side refused a script with err.
+	OnFallback func(err error)
+
+	do    Doer
+	eval  ops
+	plain ops
+	path  atomic.Int32 // a Path
+}
+
+// New returns a store of namespace prefix on the Redis behind do.
+func New(name string, do Doer, prefix []byte, lim Limits) *Store {
+	return &Store{
+		Name: name, Prefix: prefix, Limits: lim, do: do,
+		eval:  evalOps{do: do},
+		plain: plainOps{do: do, budget: lim.MaxRequest},
+	}
+}
+
+// Doer is what the store sends its commands through.
+func (s *Store) Doer() Doer { return s.do }
+
+// Path says whether the store runs scripts or, since a refusal, plain
+// commands.
+func (s *Store) Path() Path { return Path(s.path.Load()) }
+
+// ForcePlain switches the store to plain commands without waiting for a
+// refusal (tests).
+func (s *Store) ForcePlain() { s.path.Store(int32(PathPlain)) }
+
+// run calls f with the store's current implementation. A script refused by
+// the side (Webdis answers 403 to a command its ACL disables, before running
+// it) switches the store to plain commands for good, and f runs again there.
+func (s *Store) run(f func(o ops) error) error {
+	if s.Path() == PathPlain {
+		return f(s.plain)
+	}
+	err := f(s.eval)
+	if err != nil && webdis.KindOf(err) == webdis.KindForbidden {
+		if s.path.CompareAndSwap(int32(PathEval), int32(PathPlain)) && s.OnFallback != nil {
+			s.OnFallback(err)
+		}
+		return f(s.plain)
+	}
+	return err
+}
+
+// Read reads the whole state of each key (atomically with scripts), in as
+// many requests as the key names need. Keys past MaxBatchBytes of values
+// are returned Deferred, unread: the caller asks again later.
+func (s *Store) Read(ctx context.Context, keys [][]byte) ([]State, error) {
+	out := make([]State, 0, len(keys))
+	held := 0
+	for _, part := range splitKeys(keys, s.MaxRequest, keysOverhead(readScript, 3)) {
+		if held > s.MaxBatchBytes {
+			for _, k := range part {
+				out = append(out, State{Key: k, Deferred: true})
+			}
+			continue
+		}
+		lim := s.Limits
+		lim.MaxBatchBytes = max(s.MaxBatchBytes-held, s.MaxBytes, 0)
+		var st []State
+		err := s.run(func(o ops) (err error) { st, err = o.read(ctx, part, lim); return err })
+		if err != nil {
+			return nil, fmt.Errorf("%s: read %d keys: %w", s.Name, len(part), err)
+		}
+		for i := range st {
+			held += st[i].size()
+		}
+		out = append(out, st...)
+	}
+	return out, nil
+}
+
+// Summaries returns the type, expiry and digest of each key, in as many
+// requests as the key names need. The digest of a key too big to digest in
+// one go is "": CompleteDigests fills it in.
+func (s *Store) Summaries(ctx context.Context, keys [][]byte) ([]Summary, error) {
+	out := make([]Summary, 0, len(keys))
+	for _, part := range splitKeys(keys, s.MaxRequest, keysOverhead(digestScript, 2)) {
+		var sums []Summary
+		err := s.run(func(o ops) (err error) { sums, err = o.summaries(ctx, part, s.Limits); return err })
+		if err != nil {
+			return nil, fmt.Errorf("%s: digest %d keys: %w", s.Name, len(part), err)
+		}
+		out = append(out, sums...)
+	}
+	return out, nil
+}
+
+// Exists says which keys exist.
+func (s *Store) Exists(ctx context.Context, keys [][]byte) ([]bool, error) {
+	out := make([]bool, 0, len(keys))
+	for _, part := range splitKeys(keys, s.MaxRequest, keysOverhead(existsScript, 0)) {
+		var ex []bool
+		err := s.run(func(o ops) (err error) { ex, err = o.exists(ctx, part); return err })
+		if err != nil {
+			return nil, fmt.Errorf("%s: exists: %w", s.Name, err)
+		}
+		out = append(out, ex...)
+	}
+	return out, nil
+}
+
+// Scan is one step of a SCAN over the namespace: the next cursor ("0" at the
+// end) and the keys found, staging keys left out.
+func (s *Store) Scan(ctx context.Context, cursor string, count int) (string, [][]byte, error) {
+	var next string
+	var keys [][]byte
+	err := s.run(func(o ops) (err error) {
+		next, keys, err = o.scan(ctx, cursor, MatchPattern(s.Prefix), count)
+		return err
+	})
+	if err != nil {
+		return "", nil, fmt.Errorf("%s: scan: %w", s.Name, err)
+	}
+	out := keys[:0]
+	for _, k := range keys {
+		if !IsStaging(s.Prefix, k) {
+			out = append(out, k)
+		}
+	}
+	return next, out, nil
+}
+
+// Fits says whether st can be written in one request (Apply); if not, it
+// is copied in chunks (CopyBig).
+func (s *Store) Fits(st *State) bool {
+	if st.Big {
+		return false
+	}
+	return s.MaxRequest <= 0 || applyOverhead(s.Prefix, 1)+st.applyLen() <= s.MaxRequest
+}
+
+// Apply writes states (none of them Big), each atomically, packing as many
+// keys into each request as MaxRequest allows. A state with Expect is
+// written only if the key still holds that digest (scripts only: plain
+// commands write unconditionally); one that held something else is marked
+// Skipped. A state that alone does not fit (see Fits) is an error.
+//
+// Keys of a type the side cannot write (a stream with plain commands) are
+// left out and named in an *UnsupportedError, returned once every other key
+// is written.
+func (s *Store) Apply(ctx context.Context, states []State) error {
+	var left unsupportedKeys
+	for len(states) > 0 {
+		n, size := 0, 0
+		for n < len(states) {
+			l := states[n].applyLen()
+			if s.MaxRequest > 0 && applyOverhead(s.Prefix, n+1)+size+l > s.MaxRequest {
+				break
+			}
+			size += l
+			n++
+		}
+		if n == 0 {
+			return fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest)
+		}
+		part := states[:n]
+		err := s.run(func(o ops) error { return o.apply(ctx, s.Prefix, part) })
+		if err != nil && !left.add(err) {
+			return fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
+		}
+		states = states[n:]
+	}
+	return left.err(s.Name)
+}
+
+// applyOverhead is the size of an apply request of n keys besides their
+// states: the script's source (sent when the side lost its script cache)
+// and the namespace.
+func applyOverhead(prefix []byte, n int) int {
+	return webdis.CommandLen([]byte("EVAL"), []byte(casApplyScript.Src), []byte(strconv.Itoa(n)), prefix)
+}
+
+// keysOverhead is the size of a request of sc with nargs numeric arguments
+// besides its keys.
+func keysOverhead(sc *Script, nargs int) int {
+	args := [][]byte{[]byte("EVAL"), []byte(sc.Src), []byte("999999")}
+	for range nargs {
+		args = append(args, []byte("9999999999"))
+	}
+	return webdis.CommandLen(args...)
+}
+
+// argLen is what arg adds to a request: a separator and its encoding.
+func argLen(arg []byte) int { return 1 + webdis.EncodedLen(arg) }
+
+// splitKeys cuts keys into runs whose request, of overhead bytes besides
+// the keys, stays within budget (0 = no limit).
+func splitKeys(keys [][]byte, budget, overhead int) [][][]byte {
+	if budget <= 0 || len(keys) == 0 {
+		return [][][]byte{keys}
+	}
+	var parts [][][]byte
+	start, size := 0, overhead
+	for i, k := range keys {
+		l := argLen(k)
+		if size+l > budget && i > start {
+			parts = append(parts, keys[start:i])
+			start, size = i, overhead
+		}
+		size += l
+	}
+	return append(parts, keys[start:])
+}
+
+// MatchPattern is the SCAN MATCH / PSUBSCRIBE pattern for keys starting with
+// prefix: its glob characters escaped, then '*'.
+func MatchPattern(prefix []byte) []byte {
+	p := make([]byte, 0, len(prefix)+8)
+	for _, b := range prefix {
+		switch b {
+		case '*', '?', '[', ']', '\\':
+			p = append(p, '\\')
+		}
+		p = append(p, b)
+	}
+	return append(p, '*')
+}
+
+// stagingMark follows the namespace in the name of a staging key, the
+// temporary key a big value is built in on the far side before it is renamed
+// into place. Links ignore such keys: they are never replicated.
+var stagingMark = []byte("\x00redisrepl-staging\x00")
+
+// IsStaging says whether key is a staging key of namespace prefix.
+func IsStaging(prefix, key []byte) bool {
+	return bytes.HasPrefix(key, prefix) && bytes.HasPrefix(key[len(prefix):], stagingMark)
+}
