@@ -32,6 +32,9 @@ type Table struct {
 	m       map[string]Entry
 	max     int
 	changes uint64
+
+	journal        *journal // nil: changes are not journaled (journal.go)
+	pending, spare []byte   // records not yet written to the journal
 }
 
 // New returns a table holding at most max entries (max <= 0: 1,000,000).
@@ -61,15 +64,31 @@ func (t *Table) Record(key []byte, digest string, expireAt int64) {
 	t.changes++
 	if !ok {
 		delete(t.m, string(key))
+		t.logDel(string(key))
 		return
 	}
-	if _, present := t.m[string(key)]; !present && len(t.m) >= t.max {
-		for k := range t.m {
-			delete(t.m, k)
-			break
-		}
+	if _, present := t.m[string(key)]; !present {
+		t.makeRoom()
 	}
-	t.m[string(key)] = Entry{Digest: d, ExpireAt: expireAt}
+	t.put(string(key), Entry{Digest: d, ExpireAt: expireAt})
+}
+
+// makeRoom forgets an arbitrary entry when the table is full; t.mu is held.
+func (t *Table) makeRoom() {
+	if len(t.m) < t.max {
+		return
+	}
+	for k := range t.m {
+		delete(t.m, k)
+		t.logDel(k)
+		break
+	}
+}
+
+// put sets key's entry; t.mu is held.
+func (t *Table) put(key string, e Entry) {
+	t.m[key] = e
+	t.logPut(key, e)
 }
 
 // RecordIf is Record only if key's entry is still prev (absent when
@@ -85,15 +104,13 @@ func (t *Table) RecordIf(key []byte, prev Entry, prevOK bool, digest string, exp
 	t.changes++
 	if !ok {
 		delete(t.m, string(key))
+		t.logDel(string(key))
 		return
 	}
-	if !prevOK && len(t.m) >= t.max {
-		for k := range t.m {
-			delete(t.m, k)
-			break
-		}
+	if !prevOK {
+		t.makeRoom()
 	}
-	t.m[string(key)] = Entry{Digest: d, ExpireAt: expireAt}
+	t.put(string(key), Entry{Digest: d, ExpireAt: expireAt})
 }
 
 // ForgetIf is Forget only if key's entry is still prev.
@@ -102,6 +119,7 @@ func (t *Table) ForgetIf(key []byte, prev Entry, prevOK bool) {
 	defer t.mu.Unlock()
 	if cur, has := t.m[string(key)]; has == prevOK && cur == prev && has {
 		delete(t.m, string(key))
+		t.logDel(string(key))
 		t.changes++
 	}
 }
@@ -130,7 +148,10 @@ func (t *Table) Lookup(key []byte) (Entry, bool) {
 // Forget drops key.
 func (t *Table) Forget(key []byte) {
 	t.mu.Lock()
-	delete(t.m, string(key))
+	if _, ok := t.m[string(key)]; ok {
+		delete(t.m, string(key))
+		t.logDel(string(key))
+	}
 	t.changes++
 	t.mu.Unlock()
 }
@@ -139,6 +160,7 @@ func (t *Table) Forget(key []byte) {
 func (t *Table) Clear() {
 	t.mu.Lock()
 	t.m = make(map[string]Entry)
+	t.logClear()
 	t.changes++
 	t.mu.Unlock()
 }

@@ -84,23 +84,38 @@ func (t *Table) Save(path string) error {
 	return nil
 }
 
-// Load replaces the table's contents by those saved at path. A missing file
-// is os.ErrNotExist; a damaged one is an error and leaves the table empty.
-func (t *Table) Load(path string) error {
+// Load replaces the table's contents by those saved at path, with the
+// journal at journalPath replayed on top ("" for none; see journal.go). A
+// missing snapshot is os.ErrNotExist when the journal is missing too; a
+// damaged one is an error and leaves the table empty.
+func (t *Table) Load(path, journalPath string) error {
 	data, err := os.ReadFile(path)
-	if err != nil {
+	m := make(map[string]Entry)
+	switch {
+	case err == nil:
+		if m, err = decode(data); err != nil {
+			t.mu.Lock()
+			t.m = make(map[string]Entry)
+			t.mu.Unlock()
+			return fmt.Errorf("sync state %s: %w", path, err)
+		}
+	case !errors.Is(err, os.ErrNotExist):
 		return err
 	}
-	m, err := decode(data)
-	if err != nil {
-		t.mu.Lock()
-		t.m = make(map[string]Entry)
-		t.mu.Unlock()
-		return fmt.Errorf("sync state %s: %w", path, err)
+	missing := err != nil
+	if journalPath != "" {
+		n, jerr := replay(journalPath, m)
+		if jerr != nil {
+			return jerr
+		}
+		missing = missing && n == 0
 	}
 	t.mu.Lock()
 	t.m = m
 	t.mu.Unlock()
+	if missing {
+		return os.ErrNotExist
+	}
 	return nil
 }
 

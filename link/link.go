@@ -199,7 +199,7 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	wg.Wait()
 	if l.both() {
-		l.saveSyncState()
+		l.closeSyncState()
 	}
 	l.setState(Stopped)
 	l.log.Info().Msg("link stopped")

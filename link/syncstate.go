@@ -6,19 +6,28 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // In direction both, deciding which side changed a key needs the state last
 // synced (dedup.Decide), and that must survive a restart of redisrepl, or a
 // key deleted on one side while the link was down would come back from the
-// other. The dedup table is saved to the link's state file every
-// saveStateEvery when it changed, and when the link stops.
+// other. The dedup table is kept in the link's state file (a snapshot) and a
+// journal beside it: every change is appended to the journal and synced
+// every dedup.JournalEvery, so a crash (kill -9, power loss) forgets at most
+// the changes of the last 50 ms or so. The journal is folded into the
+// snapshot when it grows past compactJournalAt and when the link stops.
 
 const saveStateEvery = 10 * time.Second
 
+// compactJournalAt is how large the journal may grow, in bytes, before it is
+// folded into the snapshot: twice the snapshot's size, or at least 16 MiB.
+func compactJournalAt(keys int) int64 { return max(16<<20, 2*64*int64(keys)) }
+
 // StateFile is where the link keeps its sync state: state_file, else
 // $STATE_DIRECTORY (systemd's StateDirectory=) or /var/lib/redisrepl, then
-// "<name>.state".
+// "<name>.state". The journal is the same path with ".journal".
 func (l *Link) StateFile() string {
 	if l.cfg.StateFile != "" {
 		return l.cfg.StateFile
@@ -30,9 +39,11 @@ func (l *Link) StateFile() string {
 	return filepath.Join(dir, l.cfg.Name+".state")
 }
 
+func (l *Link) journalFile() string { return l.StateFile() + ".journal" }
+
 func (l *Link) loadSyncState() {
 	path := l.StateFile()
-	err := l.synced.Load(path)
+	err := l.synced.Load(path, l.journalFile())
 	switch {
 	case err == nil:
 		l.log.Info().Str("file", path).Int("keys", l.synced.Len()).Msg("sync state loaded")
@@ -41,30 +52,66 @@ func (l *Link) loadSyncState() {
 	default:
 		l.fail(err, "load sync state (keys that differ at the first resync follow the conflict policy)")
 	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		l.fail(err, "sync state directory")
+	}
+	// The journal replayed is folded into a new snapshot first, so that the
+	// journal opened next starts empty.
+	if err := l.synced.Save(path); err != nil {
+		l.fail(err, "save sync state")
+	} else if err := os.Truncate(l.journalFile(), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
+		l.fail(err, "empty sync journal")
+	}
+	if err := l.synced.OpenJournal(l.journalFile()); err != nil {
+		l.fail(err, "open sync journal (the sync state is then saved every 10 s only)")
+	}
 	l.savedChanges = l.synced.Changes()
 }
 
+// saveSyncState folds the journal into the snapshot when it changed.
 func (l *Link) saveSyncState() {
 	n := l.synced.Changes()
 	if n == l.savedChanges {
 		return
 	}
-	if err := l.synced.Save(l.StateFile()); err != nil {
+	if err := l.synced.Checkpoint(l.StateFile()); err != nil {
 		l.fail(err, "save sync state")
 		return
 	}
 	l.savedChanges = n
 }
 
+// saveSyncStateLoop syncs the journal every dedup.JournalEvery and folds it
+// into the snapshot when it grows large (or, without a journal, saves the
+// snapshot every saveStateEvery).
 func (l *Link) saveSyncStateLoop(ctx context.Context) {
-	t := time.NewTicker(saveStateEvery)
-	defer t.Stop()
+	flush := time.NewTicker(dedup.JournalEvery)
+	defer flush.Stop()
+	save := time.NewTicker(saveStateEvery)
+	defer save.Stop()
+	failing := false
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			l.saveSyncState()
+		case <-flush.C:
+			err := l.synced.Flush()
+			if err != nil && !failing {
+				l.fail(err, "sync journal")
+			}
+			failing = err != nil
+		case <-save.C:
+			if failing || !l.synced.Journaling() || l.synced.JournalSize() > compactJournalAt(l.synced.Len()) {
+				l.saveSyncState()
+			}
 		}
+	}
+}
+
+// closeSyncState saves the snapshot and closes the journal, at stop.
+func (l *Link) closeSyncState() {
+	l.saveSyncState()
+	if err := l.synced.CloseJournal(); err != nil {
+		l.fail(err, "close sync journal")
 	}
 }
