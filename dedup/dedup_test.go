@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"testing"
+	"time"
 )
 
 const (
@@ -237,5 +238,67 @@ func BenchmarkJournalRecord(b *testing.B) {
 		if i%4096 == 0 {
 			tab.Flush()
 		}
+	}
+}
+
+// Only a state the link wrote recently is an echo: one loaded from the
+// state file, or found equal by a resync, is a write of its own when it
+// comes back (the key was emptied on both sides and written again).
+func TestEchoOnlyOfRecentWrites(t *testing.T) {
+	tb := New(0)
+	k := []byte("k")
+	tb.Record(k, d1, 0)
+	if !tb.Echo(k, d1, 0, 0) {
+		t.Fatal("a state just written is not its echo")
+	}
+	if tb.Echo(k, d2, 0, 0) {
+		t.Fatal("another state is an echo")
+	}
+	tb.epoch = tb.epoch.Add(-EchoWindow - 2*time.Second) // the write is old
+	if tb.Echo(k, d1, 0, 0) || !tb.Synced(k, d1, 0, 0) {
+		t.Fatal("an old write is still an echo, or no longer the synced state")
+	}
+	prev, _ := tb.Lookup([]byte("r"))
+	tb.RecordIf([]byte("r"), prev, false, d1, 0) // a resync found it equal
+	if tb.Echo([]byte("r"), d1, 0, 0) {
+		t.Fatal("a state a resync found equal counts as the link's write")
+	}
+	path := filepath.Join(t.TempDir(), "s")
+	tb.Record([]byte("loaded"), d1, 0)
+	if err := tb.Save(path); err != nil {
+		t.Fatal(err)
+	}
+	back := New(0)
+	if err := back.Load(path, ""); err != nil {
+		t.Fatal(err)
+	}
+	if back.Echo([]byte("loaded"), d1, 0, 0) || !back.Synced([]byte("loaded"), d1, 0, 0) {
+		t.Fatal("a loaded state is an echo, or not the synced state")
+	}
+}
+
+// A sweep forgets the keys it did not see (they exist on neither side) and
+// keeps those touched and those recorded while it ran.
+func TestSweepForgetsUnseenKeys(t *testing.T) {
+	tb := New(0)
+	for _, k := range []string{"seen", "gone", "late"} {
+		tb.Record([]byte(k), d1, 0)
+	}
+	g := tb.BeginSweep()
+	tb.Touch([][]byte{[]byte("seen"), []byte("absent")})
+	tb.Record([]byte("new"), d2, 0) // recorded during the sweep
+	if n := tb.EndSweep(g); n != 2 {
+		t.Fatalf("swept %d entries, want 2 (gone, late)", n)
+	}
+	for k, want := range map[string]bool{"seen": true, "new": true, "gone": false, "late": false, "absent": false} {
+		if _, ok := tb.Lookup([]byte(k)); ok != want {
+			t.Errorf("%s present %v, want %v", k, ok, want)
+		}
+	}
+	// A sweep superseded by a newer one does nothing.
+	old := tb.BeginSweep()
+	tb.BeginSweep()
+	if n := tb.EndSweep(old); n != 0 || tb.Len() != 2 {
+		t.Fatalf("a superseded sweep forgot %d entries", n)
 	}
 }

@@ -210,7 +210,7 @@ func (t *Table) appendRecord(op byte, key string, withEntry bool, e Entry) {
 // replay applies the journal at path to m; a missing journal is empty. It
 // stops at the first torn or damaged record (the end of what was synced)
 // and says how many records it applied.
-func replay(path string, m map[string]Entry) (int, error) {
+func replay(path string, m map[string]slot) (int, error) {
 	f, err := os.Open(path)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, nil
@@ -239,7 +239,7 @@ func replay(path string, m map[string]Entry) (int, error) {
 }
 
 // applyRecord applies one record's payload to m; false if it is malformed.
-func applyRecord(p []byte, m map[string]Entry) bool {
+func applyRecord(p []byte, m map[string]slot) bool {
 	switch p[0] {
 	case 'C':
 		clear(m)
@@ -266,6 +266,6 @@ func applyRecord(p []byte, m map[string]Entry) bool {
 	if n <= 0 || 8+n != len(rest) {
 		return false
 	}
-	m[key] = Entry{Digest: d, ExpireAt: exp}
+	m[key] = slot{Entry: Entry{Digest: d, ExpireAt: exp}}
 	return true
 }

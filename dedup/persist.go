@@ -36,8 +36,8 @@ func (t *Table) Save(path string) error {
 	}
 	t.mu.Lock()
 	recs := make([]rec, 0, len(t.m))
-	for k, e := range t.m {
-		recs = append(recs, rec{k, e})
+	for k, s := range t.m {
+		recs = append(recs, rec{k, s.Entry})
 	}
 	t.mu.Unlock()
 
@@ -90,12 +90,12 @@ func (t *Table) Save(path string) error {
 // damaged one is an error and leaves the table empty.
 func (t *Table) Load(path, journalPath string) error {
 	data, err := os.ReadFile(path)
-	m := make(map[string]Entry)
+	m := make(map[string]slot)
 	switch {
 	case err == nil:
 		if m, err = decode(data); err != nil {
 			t.mu.Lock()
-			t.m = make(map[string]Entry)
+			t.m = make(map[string]slot)
 			t.mu.Unlock()
 			return fmt.Errorf("sync state %s: %w", path, err)
 		}
@@ -111,7 +111,8 @@ func (t *Table) Load(path, journalPath string) error {
 		missing = missing && n == 0
 	}
 	t.mu.Lock()
-	t.m = m
+	t.m = m // gen 0 and at 0: seen by no sweep yet, not written by this process
+	t.gen++
 	t.mu.Unlock()
 	if missing {
 		return os.ErrNotExist
@@ -121,7 +122,7 @@ func (t *Table) Load(path, journalPath string) error {
 
 var errDamaged = errors.New("damaged file")
 
-func decode(data []byte) (map[string]Entry, error) {
+func decode(data []byte) (map[string]slot, error) {
 	if len(data) < len(fileHeader)+12 || string(data[:len(fileHeader)]) != fileHeader {
 		return nil, errDamaged
 	}
@@ -131,7 +132,7 @@ func decode(data []byte) (map[string]Entry, error) {
 	}
 	count := binary.BigEndian.Uint64(body[len(body)-8:])
 	p := body[len(fileHeader) : len(body)-8]
-	m := make(map[string]Entry, min(count, 1<<20))
+	m := make(map[string]slot, min(count, 1<<20))
 	for len(p) > 0 {
 		kl, n := binary.Uvarint(p)
 		if n <= 0 || uint64(len(p)-n) < 8 || kl > uint64(len(p)-n)-8 {
@@ -146,7 +147,7 @@ func decode(data []byte) (map[string]Entry, error) {
 			return nil, errDamaged
 		}
 		p = p[n:]
-		m[k] = Entry{Digest: d, ExpireAt: exp}
+		m[k] = slot{Entry: Entry{Digest: d, ExpireAt: exp}}
 	}
 	if uint64(len(m)) != count {
 		return nil, errDamaged

@@ -82,6 +82,11 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		l.setState(Resyncing)
 	}
 	l.Stats.Resyncs.Add(1)
+	// Every key that exists on either side is touched below; the synced
+	// states of the others (keys gone from both sides, e.g. an experiment
+	// reset while the link was down) are forgotten at the end, so that a
+	// key written again later is not taken for one already synced.
+	sweep := l.synced.BeginSweep()
 	start := time.Now()
 	p := progress{log: l.log, bar: l.bar, name: l.cfg.Name, start: start, last: start, expected: l.lastResyncKeys}
 	// The synced states of a page as they were before its summaries were
@@ -97,6 +102,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		}
 	}
 	err = store.Compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
+		l.synced.Touch(keys)
 		var differ [][]byte
 		for i, k := range keys {
 			if local[i].Same(remote[i], dedup.ExpiryTolerance) {
@@ -119,6 +125,9 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		return err
 	}
 	p.finish()
+	if n := l.synced.EndSweep(sweep); n > 0 {
+		l.log.Info().Int("keys", n).Msg("forgot the synced states of keys gone from both sides")
+	}
 	l.lastResyncKeys = p.scanned
 	l.runIDs.commit(l)
 	l.resyncs.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))

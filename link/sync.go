@@ -50,9 +50,9 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 		echo := false
 		if remote == nil || remote[i] == nil {
 			// The local side changed and wins: unless this is the state
-			// last synced (an echo, a no-op), copy it.
+			// the link just wrote there (its echo), copy it.
 			act = dedup.CopyToRemote
-			if b.whys[i]&mustCompare == 0 && l.synced.Synced(st.Key, st.Digest, st.ExpireAt, l.echoTolerance()) {
+			if b.whys[i]&mustCompare == 0 && l.synced.Echo(st.Key, st.Digest, st.ExpireAt, l.echoTolerance()) {
 				act, echo = dedup.Equal, true
 			}
 		} else {
