@@ -104,7 +104,7 @@ func (l *Link) both() bool { return l.cfg.Direction == config.Both }
 
 // syncedCap bounds the dedup table. Push needs it only to skip no-op
 // writes; direction both needs an entry for every key to keep deletes from
-// being resurrected, so it holds ten times more (about 75 bytes plus the
+// being resurrected, so it holds ten times more (about 96 bytes plus the
 // key each: 10M keys of 20 bytes is about 1 GB).
 func syncedCap(d config.Direction) int {
 	if d == config.Both {
