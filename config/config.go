@@ -73,7 +73,8 @@ type Service struct {
 }
 
 // Link is one [[link]] entry, with [defaults] and built-in defaults applied and
-// every derived field filled in. Paths (Cert, Key, CA, StateFile) are resolved
+// every derived field filled in. Paths (Cert, Key, CA, LocalCA, LocalCert,
+// LocalKey, StateFile) are resolved
 // against the directory of the configuration file.
 type Link struct {
 	Name string
@@ -84,6 +85,10 @@ type Link struct {
 	LocalUser     string
 	LocalPassword string // never printed: see String
 	LocalTLS      bool   // rediss://
+	// With LocalTLS: the CA that signed the local Redis's certificate ("" =
+	// the system's CAs), and the client certificate and key presented to it
+	// ("" = none).
+	LocalCA, LocalCert, LocalKey string
 
 	Namespace string // key prefix, non-empty
 	Remote    string // https URL of Webdis behind the TLS proxy
@@ -161,7 +166,10 @@ func (l Link) Fingerprint() string {
 	for i := 0; i < v.NumField(); i++ {
 		fmt.Fprintf(h, "%s=%#v\n", v.Type().Field(i).Name, v.Field(i).Interface())
 	}
-	for _, p := range []string{l.Cert, l.Key, l.CA} {
+	for _, p := range []string{l.Cert, l.Key, l.CA, l.LocalCA, l.LocalCert, l.LocalKey} {
+		if p == "" {
+			continue
+		}
 		b, err := os.ReadFile(p)
 		if err != nil {
 			fmt.Fprintf(h, "file %q: error %v\n", p, err)

@@ -265,6 +265,7 @@ func TestErrors(t *testing.T) {
 	dir, path := setup(t)
 	const certs = "cert = \"lab.pem\"\nkey = \"lab.key\"\nca = \"ca.pem\"\n"
 	const link = "[[link]]\nname = \"a\"\nlocal = \":6379\"\nnamespace = \"a:\"\nremote = \"https://hub/\"\n"
+	const tlsLink = "[[link]]\nname = \"a\"\nlocal = \"rediss://h:6379/0\"\nnamespace = \"a:\"\nremote = \"https://hub/\"\n"
 	for _, tc := range []struct {
 		name, text, want string
 	}{
@@ -342,6 +343,21 @@ func TestErrors(t *testing.T) {
 			"[[link]]\nname = \"b\"\nlocal = \":6379\"\nnamespace = \"lab:x:\" # <-\nremote = \"https://hub/redis\"\n",
 			`: link "b": namespace: "lab:x:" overlaps namespace "lab" of link "a" (line 5) with the same local and remote`},
 		{"no links", "[service]\nlog_level = \"info\"\n", `: no [[link]] entries`},
+		{"local_ca without rediss", link + certs + "local_ca = \"ca.pem\" # <-\n",
+			`: link "a": local_ca: a TLS setting of the local Redis, but local is not a rediss:// URL`},
+		{"local_cert without rediss in defaults", "[defaults]\nlocal_cert = \"lab.pem\" # <-\nlocal_key = \"lab.key\"\n" + link + certs,
+			`: defaults.local_cert: a TLS setting of the local Redis, but local is not a rediss:// URL`},
+		{"local_cert without local_key", tlsLink + certs + "local_cert = \"lab.pem\" # <-\n",
+			`: link "a": local_cert: needs local_key`},
+		{"local_key without local_cert", tlsLink + certs + "local_key = \"lab.key\" # <-\n",
+			`: link "a": local_key: needs local_cert`},
+		{"missing local_ca", tlsLink + certs + "local_ca = \"nope.pem\" # <-\n",
+			`: link "a": local_ca: open ` + filepath.Join(dir, "nope.pem") + `: no such file or directory`},
+		{"local_ca without certificates", tlsLink + certs + "local_ca = \"empty-ca.pem\" # <-\n",
+			`: link "a": local_ca: ` + filepath.Join(dir, "empty-ca.pem") + `: no PEM certificate in the file`},
+		{"local not a pair", tlsLink + certs + "local_cert = \"lab.pem\"\nlocal_key = \"other.key\" # <-\n",
+			`: link "a": local_key: ` + filepath.Join(dir, "lab.pem") + ` and ` + filepath.Join(dir, "other.key") + ` do not load as a certificate and key pair`},
+		{"local_ca empty", tlsLink + certs + "local_ca = \"\" # <-\n", `: link "a": local_ca: must not be empty`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse(path, []byte(tc.text))
@@ -480,6 +496,68 @@ func TestFingerprint(t *testing.T) {
 	if fp(minimal) == base {
 		t.Error("fingerprint did not change with the certificate files' contents")
 	}
+}
+
+// A TLS local Redis: local_ca, local_cert and local_key resolved against
+// the file's directory, inherited from [defaults], and part of the
+// fingerprint, contents included.
+func TestLocalTLS(t *testing.T) {
+	dir, path := setup(t)
+	const text = `[defaults]
+cert = "lab.pem"
+key = "lab.key"
+ca = "ca.pem"
+local_ca = "ca.pem"
+
+[[link]]
+name = "a"
+local = "rediss://127.0.0.1:6380/0"
+namespace = "a:"
+remote = "https://hub/redis"
+local_cert = "labB.pem"
+local_key = "labB.key"
+
+[[link]]
+name = "b"
+local = "rediss://127.0.0.1:6381/0"
+namespace = "b:"
+remote = "https://hub/redis"
+`
+	cfg := mustParse(t, path, text)
+	a, b := cfg.Links[0], cfg.Links[1]
+	if !a.LocalTLS || a.LocalCA != filepath.Join(dir, "ca.pem") || a.LocalCert != filepath.Join(dir, "labB.pem") || a.LocalKey != filepath.Join(dir, "labB.key") {
+		t.Errorf("link a: %s", fields(a))
+	}
+	if b.LocalCA != filepath.Join(dir, "ca.pem") || b.LocalCert != "" || b.LocalKey != "" {
+		t.Errorf("link b: %s", fields(b))
+	}
+	fp := func(text string) string { return mustParse(t, path, text).Links[1].Fingerprint() }
+	base := fp(text)
+	if fp(strings.Replace(text, `local_ca = "ca.pem"`, "", 1)) == base {
+		t.Error("fingerprint did not change without local_ca")
+	}
+	if fp(text+"local_cert = \"lab.pem\"\nlocal_key = \"lab.key\"\n") == base {
+		t.Error("fingerprint did not change with local_cert and local_key")
+	}
+	// A new local CA file under the same name: a new fingerprint.
+	other := t.TempDir()
+	writePKI(t, other)
+	withLocal := strings.Replace(text, `local_ca = "ca.pem"`, `local_ca = "local-ca.pem"`, 1)
+	copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "local-ca.pem"))
+	before := fp(withLocal)
+	copyFile(t, filepath.Join(other, "ca.pem"), filepath.Join(dir, "local-ca.pem"))
+	if fp(withLocal) == before {
+		t.Error("fingerprint did not change with the local CA file's contents")
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	data, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, to, string(data))
 }
 
 func TestExamples(t *testing.T) {

@@ -187,8 +187,27 @@ func (p *parser) link(index int, t map[string]any, base draft) *draft {
 		}
 		d.LocalDB = d.dbField
 	}
+	p.checkLocalTLS(&d)
 	p.checkFiles(&d)
 	return &d
+}
+
+// checkLocalTLS checks that local_ca, local_cert and local_key go with a
+// rediss:// local URL, and local_cert with local_key.
+func (p *parser) checkLocalTLS(d *draft) {
+	for _, k := range []string{"local_ca", "local_cert", "local_key"} {
+		if o, set := d.from[k]; set && d.LocalAddr != "" && !d.LocalTLS {
+			p.fail(o, k, "a TLS setting of the local Redis, but local is not a rediss:// URL (write local = \"rediss://host:port/db\")")
+		}
+	}
+	cert, hasCert := d.from["local_cert"]
+	key, hasKey := d.from["local_key"]
+	switch {
+	case hasCert && !hasKey:
+		p.fail(cert, "local_cert", "needs local_key, the key of the client certificate")
+	case hasKey && !hasCert:
+		p.fail(key, "local_key", "needs local_cert, the client certificate of the key")
+	}
 }
 
 // set validates value v of field key, written at o, and stores it in d.
@@ -237,7 +256,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 		if n, ok := p.integer(o, key, v, 0, 1<<31-1); ok {
 			d.RemoteDB = int(n)
 		}
-	case "cert", "key", "ca", "state_file":
+	case "cert", "key", "ca", "state_file", "local_ca", "local_cert", "local_key":
 		if s, ok := p.str(o, key, v); ok {
 			if s == "" && key != "state_file" {
 				p.fail(o, key, "must not be empty")
@@ -252,6 +271,12 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 				d.Key = s
 			case "ca":
 				d.CA = s
+			case "local_ca":
+				d.LocalCA = s
+			case "local_cert":
+				d.LocalCert = s
+			case "local_key":
+				d.LocalKey = s
 			default:
 				d.StateFile = s
 			}
@@ -293,6 +318,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 }
 
 var linkKeys = []string{"name", "local", "db", "namespace", "remote", "remote_db", "cert", "key", "ca",
+	"local_ca", "local_cert", "local_key",
 	"direction", "conflict", "resync_interval", "state_file",
 	"workers", "batch_keys", "max_request_bytes", "max_dirty_keys", "max_value_bytes"}
 
@@ -409,7 +435,8 @@ func parseRemote(s string) (string, error) {
 	return "https://" + strings.ToLower(hp) + strings.TrimRight(u.Path, "/"), nil
 }
 
-// checkFiles reads the certificate, key and CA of d and checks them.
+// checkFiles reads the certificates, keys and CAs of d (the hub's and the
+// local Redis's) and checks them.
 func (p *parser) checkFiles(d *draft) {
 	read := func(key, path string) []byte {
 		if path == "" {
@@ -425,21 +452,29 @@ func (p *parser) checkFiles(d *draft) {
 		}
 		return c.data
 	}
-	cert, key, ca := read("cert", d.Cert), read("key", d.Key), read("ca", d.CA)
-	if cert != nil && key != nil {
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			o, k := d.from["key"], "key" // report it where the link itself says something
-			if o.section != "link" && d.from["cert"].section == "link" {
-				o, k = d.from["cert"], "cert"
+	pair := func(certKey, keyKey, certPath, keyPath string) {
+		cert, key := read(certKey, certPath), read(keyKey, keyPath)
+		if cert != nil && key != nil {
+			if _, err := tls.X509KeyPair(cert, key); err != nil {
+				o, k := d.from[keyKey], keyKey // report it where the link itself says something
+				if o.section != "link" && d.from[certKey].section == "link" {
+					o, k = d.from[certKey], certKey
+				}
+				p.fail(o, k, "%s and %s do not load as a certificate and key pair: %v", certPath, keyPath, err)
 			}
-			p.fail(o, k, "%s and %s do not load as a certificate and key pair: %v", d.Cert, d.Key, err)
 		}
 	}
-	if ca != nil {
-		if err := checkCA(ca); err != nil {
-			p.fail(d.from["ca"], "ca", "%s: %v", d.CA, err)
+	ca := func(caKey, path string) {
+		if data := read(caKey, path); data != nil {
+			if err := checkCA(data); err != nil {
+				p.fail(d.from[caKey], caKey, "%s: %v", path, err)
+			}
 		}
 	}
+	pair("cert", "key", d.Cert, d.Key)
+	ca("ca", d.CA)
+	pair("local_cert", "local_key", d.LocalCert, d.LocalKey)
+	ca("local_ca", d.LocalCA)
 }
 
 func checkCA(data []byte) error {

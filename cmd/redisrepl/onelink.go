@@ -16,6 +16,9 @@ import (
 // configuration file.
 type oneLinkFlags struct {
 	raddr, haddr, cert, key, ca, nam *string
+	// The local Redis over TLS (-raddr rediss://...): local_ca, local_cert
+	// and local_key.
+	lca, lcert, lkey *string
 }
 
 func addOneLinkFlags(fs *flag.FlagSet) *oneLinkFlags {
@@ -26,12 +29,16 @@ func addOneLinkFlags(fs *flag.FlagSet) *oneLinkFlags {
 		key:   fs.String("key", "", "one-link form: client key `file` (PEM)"),
 		ca:    fs.String("CA", "", "one-link form: CA `file` that signed the proxy's certificate (PEM)"),
 		nam:   fs.String("nam", "", "one-link form: `namespace` (key prefix) to replicate"),
+		lca:   fs.String("lCA", "", "one-link form, with -raddr rediss://...: CA `file` that signed the local Redis's certificate (PEM; default: the system's CAs)"),
+		lcert: fs.String("lcert", "", "one-link form, with -raddr rediss://...: client certificate `file` presented to the local Redis (PEM; with -lkey)"),
+		lkey:  fs.String("lkey", "", "one-link form, with -raddr rediss://...: key `file` of -lcert (PEM)"),
 	}
 }
 
 // given says whether any of the flags was given.
 func (f *oneLinkFlags) given() bool {
-	return *f.raddr != "" || *f.haddr != "" || *f.cert != "" || *f.key != "" || *f.ca != "" || *f.nam != ""
+	return *f.raddr != "" || *f.haddr != "" || *f.cert != "" || *f.key != "" || *f.ca != "" || *f.nam != "" ||
+		*f.lca != "" || *f.lcert != "" || *f.lkey != ""
 }
 
 // config is the configuration the flags describe (with rc: direction both)
@@ -62,6 +69,11 @@ func (f *oneLinkFlags) config(path string, rc bool) (*config.Config, error) {
 	link := map[string]any{
 		"name": linkName(*f.nam), "local": *f.raddr, "remote": *f.haddr, "namespace": *f.nam,
 		"cert": abs(*f.cert), "key": abs(*f.key), "ca": abs(*f.ca), "direction": direction,
+	}
+	for k, v := range map[string]string{"local_ca": *f.lca, "local_cert": *f.lcert, "local_key": *f.lkey} {
+		if v != "" {
+			link[k] = abs(v)
+		}
 	}
 	// Validated exactly as a file would be.
 	var buf bytes.Buffer

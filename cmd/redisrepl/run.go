@@ -31,10 +31,12 @@ const runUsage = `Usage:
         /metrics  Prometheus metrics
 
   redisrepl -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [-rc]
+            [-lCA FILE] [-lcert FILE -lkey FILE]
       Run one link given on the command line (the original redisrepl form):
       replicate the keys of the local Redis at ADDR that start with NAMESPACE
       to Webdis at URL, presenting the client certificate FILE; with -rc also
-      bring remote changes back.
+      bring remote changes back. A local Redis over TLS (ADDR rediss://...)
+      is verified against -lCA and shown the client certificate -lcert.
 
 SIGINT or SIGTERM stop cleanly (writes in flight finish; exit status 0).
 Exit status: 0 stopped cleanly, 1 failed while running, 2 bad configuration or flags.

@@ -22,7 +22,8 @@ import (
 
 const verifyUsage = `Usage:
   redisrepl verify [-config FILE] [-link NAME] [flags]
-  redisrepl verify -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [flags]
+  redisrepl verify -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE
+                   [-lCA FILE] [-lcert FILE -lkey FILE] [flags]
 
 Compare one link's namespace on the local Redis and on the remote, key by key:
 type, contents (by digest, computed on each side) and expiry. The namespace is

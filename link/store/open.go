@@ -30,7 +30,8 @@ func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
-	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS}
+	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS,
+		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey}
 	pool := NewPool(addr, conns)
 	prefix := []byte(cfg.Namespace)
 	// A key read whole must also fit in one write: both sides' read limits

@@ -3,7 +3,11 @@ package store
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"errors"
 	"fmt"
+	"os"
+	"strings"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -16,6 +20,35 @@ type RedisAddr struct {
 	User     string
 	Password string
 	TLS      bool
+	// With TLS: the CA file (PEM) the server's certificate must chain to
+	// ("" = the system's CAs), and the client certificate and key files
+	// presented to it ("" = none).
+	CAFile, CertFile, KeyFile string
+}
+
+// tlsConfig is the TLS configuration of a: TLS 1.2 or later, the server
+// verified against CAFile (or the system's CAs) and its host name, the
+// client certificate presented when set.
+func (a RedisAddr) tlsConfig() (*tls.Config, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if a.CAFile != "" {
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("local_ca: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("local_ca %s: no PEM certificate in the file", a.CAFile)
+		}
+	}
+	if a.CertFile != "" || a.KeyFile != "" {
+		cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("local_cert and local_key: %w", err)
+		}
+		c.Certificates = []tls.Certificate{cert}
+	}
+	return c, nil
 }
 
 func (a RedisAddr) String() string { return fmt.Sprintf("%s/%d", a.Addr, a.DB) }
@@ -33,13 +66,59 @@ func (a RedisAddr) Dial(ctx context.Context) (redis.Conn, error) {
 		opts = append(opts, redis.DialUsername(a.User))
 	}
 	if a.TLS {
-		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12}))
+		tc, err := a.tlsConfig()
+		if err != nil {
+			return nil, fmt.Errorf("local Redis %s: %w", a, err)
+		}
+		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc))
 	}
 	c, err := redis.DialContext(ctx, "tcp", a.Addr, opts...)
+	if err == nil && a.TLS {
+		// With TLS 1.3 a server that wants a client certificate says so only
+		// after the handshake, on the first read: ask now, so that the error
+		// is a dial error that names the setting to fix. A refusal by the
+		// server (an ACL without PING) is no TLS problem.
+		if _, err = redis.DoContext(c, ctx, "PING"); errors.As(err, new(redis.Error)) {
+			err = nil
+		}
+		if err != nil {
+			c.Close()
+		}
+	}
 	if err != nil {
-		return nil, fmt.Errorf("local Redis %s: %w", a, err)
+		return nil, fmt.Errorf("local Redis %s: %w%s", a, err, a.tlsHint(err))
 	}
 	return c, nil
+}
+
+// tlsHint explains a TLS failure of the local Redis in terms of the
+// settings that fix it.
+func (a RedisAddr) tlsHint(err error) string {
+	if !a.TLS {
+		return ""
+	}
+	msg := err.Error()
+	var unknownCA x509.UnknownAuthorityError
+	switch {
+	case strings.Contains(msg, "certificate required") || a.CertFile == "" && isRemoteTLSAlert(err):
+		return " (the local Redis asks for a client certificate: set local_cert and local_key)"
+	case errors.As(err, &unknownCA) || strings.Contains(msg, "certificate signed by unknown authority"):
+		if a.CAFile == "" {
+			return " (set local_ca to the CA that signed the local Redis's certificate)"
+		}
+		return " (the local Redis's certificate is not signed by local_ca " + a.CAFile + ")"
+	case strings.Contains(msg, "bad certificate") || strings.Contains(msg, "unknown certificate authority"):
+		return " (the local Redis refused the client certificate local_cert: is it signed by its tls-ca-cert-file?)"
+	}
+	return ""
+}
+
+// isRemoteTLSAlert says whether err is an alert the server sent during the
+// handshake (TLS 1.3 reports a missing client certificate only on the first
+// read, as an alert, or as a closed connection).
+func isRemoteTLSAlert(err error) bool {
+	var ae tls.AlertError
+	return errors.As(err, &ae) || strings.Contains(err.Error(), "remote error: tls:")
 }
 
 // Pool is a redigo pool that implements Doer.
