@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 )
 
 // Kind tells what went wrong on the way to the remote Redis, so that callers
@@ -77,6 +78,8 @@ func classifyTransport(url string, err error) *Error {
 		opErr       *net.OpError
 	)
 	switch {
+	case tlsVersionRefused(err):
+		return &Error{Kind: KindTLS, URL: url, Msg: oldTLSMessage(err), Err: err}
 	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &certInvalid), errors.As(err, &verifyErr):
 		return &Error{Kind: KindTLS, URL: url, Msg: "the server's certificate was not accepted (check the link's ca file and the remote host name)", Err: err}
 	case errors.As(err, &recordErr), errors.As(err, &alertErr), errors.Is(err, http.ErrSchemeMismatch):
@@ -87,6 +90,44 @@ func classifyTransport(url string, err error) *Error {
 		return &Error{Kind: KindUnreachable, URL: url, Msg: "cannot connect to the proxy", Err: err}
 	}
 	return &Error{Kind: KindUnreachable, URL: url, Msg: "request failed", Err: err}
+}
+
+// tlsVersionRefused says whether err is a handshake that failed because the
+// server speaks no TLS version the client offers (1.2 and 1.3). A server
+// that knows TLS 1.3 (or reads the supported_versions extension) answers the
+// protocol_version alert, which crypto/tls returns as an unexported type in
+// a net.OpError "remote error" (tls.AlertError on QUIC); an older one
+// answers with its own version, which crypto/tls refuses with "server
+// selected unsupported protocol version".
+func tlsVersionRefused(err error) bool {
+	var (
+		opErr    *net.OpError
+		alertErr tls.AlertError
+	)
+	const protocolVersion = 70 // the TLS alert protocol_version (RFC 8446, 6.2)
+	switch {
+	case errors.As(err, &alertErr) && alertErr == protocolVersion:
+		return true
+	case errors.As(err, &opErr) && opErr.Op == "remote error" && opErr.Err != nil &&
+		opErr.Err.Error() == tls.AlertError(protocolVersion).Error():
+		return true
+	}
+	return strings.Contains(err.Error(), selectedPrefix)
+}
+
+const selectedPrefix = "tls: server selected unsupported protocol version "
+
+// oldTLSMessage names the version the server chose, when it said.
+func oldTLSMessage(err error) string {
+	version := "older than 1.2"
+	if s := err.Error(); strings.Contains(s, selectedPrefix) {
+		var v uint16
+		if _, e := fmt.Sscanf(s[strings.Index(s, selectedPrefix)+len(selectedPrefix):], "%x", &v); e == nil && v != 0 {
+			version = tls.VersionName(v)
+		}
+	}
+	return "the hub (or the proxy in front of it) offers only an old TLS version (" + version + ")" +
+		"; redisrepl requires TLS 1.2 or newer (nginx: ssl_protocols TLSv1.2 TLSv1.3;)"
 }
 
 func isTimeout(err error) bool {
