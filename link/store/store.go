@@ -168,7 +168,7 @@ func (s *Store) Summaries(ctx context.Context, keys [][]byte) ([]Summary, error)
 			// A key whose name alone is over the request budget cannot be
 			// asked about: unknown, so it compares different, and the copy
 			// that follows reports it by name (and does not stop a resync).
-			out = append(out, Summary{Type: "unknown"})
+			out = append(out, Summary{Type: "unknown", Digest: unknownDigest})
 			continue
 		}
 		var sums []Summary
