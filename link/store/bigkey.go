@@ -7,9 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"sort"
 	"strconv"
-	"strings"
 
 	"github.com/gomodule/redigo/redis"
 
@@ -161,26 +159,57 @@ func (w *stageWriter) flush() error {
 	return nil
 }
 
+// Chunk sizes of BigDigest: element hashes of an ordered type come back one
+// per element; a hash's or a set's chunk comes back summed (a few dozen
+// bytes), so its scripts may cover more elements and still stay short.
+const (
+	digestChunk    = 1000
+	sumDigestChunk = 2000
+)
+
 // BigDigest computes the digest readScript's digest() would give key if it
 // could read it whole, a chunk at a time, so that no script runs long on a
 // busy Redis (Redis answers BUSY to everyone while a script runs past
-// lua-time-limit). Each chunk returns per-element hashes; ordered types are
-// hashed in order as they come, unordered ones (hash, set) are collected,
-// deduplicated (SCAN may return an element twice) and sorted: that holds
-// 41 bytes per element of the key while it runs.
+// lua-time-limit), and with nothing held per element: ordered types are
+// hashed in order as their chunks come, unordered ones (hash, set) add up
+// their chunks' sums of element hashes (elemSum).
+//
+// A hash or a set is walked with HSCAN/SSCAN, which returns every element
+// present for the whole walk at least once, and may return one twice,
+// which would change the sum. Redis returns an element twice only when the
+// key's table is resized between two steps of the walk, which takes a
+// write to the key; a key written during the walk is dirty again anyway,
+// and its digest describes no state of it. Still, the walk checks its
+// element count against HLEN/SCARD read with the last chunk, and walks
+// again once when they differ. A digest left wrong by a duplicate can only
+// make a key look different from an equal one: it is copied again, never
+// lost (and a key small enough is digested whole, in one script, by
+// readScript and digestScript).
 func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, error) {
-	outer := sha1.New()
-	io.WriteString(outer, ty+"|")
-	if ty == "string" {
+	switch ty {
+	case "string":
 		h, err := s.stringHash(ctx, key)
 		if err != nil {
 			return "", err
 		}
-		io.WriteString(outer, h)
-		return hex.EncodeToString(outer.Sum(nil)), nil
+		sum := sha1.Sum([]byte(ty + "|" + h))
+		return hex.EncodeToString(sum[:]), nil
+	case "hash", "set":
+		var sum elemSum
+		var err error
+		for range 2 {
+			var card int64
+			if sum, card, err = s.sumChunks(ctx, key, ty); err != nil || sum.n == card {
+				break
+			}
+		}
+		if err != nil {
+			return "", err
+		}
+		return sum.digest(ty), nil
 	}
-	unordered := ty == "hash" || ty == "set"
-	seen := map[string]struct{}{}
+	outer := sha1.New()
+	io.WriteString(outer, ty+"|")
 	first := true
 	cursor := "0"
 	if ty == "stream" {
@@ -188,7 +217,7 @@ func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, e
 	}
 	for {
 		var c HashChunk
-		err := s.run(func(o ops) (err error) { c, err = o.hashChunk(ctx, key, ty, cursor, 1000); return err })
+		err := s.run(func(o ops) (err error) { c, err = o.hashChunk(ctx, key, ty, cursor, digestChunk); return err })
 		if err != nil {
 			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
 		}
@@ -198,10 +227,6 @@ func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, e
 			first = false
 		}
 		for _, h := range c.Hashes {
-			if unordered {
-				seen[h] = struct{}{}
-				continue
-			}
 			if !first {
 				io.WriteString(outer, ",")
 			}
@@ -212,15 +237,24 @@ func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, e
 			break
 		}
 	}
-	if unordered {
-		parts := make([]string, 0, len(seen))
-		for h := range seen {
-			parts = append(parts, h)
-		}
-		sort.Strings(parts)
-		io.WriteString(outer, strings.Join(parts, ","))
-	}
 	return hex.EncodeToString(outer.Sum(nil)), nil
+}
+
+// sumChunks walks a hash or a set once, adding up its chunks' sums, and
+// returns their total and the key's element count read with the last one.
+func (s *Store) sumChunks(ctx context.Context, key []byte, ty string) (elemSum, int64, error) {
+	var sum elemSum
+	for cursor := "0"; ; {
+		var c HashChunk
+		err := s.run(func(o ops) (err error) { c, err = o.hashChunk(ctx, key, ty, cursor, sumDigestChunk); return err })
+		if err != nil {
+			return sum, 0, fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
+		}
+		sum.merge(c.Sum)
+		if cursor = c.Next; cursor == "" {
+			return sum, c.Card, nil
+		}
+	}
 }
 
 // stringHash is sha1hex(len ':' value) of a string key: in one script up to

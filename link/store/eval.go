@@ -143,12 +143,21 @@ func (e evalOps) hashChunk(ctx context.Context, key []byte, ty, cursor string, c
 		return HashChunk{}, err
 	}
 	vs, err := redis.Strings(reply, nil)
-	if err != nil || len(vs) == 0 || ty == "stream" && len(vs) < 2 {
+	if err != nil || len(vs) == 0 || ty == "stream" && len(vs) < 2 || unordered(ty) && len(vs) != 4 {
 		return HashChunk{}, errors.New("bad reply")
 	}
 	c := HashChunk{Next: vs[0], Hashes: vs[1:]}
-	if ty == "stream" {
+	switch {
+	case ty == "stream":
 		c.LastID, c.Hashes = vs[1], vs[2:]
+	case unordered(ty):
+		c.Hashes = nil
+		if c.Sum, err = parseElemSum(vs[1], vs[2]); err != nil {
+			return HashChunk{}, err
+		}
+		if c.Card, err = strconv.ParseInt(vs[3], 10, 64); err != nil {
+			return HashChunk{}, errors.New("bad reply")
+		}
 	}
 	return c, nil
 }

@@ -28,7 +28,8 @@ type ops interface {
 	// chunk reads one chunk of a big key, from cursor ("0" to start; "-"
 	// for a stream). Its Next is "" at the end.
 	chunk(ctx context.Context, key []byte, ty, cursor string, count int) (Chunk, error)
-	// hashChunk is chunk's element hashes, as the digest combines them.
+	// hashChunk is chunk's element hashes, as the digest combines them:
+	// in order for ordered types, summed for unordered ones.
 	hashChunk(ctx context.Context, key []byte, ty, cursor string, count int) (HashChunk, error)
 	// stringHash is the element hash of a string key of at most max bytes,
 	// "" when it is longer.
@@ -57,5 +58,9 @@ type Chunk struct {
 type HashChunk struct {
 	Next   string   // cursor of the next chunk; "" at the end
 	LastID string   // a stream's hash of its last-generated-id
-	Hashes []string // one per element (a hash's field and value together)
+	Hashes []string // ordered types: one per element, in order
+	// Unordered types (hash, set): the sum of the chunk's element hashes,
+	// and the key's element count (HLEN, SCARD) when the chunk was read.
+	Sum  elemSum
+	Card int64
 }

@@ -440,18 +440,24 @@ func (p plainOps) chunk(ctx context.Context, k []byte, ty, cursor string, count 
 
 // hashChunk is hashChunkScript, for BigDigest: the element hashes of one
 // chunk. Lists and sorted sets are walked by rank; a hash or a set (HSCAN's
-// and SSCAN's replies are nested) comes whole in one chunk, which holds it
-// in memory once.
+// and SSCAN's replies are nested) comes whole in one chunk (one HGETALL or
+// SMEMBERS, atomic, so its count is its HLEN or SCARD), which holds it in
+// memory once: plain mode's digest of a big hash or set is not bounded by a
+// chunk.
 func (p plainOps) hashChunk(ctx context.Context, k []byte, ty, cursor string, count int) (HashChunk, error) {
 	var c Chunk
 	switch ty {
 	case "hash", "set":
+		var hc HashChunk
 		if cursor == "0" {
-			var err error
-			if c.Elems, err = p.fetchPlain(ctx, k, ty); err != nil && err != errChanged {
+			elems, err := p.fetchPlain(ctx, k, ty)
+			if err != nil && err != errChanged {
 				return HashChunk{}, err
 			}
+			hc.Sum.addElems(ty, elems)
+			hc.Card = hc.Sum.n
 		}
+		return hc, nil
 	case "list", "zset":
 		var err error
 		if c, err = p.chunk(ctx, k, ty, cursor, count); err != nil {

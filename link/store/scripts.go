@@ -25,13 +25,45 @@ func newScript(src string) *Script {
 	return &Script{Src: src, SHA: hex.EncodeToString(sum[:])}
 }
 
+// luaSum is the order-independent combination of the element hashes of a
+// hash or a set (elemSum in digest.go): each element's SHA-1 read as five
+// 32-bit words, added word by word modulo 2^32, and a count. A partial sum
+// stays below 2^33, exact in Lua's doubles; string.format's %x takes a C
+// long, 64 bits where Redis runs.
+const luaSum = `
+local function field(s) return #s .. ':' .. s end
+
+local function sum_new() return {0, 0, 0, 0, 0, n = 0} end
+
+local function sum_add(s, h)
+  for j = 1, 5 do
+    s[j] = (s[j] + tonumber(string.sub(h, 8 * j - 7, 8 * j), 16)) % 4294967296
+  end
+  s.n = s.n + 1
+end
+
+-- sum_elems adds the elements v (laid out as in State) of a hash or a set.
+local function sum_elems(s, ty, v)
+  if ty == 'hash' then
+    for i = 1, #v, 2 do sum_add(s, redis.sha1hex(field(v[i]) .. field(v[i + 1]))) end
+  else
+    for i = 1, #v do sum_add(s, redis.sha1hex(field(v[i]))) end
+  end
+end
+
+local function sum_str(s)
+  return s.n .. ':' .. string.format('%08x%08x%08x%08x%08x', s[1], s[2], s[3], s[4], s[5])
+end
+`
+
 // luaLib holds the functions shared by the reading scripts: the canonical
 // digest of a key's contents and its absolute expiry.
 //
 // The digest covers the type and the contents, not the TTL. Unordered types
-// (hash, set) hash each element and sort the element hashes, which are hex and
-// so sort the same under every locale Redis may run with.
-const luaLib = `
+// (hash, set) add up their element hashes (luaSum, elemSum in digest.go), so
+// that a key too big for one script is digested a chunk at a time with
+// nothing held per element.
+const luaLib = luaSum + `
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -42,8 +74,6 @@ local function expire_at(k, now)
   if pttl >= 0 then return now + pttl end
   return 0
 end
-
-local function field(s) return #s .. ':' .. s end
 
 -- contents returns the key's elements as a flat list (see State in state.go),
 -- or nil when it has more than max_elems elements or max_bytes bytes.
@@ -86,19 +116,19 @@ local function contents(k, ty, max_elems, max_bytes)
   return v
 end
 
--- digest hashes each element (a hash's field with its value), sorts the
--- hashes of unordered types, and hashes the lot with the type. Being built
--- from per-element hashes, it can also be computed a chunk at a time for a
--- key too big for one script (BigDigest in bigkey.go).
+-- digest hashes each element (a hash's field with its value). Ordered
+-- types hash their element hashes in order with the type; unordered ones
+-- (hash, set) hash the type with the sum of their element hashes (sum_add).
+-- Being built from per-element hashes, it can also be computed a chunk at a
+-- time for a key too big for one script (BigDigest in bigkey.go).
 local function digest(ty, v)
-  local parts = {}
-  if ty == 'hash' then
-    for i = 1, #v, 2 do parts[#parts + 1] = redis.sha1hex(field(v[i]) .. field(v[i + 1])) end
-    table.sort(parts)
-  else
-    for i = 1, #v do parts[#parts + 1] = redis.sha1hex(field(v[i])) end
-    if ty == 'set' then table.sort(parts) end
+  if ty == 'hash' or ty == 'set' then
+    local s = sum_new()
+    sum_elems(s, ty, v)
+    return redis.sha1hex(ty .. '|' .. sum_str(s))
   end
+  local parts = {}
+  for i = 1, #v do parts[#parts + 1] = redis.sha1hex(field(v[i])) end
   return redis.sha1hex(ty .. '|' .. table.concat(parts, ','))
 end
 
@@ -415,23 +445,23 @@ return out
 
 // hashChunkScript hashes one chunk of a big key's elements, for BigDigest.
 // KEYS: the key; ARGV: type, cursor, count. Reply: the next cursor (” at
-// the end), then one hash per element as digest() makes them (a hash's field
-// and value together). Ordered types are walked in order (a sorted set by
-// rank, not ZSCAN); a stream's chunk starts with the hash of its
-// last-generated-id. Strings are not hashed here (see BigDigest).
-var hashChunkScript = newScript(`
+// the end), then for a hash or a set (walked with HSCAN/SSCAN) the sum of
+// the chunk's element hashes as sum_str writes it, split at its ':' (count,
+// words), and the key's element count (HLEN/SCARD) when the chunk was read;
+// for the ordered types, one hash per element as digest() makes them, in
+// order (a sorted set by rank, not ZSCAN); a stream's chunk starts with the
+// hash of its last-generated-id. Strings are not hashed here (see BigDigest).
+var hashChunkScript = newScript(luaSum + `
 local k, ty, cur, count = KEYS[1], ARGV[1], ARGV[2], tonumber(ARGV[3])
-local function field(s) return #s .. ':' .. s end
 local out = {''}
 if ty == 'hash' or ty == 'set' then
   local r = redis.call(ty == 'hash' and 'HSCAN' or 'SSCAN', k, cur, 'COUNT', count)
   if r[1] ~= '0' then out[1] = r[1] end
-  local v = r[2]
-  if ty == 'hash' then
-    for i = 1, #v, 2 do out[#out + 1] = redis.sha1hex(field(v[i]) .. field(v[i + 1])) end
-  else
-    for i = 1, #v do out[#out + 1] = redis.sha1hex(field(v[i])) end
-  end
+  local s = sum_new()
+  sum_elems(s, ty, r[2])
+  out[2] = tostring(s.n)
+  out[3] = string.sub(sum_str(s), #out[2] + 2)
+  out[4] = tostring(redis.call(ty == 'hash' and 'HLEN' or 'SCARD', k))
 elseif ty == 'list' or ty == 'zset' then
   local off = tonumber(cur)
   local v

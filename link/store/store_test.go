@@ -422,7 +422,12 @@ func testBig(t *testing.T, b backend) {
 		list = append(list, i)
 	}
 	do(t, c, "RPUSH", list...)
-	keys := bs("b:hash", "b:str", "b:list")
+	set := []any{"b:set"}
+	for i := range 3000 { // past SSCAN's listpack and intset encodings: walked in many steps
+		set = append(set, fmt.Sprintf("m%d\x00", i))
+	}
+	do(t, c, "SADD", set...)
+	keys := bs("b:hash", "b:str", "b:list", "b:set")
 	copyAll := func(from, to *Store) {
 		t.Helper()
 		states, err := from.Read(ctx, keys)
@@ -448,13 +453,13 @@ func testBig(t *testing.T, b backend) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if d := webdistest.Diff(a, p, 1500); len(d) > 0 || len(a) != 3 {
+		if d := webdistest.Diff(a, p, 1500); len(d) > 0 || len(a) != len(keys) {
 			t.Fatalf("%s: %d keys, differences %q", what, len(a), d)
 		}
 	}
 	copyAll(s, peer) // the store under test reads in chunks
 	equal("copied to the peer")
-	do(t, c, "DEL", "b:hash", "b:str", "b:list")
+	do(t, c, "DEL", "b:hash", "b:str", "b:list", "b:set")
 	copyAll(peer, s) // the store under test stages and renames
 	equal("copied back")
 	sums, err := s.Summaries(ctx, keys)
@@ -486,10 +491,53 @@ func readAll(t *testing.T, c redis.Conn, ty, k string) [][]byte {
 		v = do(t, c, "HGETALL", k)
 	case "list":
 		v = do(t, c, "LRANGE", k, 0, -1)
+	case "set":
+		v = do(t, c, "SMEMBERS", k)
 	}
 	out, err := redis.ByteSlices(v, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// dupScan is a side whose HSCAN/SSCAN returns an element twice on the first
+// walk, as SCAN may while a key's table is resized.
+type dupScan struct {
+	ops
+	elems [][]byte
+	walks int
+}
+
+func (d *dupScan) hashChunk(_ context.Context, _ []byte, ty, cursor string, _ int) (HashChunk, error) {
+	half := len(d.elems) / 2
+	var c HashChunk
+	if cursor == "0" {
+		d.walks++
+		c.Sum.addElems(ty, d.elems[:half])
+		c.Next = "1"
+		return c, nil
+	}
+	rest := d.elems[half:]
+	if d.walks == 1 {
+		rest = append([][]byte{d.elems[0]}, rest...) // a duplicate
+	}
+	c.Sum.addElems(ty, rest)
+	c.Card = int64(len(d.elems))
+	return c, nil
+}
+
+// A walk that counts more elements than the key holds is walked again, and
+// the digest is the one of the key's contents.
+func TestBigDigestWalksAgainOnDuplicates(t *testing.T) {
+	members := bs("a", "b", "c", "d", "e", "f")
+	d := &dupScan{elems: members}
+	s := &Store{Name: "fake", eval: d, plain: d}
+	got, err := s.BigDigest(context.Background(), []byte("k"), "set")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := digestOf("set", members); got != want || d.walks != 2 {
+		t.Fatalf("digest %s after %d walks, want %s after 2", got, d.walks, want)
+	}
 }
