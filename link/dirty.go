@@ -55,6 +55,9 @@ type batch struct {
 	keys  []string
 	whys  []uint8
 	since []int64
+	// later, when set, says per key how long it waits before it is tried
+	// again: 0 done, > 0 that long, < 0 not until it changes (keyerrors.go).
+	later []time.Duration
 }
 
 func newDirtySet(max int) *dirtySet {
@@ -181,9 +184,15 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 		again := d.inflight[k]
 		delete(d.inflight, k)
 		since := now
-		if retry {
+		wait := hotDelay
+		switch {
+		case retry:
 			again |= b.whys[i]
 			since = b.since[i]
+		case b.later != nil && b.later[i] > 0 && again == 0:
+			// Failed alone: tried again on its own after its delay (a
+			// change meanwhile is tried after hotDelay as usual).
+			again, since, wait = b.whys[i], b.since[i], b.later[i]
 		}
 		if again == 0 {
 			continue
@@ -196,12 +205,16 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 			d.dropLocked()
 			continue
 		}
-		if retry {
+		switch {
+		case retry:
 			d.pushLocked(k, again, since)
 			requeued = true
-		} else {
+		case wait == hotDelay:
 			d.delayed[k] = queued{since: since, why: again}
 			hot = append(hot, k)
+		default:
+			d.delayed[k] = queued{since: since, why: again}
+			time.AfterFunc(wait, func() { d.release([]string{k}) })
 		}
 	}
 	d.mu.Unlock()

@@ -68,7 +68,8 @@ type Link struct {
 	Stats          Stats
 
 	resyncs      resyncInfo
-	savedChanges uint64 // synced.Changes() when the sync state was last saved
+	retries      keyRetries // keys that failed alone
+	savedChanges uint64     // synced.Changes() when the sync state was last saved
 
 	errMu   sync.Mutex
 	lastErr string
@@ -138,16 +139,23 @@ func (l *Link) setState(s State) {
 	}
 }
 
+// fail reports an error: counted, logged (its message cut to logErrMax:
+// messages can hold key names of any length), and kept as LastError.
 func (l *Link) fail(err error, what string) {
-	l.Stats.Errors.Add(1)
-	l.errMu.Lock()
-	l.lastErr, l.errAt = what+": "+err.Error(), time.Now()
-	l.errMu.Unlock()
-	ev := l.log.Error().Err(err).Str("op", what)
+	l.noteErr(err, what)
+	ev := l.log.Error().Str("error", truncate(err.Error(), logErrMax)).Str("op", what)
 	if k := webdis.KindOf(err); k != webdis.KindUnknown {
 		ev = ev.Str("kind", k.String())
 	}
 	ev.Msg("replication error")
+}
+
+// noteErr counts err and keeps it as LastError, without logging it.
+func (l *Link) noteErr(err error, what string) {
+	l.Stats.Errors.Add(1)
+	l.errMu.Lock()
+	l.lastErr, l.errAt = what+": "+truncate(err.Error(), logErrMax), time.Now()
+	l.errMu.Unlock()
 }
 
 // requestResync asks for a full comparison of both sides. With forget, a
@@ -215,6 +223,12 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 			return
 		}
 		err := l.copyBatch(opCtx, b)
+		if err != nil && !sideWide(err) {
+			// Maybe one key's fault: the others must go through.
+			err = l.isolate(opCtx, b)
+		} else if err == nil {
+			l.retries.ok(b.keys)
+		}
 		l.dirty.Done(b, err != nil)
 		if err != nil {
 			l.fail(err, "copy")

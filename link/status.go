@@ -63,6 +63,7 @@ type Stats struct {
 	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
 	RemoteRequests atomic.Int64 // requests sent to the remote
 	Errors         atomic.Int64
+	KeyErrors      atomic.Int64 // keys that failed alone (see keyerrors.go)
 	Resyncs        atomic.Int64
 	Repaired       atomic.Int64 // keys resyncs found different
 	Overflows      atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
@@ -98,6 +99,7 @@ type Status struct {
 	KeysSkipped  int64      `json:"keys_skipped"`
 	Requests     int64      `json:"remote_requests"`
 	Errors       int64      `json:"errors"`
+	KeyErrors    int64      `json:"key_errors"`
 	Resyncs      int64      `json:"resyncs"`
 	KeysRepaired int64      `json:"keys_repaired"`
 	WritePath    store.Path `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
@@ -135,7 +137,7 @@ func (l *Link) Status() Status {
 		EventsLocal: s.EventsLocal.Load(), EventsRemote: s.EventsRemote.Load(),
 		KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
 		KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
-		Errors: s.Errors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
+		Errors: s.Errors.Load(), KeyErrors: s.KeyErrors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
 		WritePath: l.remote.Path(),
 	}
 	if !rat.IsZero() {

@@ -17,6 +17,11 @@ import (
 // returns when ctx is done (nil) or the stream fails or ends (an error: the
 // proxy or Webdis closed it, or it was cut). The stream holds one of the
 // client's connections, and one Redis connection on the hub.
+// maxEventBytes bounds one message of an event stream: key names of up to
+// 64 MiB pass (a key name of 1 MiB, which cannot be replicated through a
+// hub of nginx's default limit, must not cut every other key's events).
+const maxEventBytes = 64 << 20
+
 func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
 	body := AppendCommand(nil, []byte("PSUBSCRIBE"), pattern)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
@@ -37,8 +42,9 @@ func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed fun
 		return statusError(c.display, resp.StatusCode, data)
 	}
 	// Messages are a channel (a key) and an event name: no length in the
-	// stream may make the reader allocate more than a key can be.
-	r := NewReplyReader(resp.Body, 1<<20)
+	// stream may make the reader allocate more than maxEventBytes. A longer
+	// key name cuts the stream (and the link resyncs).
+	r := NewReplyReader(resp.Body, maxEventBytes)
 	for {
 		v, err := r.Read()
 		if ctx.Err() != nil {

@@ -130,6 +130,10 @@ func (v serviceView) problems() []string {
 			}
 			out = append(out, msg)
 		}
+		if l.r != nil && l.files != nil {
+			out = append(out, fmt.Sprintf("link %q: %v (since %s): running on the certificates it loaded at start",
+				l.cfg.Name, l.files, l.filesSince.UTC().Format(time.RFC3339)))
+		}
 	}
 	return out
 }
@@ -176,6 +180,11 @@ type linkSummary struct {
 	Starts    int        `json:"starts"` // times this link was started by this process
 	StartedAt time.Time  `json:"started_at,omitzero"`
 	Config    linkConfig `json:"config"`
+
+	// FileProblem is set while a certificate, key or CA file of the running
+	// link cannot be used (missing, unreadable, not loadable): the link runs
+	// on what it loaded at start.
+	FileProblem string `json:"file_problem,omitempty"`
 }
 
 // linkConfig is a link's settings, without secrets.
@@ -239,6 +248,9 @@ func (s *service) status(w http.ResponseWriter, _ *http.Request) {
 		switch {
 		case l.r != nil:
 			ls.Status, ls.StartedAt = l.r.link.Status(), l.r.started
+			if l.files != nil {
+				ls.FileProblem = l.files.Error()
+			}
 		case l.failed != "":
 			ls.Status = link.Status{Name: l.cfg.Name, State: stateFailed, Direction: l.cfg.Direction, LastError: l.failed}
 		default:
@@ -284,6 +296,7 @@ var (
 	descSkipped    = desc("keys_skipped_total", "Dirty keys found already in sync (echoes of the link's own writes, no-ops).")
 	descRequests   = desc("remote_requests_total", "Requests sent to the remote Webdis.")
 	descErrors     = desc("errors_total", "Replication errors.")
+	descKeyErrors  = desc("key_errors_total", "Keys that could not be read, copied or written on their own (reported by name in the log).")
 	descResyncs    = desc("resyncs_total", "Full comparisons of both namespaces.")
 	descRepaired   = desc("keys_repaired_total", "Keys that resyncs found different and queued for repair.")
 	descDirty      = desc("dirty_keys", "Keys waiting to be copied.")
@@ -294,7 +307,7 @@ var (
 	descLatency    = desc("remote_request_duration_seconds", "Duration of requests to the remote Webdis.")
 	descGeneration = prometheus.NewDesc("redisrepl_config_generation", "Configuration generation: 1 for the first, +1 per applied reload.", nil, nil)
 	descReloadErrs = prometheus.NewDesc("redisrepl_config_reload_errors_total", "Reloads refused because the file did not validate or could not be read.", nil, nil)
-	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors,
+	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors,
 		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs}
 )
 
@@ -339,6 +352,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descSkipped, s.KeysSkipped.Load())
 			counter(descRequests, s.RemoteRequests.Load())
 			counter(descErrors, s.Errors.Load())
+			counter(descKeyErrors, s.KeyErrors.Load())
 			counter(descResyncs, s.Resyncs.Load())
 			counter(descRepaired, s.Repaired.Load())
 			gauge(descDirty, float64(st.DirtyKeys))
