@@ -317,6 +317,14 @@ func MatchPattern(prefix []byte) []byte {
 // into place. Links ignore such keys: they are never replicated.
 var stagingMark = []byte("\x00redisrepl-staging\x00")
 
+// CanaryKey is the key a link writes now and then in namespace prefix to
+// prove that keyspace events flow (link: health.go). It is a staging key by
+// name, so links never replicate it and resyncs never compare it.
+func CanaryKey(prefix []byte) []byte {
+	k := append(append([]byte{}, prefix...), stagingMark...)
+	return append(k, "canary"...)
+}
+
 // IsStaging says whether key is a staging key of namespace prefix.
 func IsStaging(prefix, key []byte) bool {
 	return bytes.HasPrefix(key, prefix) && bytes.HasPrefix(key[len(prefix):], stagingMark)
