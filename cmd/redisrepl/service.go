@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
 	"os"
 	"os/signal"
+	"reflect"
 	"sync"
 	"syscall"
 	"time"
@@ -21,11 +23,24 @@ import (
 // tried again. It reads the three small PEM files of each link.
 const recheckEvery = 30 * time.Second
 
+// recheckPending is how often the supervisor re-checks while a running
+// link's certificate, key or CA file cannot be used (a renewal tool replacing
+// it non-atomically leaves it missing or half-written for moments): the link
+// keeps running on what it loaded at start, and the file's return is noticed
+// within this.
+const recheckPending = time.Second
+
 // service is the supervisor: it runs one link per [[link]] of the
 // configuration and, on reload, starts added links, stops removed ones and
 // restarts changed ones (a changed setting or certificate file: see
 // config.Link.Fingerprint), leaving the others alone. A restarted link loses
 // no change: it resyncs when it starts.
+//
+// A certificate, key or CA file of a running link that cannot be used for a
+// while (missing, unreadable, half-written) does not stop the link: it holds
+// its certificates in memory. The supervisor reports it (log, /status,
+// /healthz) and re-checks every recheckPending; once the file is usable
+// again, the link restarts if its contents changed and is left alone if not.
 type service struct {
 	log  zerolog.Logger
 	path string // the configuration file; "command line" for the one-link form
@@ -42,7 +57,9 @@ type service struct {
 	reloadErrors int  // reloads that failed since the start
 	stopping     bool // the service is stopping
 	reload       chan *config.Config
-	bar          io.Writer // a terminal for resync progress bars, or nil
+	poke         chan struct{}                  // re-check now: a reload was refused for a certificate file
+	load         func() (*config.Config, error) // reads the file again; nil in the one-link form
+	bar          io.Writer                      // a terminal for resync progress bars, or nil
 }
 
 type running struct {
@@ -52,6 +69,11 @@ type running struct {
 	started     time.Time
 	cancel      context.CancelFunc
 	done        chan struct{}
+	// files is set while one of the link's certificate, key or CA files
+	// cannot be used (a *config.FileError), since filesSince: the link runs
+	// on what it loaded at start.
+	files      error
+	filesSince time.Time
 }
 
 func newService(log zerolog.Logger, path string) *service {
@@ -66,6 +88,7 @@ func newService(log zerolog.Logger, path string) *service {
 		failed: make(map[string]string),
 		starts: make(map[string]int),
 		reload: make(chan *config.Config, 1),
+		poke:   make(chan struct{}, 1),
 		bar:    bar,
 	}
 }
@@ -78,7 +101,7 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 		s.stopAll()
 		return err
 	}
-	recheck := time.NewTicker(recheckEvery)
+	recheck := time.NewTimer(s.recheckDelay())
 	defer recheck.Stop()
 	for {
 		select {
@@ -90,14 +113,49 @@ func (s *service) run(ctx context.Context, cfg *config.Config) error {
 			if err := s.apply(ctx, c, true); err != nil {
 				s.log.Error().Err(err).Msg("reload applied, but links that could not start are not running (retried every 30s)")
 			}
+		case <-s.poke:
+			s.recheck(ctx)
+			recheck.Reset(s.recheckDelay())
 		case <-recheck.C:
-			s.mu.Lock()
-			c := s.cfg
-			s.mu.Unlock()
-			if err := s.apply(ctx, c, false); err != nil {
-				s.log.Error().Err(err).Msg("links that could not start are still not running")
-			}
+			s.recheck(ctx)
+			recheck.Reset(s.recheckDelay())
 		}
+	}
+}
+
+// recheckDelay is recheckPending while a running link's file cannot be
+// used, recheckEvery otherwise.
+func (s *service) recheckDelay() time.Duration {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, r := range s.links {
+		if r.files != nil {
+			return recheckPending
+		}
+	}
+	return recheckEvery
+}
+
+// recheck re-applies the configuration in force, re-reading every link's
+// files. When the last reload was refused only because of certificate, key
+// or CA files, it first loads the file again: those files may be back.
+func (s *service) recheck(ctx context.Context) {
+	s.mu.Lock()
+	c, loadErr, load := s.cfg, s.loadErr, s.load
+	s.mu.Unlock()
+	reload := false
+	if loadErr != nil && load != nil && config.IsFileError(loadErr) {
+		switch nc, err := load(); {
+		case err == nil:
+			s.log.Info().Str("file", s.path).Msg("configuration reloaded: the certificate files it was refused for load now")
+			s.setLoadErr(nil)
+			c, reload = nc, true
+		case err.Error() != loadErr.Error():
+			s.changed(nil, err)
+		}
+	}
+	if err := s.apply(ctx, c, reload); err != nil {
+		s.log.Error().Err(err).Msg("links that could not start are still not running")
 	}
 }
 
@@ -110,7 +168,10 @@ func (s *service) watch(ctx context.Context, path string) {
 			s.log.Error().Err(err).Str("file", path).Msg("cannot watch the configuration file; SIGHUP still reloads it")
 		}
 	}()
-	s.onHUP(ctx, func() (*config.Config, error) { return config.Load(path) })
+	s.mu.Lock()
+	s.load = func() (*config.Config, error) { return config.Load(path) }
+	s.mu.Unlock()
+	s.onHUP(ctx, s.load)
 }
 
 // onHUP reloads on SIGHUP with load. The one-link form, which has no file,
@@ -133,17 +194,19 @@ func (s *service) onHUP(ctx context.Context, load func() (*config.Config, error)
 }
 
 // changed hands a configuration read anew to run, or records why it could
-// not be read.
+// not be read. A file refused only for its certificate, key or CA files
+// makes run re-check the running links' files at once, and load the file
+// again once they are usable (see recheck).
 func (s *service) changed(c *config.Config, err error) {
-	s.mu.Lock()
-	s.loadErr = err
-	if err != nil {
-		s.loadErrAt = time.Now()
-		s.reloadErrors++
-	}
-	s.mu.Unlock()
+	s.setLoadErr(err)
 	if err != nil {
 		s.log.Error().Err(err).Str("file", s.path).Msg("configuration not reloaded: the running links keep going")
+		if config.IsFileError(err) {
+			select {
+			case s.poke <- struct{}{}:
+			default:
+			}
+		}
 		return
 	}
 	select {
@@ -153,15 +216,34 @@ func (s *service) changed(c *config.Config, err error) {
 	s.reload <- c
 }
 
+func (s *service) setLoadErr(err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loadErr = err
+	if err != nil {
+		s.loadErrAt = time.Now()
+		s.reloadErrors++
+	}
+}
+
 // apply makes the running links those of cfg: it stops the links that are
 // no longer in cfg or whose fingerprint changed, then starts every link of
 // cfg that is not running (new, changed, or failed to start before). A link
-// whose fingerprint is unchanged is left alone. reload says cfg was read
-// anew (a new generation); otherwise apply only re-checks fingerprints.
+// whose fingerprint is unchanged is left alone, and so is a running link
+// whose settings are unchanged but one of whose files cannot be used now
+// (see service). reload says cfg was read anew (a new generation);
+// otherwise apply only re-checks fingerprints.
 func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) error {
 	fps := make(map[string]string, len(cfg.Links))
+	files := make(map[string]error, len(cfg.Links))
+	byName := make(map[string]config.Link, len(cfg.Links))
 	for _, l := range cfg.Links {
-		fps[l.Name] = l.Fingerprint() // reads the PEM files: outside the lock
+		// Both read the PEM files: outside the lock. The fingerprint
+		// first: a file that comes back in between costs at most one
+		// needless restart, never a link stopped for a missing file.
+		fps[l.Name] = l.Fingerprint()
+		files[l.Name] = l.CheckFiles()
+		byName[l.Name] = l
 	}
 	s.mu.Lock()
 	if reload {
@@ -173,10 +255,18 @@ func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) er
 	}
 	var stop []*running
 	for name, r := range s.links {
-		if fp, ok := fps[name]; !ok || fp != r.fingerprint {
+		fp, ok := fps[name]
+		switch ferr := files[name]; {
+		case ok && ferr != nil && reflect.DeepEqual(byName[name], r.cfg):
+			s.keepOnFileError(name, r, ferr)
+		case !ok || fp != r.fingerprint:
 			s.log.Info().Str("link", name).Bool("removed", !ok).Msg("stopping link")
 			stop = append(stop, r)
 			delete(s.links, name)
+		case r.files != nil:
+			s.log.Info().Str("link", name).Dur("after", time.Since(r.filesSince).Round(time.Millisecond)).
+				Msg("the link's certificate files load again, unchanged: the link goes on")
+			r.files = nil
 		}
 	}
 	s.mu.Unlock()
@@ -230,6 +320,26 @@ func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) er
 	return firstErr
 }
 
+// keepOnFileError keeps the running link r although one of its files
+// cannot be used now, and reports it once per distinct problem. s.mu is
+// held.
+func (s *service) keepOnFileError(name string, r *running, err error) {
+	if r.files != nil && r.files.Error() == err.Error() {
+		return
+	}
+	if r.files == nil {
+		r.filesSince = time.Now()
+	}
+	r.files = err
+	ev := s.log.Warn().Str("link", name).Err(err)
+	var fe *config.FileError
+	if errors.As(err, &fe) {
+		ev = ev.Str("file", fe.Path).Str("field", fe.Field)
+	}
+	ev.Msg("a certificate file of the link cannot be used: the link keeps running on the certificates it loaded, " +
+		"and restarts if the file comes back with new contents")
+}
+
 // stopAll stops every link and waits for them, outside the lock so that
 // the endpoints keep answering meanwhile.
 func (s *service) stopAll() {
@@ -249,10 +359,12 @@ func (s *service) stopAll() {
 // linkView is one link of the configuration in force, as the endpoints see
 // it: running (r != nil), or not (failed says why, "" while it restarts).
 type linkView struct {
-	cfg    config.Link
-	r      *running
-	failed string
-	starts int
+	cfg        config.Link
+	r          *running
+	failed     string
+	starts     int
+	files      error // a file of the running link cannot be used now (running.files)
+	filesSince time.Time
 }
 
 // serviceView is a consistent copy of the supervisor's state.
@@ -278,7 +390,7 @@ func (s *service) view() serviceView {
 	for _, l := range s.cfg.Links {
 		lv := linkView{cfg: l, r: s.links[l.Name], failed: s.failed[l.Name], starts: s.starts[l.Name]}
 		if lv.r != nil {
-			lv.cfg = lv.r.cfg
+			lv.cfg, lv.files, lv.filesSince = lv.r.cfg, lv.r.files, lv.r.filesSince
 		}
 		v.links = append(v.links, lv)
 	}
