@@ -81,6 +81,7 @@ type linkT struct {
 	Starts       int    `json:"starts"`
 	EventsLocal  int64  `json:"events_local"`
 	KeysToRemote int64  `json:"keys_to_remote"`
+	FileProblem  string `json:"file_problem"`
 	Config       struct {
 		Namespace string `json:"namespace"`
 		Local     string `json:"local"`
