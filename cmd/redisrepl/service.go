@@ -150,6 +150,10 @@ func (s *service) recheck(ctx context.Context) {
 			s.log.Info().Str("file", s.path).Msg("configuration reloaded: the certificate files it was refused for load now")
 			s.setLoadErr(nil)
 			c, reload = nc, true
+			select {
+			case <-s.reload: // read before nc: applied after it, it would undo it
+			default:
+			}
 		case err.Error() != loadErr.Error():
 			s.changed(nil, err)
 		}
