@@ -37,11 +37,23 @@ const (
 	RemoteWins Conflict = "remote"
 )
 
+// OnLocalReset is what a link in direction push does when the local
+// namespace is found empty while the hub holds keys of it (the local Redis
+// restarted without its data, or was flushed).
+type OnLocalReset string
+
+const (
+	KeepRemote   OnLocalReset = "keep"    // keep the hub's copy, say so, copy new local writes
+	MirrorReset  OnLocalReset = "mirror"  // delete the hub's copy: the hub mirrors the empty namespace
+	RestoreLocal OnLocalReset = "restore" // copy the hub's copy back to the local side
+)
+
 // Defaults of the link settings that have one: the parser, link.New and the
 // tests all take them from here (WithDefaults).
 const (
 	DefaultDirection       = Push
 	DefaultConflict        = LocalWins
+	DefaultOnLocalReset    = KeepRemote
 	DefaultWorkers         = 8
 	DefaultBatchKeys       = 256
 	DefaultMaxRequestBytes = 900 * 1024 // nginx's default client_max_body_size is 1 MiB
@@ -98,6 +110,7 @@ type Link struct {
 
 	Direction      Direction
 	Conflict       Conflict // who wins a key changed on both sides
+	OnLocalReset   OnLocalReset
 	ResyncInterval Duration // 0 = no periodic resync
 	StateFile      string   // "" = the caller decides
 
@@ -121,6 +134,9 @@ func (l Link) WithDefaults() Link {
 	}
 	if l.Conflict == "" {
 		l.Conflict = DefaultConflict
+	}
+	if l.OnLocalReset == "" {
+		l.OnLocalReset = DefaultOnLocalReset
 	}
 	set(&l.Workers, DefaultWorkers)
 	set(&l.BatchKeys, DefaultBatchKeys)

@@ -122,6 +122,7 @@ remote    = "https://hub.example.org:8443/"
 remote_db = 2
 direction = "push"
 conflict  = "remote"
+on_local_reset = "restore"
 cert      = "labB.pem"
 key       = "labB.key"
 workers   = 16
@@ -154,7 +155,7 @@ func TestParseFull(t *testing.T) {
 		Name: "labA", Local: "redis://127.0.0.1:6379/0", LocalAddr: "127.0.0.1:6379",
 		Namespace: "labA:", Remote: "https://hub.example.org/redis",
 		Cert: filepath.Join(dir, "lab.pem"), Key: filepath.Join(dir, "lab.key"), CA: filepath.Join(dir, "ca.pem"),
-		Direction: "both", Conflict: "local", ResyncInterval: Duration{10 * time.Minute},
+		Direction: "both", Conflict: "local", OnLocalReset: "keep", ResyncInterval: Duration{10 * time.Minute},
 		Workers: 4, BatchKeys: 256, MaxRequestBytes: 900 * 1024, MaxDirtyKeys: 1_000_000, MaxValueBytes: 512 << 20,
 	}
 	if a != wantA {
@@ -165,7 +166,7 @@ func TestParseFull(t *testing.T) {
 		LocalUser: "repl", LocalPassword: "s3cret", LocalTLS: true,
 		Namespace: "labB:", Remote: "https://hub.example.org:8443/", RemoteDB: 2,
 		Cert: filepath.Join(dir, "labB.pem"), Key: filepath.Join(dir, "labB.key"), CA: filepath.Join(dir, "ca.pem"),
-		Direction: "push", Conflict: "remote", StateFile: filepath.Join(dir, "state/labB.json"),
+		Direction: "push", Conflict: "remote", OnLocalReset: "restore", StateFile: filepath.Join(dir, "state/labB.json"),
 		Workers: 16, BatchKeys: 100, MaxRequestBytes: 65536, MaxDirtyKeys: 5000, MaxValueBytes: 1 << 20,
 	}
 	if b != wantB {

@@ -289,6 +289,10 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 		if s, ok := p.oneOf(o, key, v, string(LocalWins), string(RemoteWins)); ok {
 			d.Conflict = Conflict(s)
 		}
+	case "on_local_reset":
+		if s, ok := p.oneOf(o, key, v, string(KeepRemote), string(MirrorReset), string(RestoreLocal)); ok {
+			d.OnLocalReset = OnLocalReset(s)
+		}
 	case "resync_interval":
 		if n, ok := v.(int64); ok && n == 0 {
 			d.ResyncInterval = Duration{}
@@ -319,7 +323,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 
 var linkKeys = []string{"name", "local", "db", "namespace", "remote", "remote_db", "cert", "key", "ca",
 	"local_ca", "local_cert", "local_key",
-	"direction", "conflict", "resync_interval", "state_file",
+	"direction", "conflict", "on_local_reset", "resync_interval", "state_file",
 	"workers", "batch_keys", "max_request_bytes", "max_dirty_keys", "max_value_bytes"}
 
 func validName(s string) bool {
