@@ -138,27 +138,24 @@ func (s *service) recheckDelay() time.Duration {
 
 // recheck re-applies the configuration in force, re-reading every link's
 // files. When the last reload was refused only because of certificate, key
-// or CA files, it first loads the file again: those files may be back.
+// or CA files, it also loads the file again, those files may be back: a
+// success goes through the reload queue as a SIGHUP's does (a newer one
+// queued meanwhile replaces it; run is not blocked on its own queue), an
+// unchanged error is not reported again.
 func (s *service) recheck(ctx context.Context) {
 	s.mu.Lock()
 	c, loadErr, load := s.cfg, s.loadErr, s.load
 	s.mu.Unlock()
-	reload := false
 	if loadErr != nil && load != nil && config.IsFileError(loadErr) {
 		switch nc, err := load(); {
 		case err == nil:
-			s.log.Info().Str("file", s.path).Msg("configuration reloaded: the certificate files it was refused for load now")
-			s.setLoadErr(nil)
-			c, reload = nc, true
-			select {
-			case <-s.reload: // read before nc: applied after it, it would undo it
-			default:
-			}
+			s.log.Info().Str("file", s.path).Msg("the certificate files the configuration was refused for load now: reloading it")
+			go s.changed(nc, nil)
 		case err.Error() != loadErr.Error():
 			s.changed(nil, err)
 		}
 	}
-	if err := s.apply(ctx, c, reload); err != nil {
+	if err := s.apply(ctx, c, false); err != nil {
 		s.log.Error().Err(err).Msg("links that could not start are still not running")
 	}
 }
