@@ -27,9 +27,13 @@ var noEval = []string{"EVAL", "EVALSHA"}
 // odd holds the bytes that break naive encodings.
 var odd = []string{"", "a/b", "a.b", "a+b", "100%", "a b", "l\nn", "nul\x00byte", "\xff\xfe\x80", ".raw", "/", "+", "a,b", "1:x"}
 
+// plainHub is a hub whose Webdis refuses EVAL (or opts.Disabled, if set).
 func plainHub(t *testing.T, opts webdistest.Options) *webdistest.Hub {
 	t.Helper()
-	opts.Disabled, opts.Log = noEval, t.Logf
+	if opts.Disabled == nil {
+		opts.Disabled = noEval
+	}
+	opts.Log = t.Logf
 	return webdistest.New(t, opts)
 }
 
@@ -122,10 +126,12 @@ func pDo(t *testing.T, c redis.Conn, cmd string, args ...any) any {
 }
 
 // pWaitEqual waits until both sides hold the same keys under prefix (but
-// those skip says to leave out), byte for byte, TTLs within 1.5 s.
+// those skip says to leave out, and the link's canary, which is never
+// replicated), byte for byte, TTLs within 1.5 s.
 func pWaitEqual(t *testing.T, hub *webdistest.Hub, prefix string, d time.Duration, skip func(string) bool) map[string]webdistest.Key {
 	t.Helper()
-	return hub.WaitEqual(t, prefix, d, skip)
+	canary := string(store.CanaryKey([]byte(prefix)))
+	return hub.WaitEqual(t, prefix, d, func(k string) bool { return k == canary || skip != nil && skip(k) })
 }
 
 // A link whose hub refuses EVAL replicates every type but streams with
@@ -217,10 +223,10 @@ func TestPlainFallbackReported(t *testing.T) {
 	}
 }
 
-// A stream key cannot be replicated in plain mode: the error names it,
-// and everything else replicates.
+// A stream key cannot be replicated in plain mode where the hub refuses
+// RESTORE too: the error names it, and everything else replicates.
 func TestPlainStreamReported(t *testing.T) {
-	hub := plainHub(t, webdistest.Options{})
+	hub := plainHub(t, webdistest.Options{Disabled: []string{"EVAL", "EVALSHA", "RESTORE"}})
 	l, _ := runPlainLink(t, plainConfig(t, hub, "x:"), nil)
 	local, remote := pConns(t, hub)
 	pDo(t, local, "XADD", "x:stream", "1-1", "f", "v")
@@ -235,7 +241,76 @@ func TestPlainStreamReported(t *testing.T) {
 	if n, _ := redis.Int(remote.Do("EXISTS", "x:stream")); n != 0 {
 		t.Fatal("a stream on the remote")
 	}
+	if !strings.Contains(l.LastError(), "RESTORE") {
+		t.Errorf("the error does not say RESTORE is refused: %s", l.LastError())
+	}
 	t.Logf("last error: %s", l.LastError())
+}
+
+// Streams travel both ways through a hub that refuses EVAL, with DUMP and
+// RESTORE: entries, IDs, the last-generated-id, TTLs and consumer groups;
+// changes and deletes follow, and a restarted link's resync finds both
+// sides equal (the plain side's streams are digested through the local
+// Redis).
+func TestPlainStreamBoth(t *testing.T) {
+	hub := plainHub(t, webdistest.Options{})
+	cfg := plainConfig(t, hub, "sb:")
+	cfg.Direction = "both"
+	l, stop := runPlainLink(t, cfg, nil)
+	local, remote := pConns(t, hub)
+	pDo(t, local, "XADD", "sb:local", "1-1", "f", "v\x00", "", "")
+	pDo(t, local, "XADD", "sb:local", "2-0", "g", "w")
+	pDo(t, local, "XGROUP", "CREATE", "sb:local", "readers", "1-1")
+	pDo(t, local, "EXPIRE", "sb:local", 1000)
+	pDo(t, remote, "XADD", "sb:remote", "3-3", "from", "the hub")
+	pDo(t, remote, "XSETID", "sb:remote", "9-0")
+	pDo(t, local, "SET", "sb:s", "beside")
+	for i := range 20_000 { // a big one: over 16,384 entries
+		remote.Send("XADD", "sb:bigremote", "*", "i", i)
+	}
+	pDo(t, remote, "PING")
+	pWaitEqual(t, hub, "sb:", 20*time.Second, nil)
+	if id := lastID(t, local, "sb:remote"); id != "9-0" {
+		t.Errorf("last-generated-id on the local side %q, want 9-0", id)
+	}
+	if g, _ := redis.Values(remote.Do("XINFO", "GROUPS", "sb:local")); len(g) != 1 {
+		t.Errorf("%d consumer groups on the remote, want 1", len(g))
+	}
+
+	pDo(t, local, "XADD", "sb:remote", "10-0", "more", "local")
+	pDo(t, remote, "XADD", "sb:local", "5-0", "more", "remote")
+	pDo(t, remote, "XADD", "sb:bigremote", "*", "last", "one")
+	pWaitEqual(t, hub, "sb:", 20*time.Second, nil)
+	pDo(t, remote, "DEL", "sb:local")
+	got := pWaitEqual(t, hub, "sb:", 20*time.Second, nil)
+	if _, ok := got["sb:local"]; ok || len(got) != 3 {
+		t.Fatalf("after the delete: %d keys", len(got))
+	}
+	if st := l.Status(); st.WritePath != store.PathPlain || st.LastError != "" {
+		t.Fatalf("status: path %s, last error %q", st.WritePath, st.LastError)
+	}
+	pWait(t, 10*time.Second, "dirty keys copied", func() bool { return l.dirty.Idle() })
+	stop()
+
+	l, _ = runPlainLink(t, cfg, nil)
+	if st := l.Status(); !strings.HasSuffix(st.LastResyncOutcome, " 0 differed") || st.LastError != "" {
+		t.Fatalf("a resync of equal sides with streams: %s, last error %q", st.LastResyncOutcome, st.LastError)
+	}
+}
+
+func lastID(t *testing.T, c redis.Conn, key string) string {
+	t.Helper()
+	info, err := redis.Values(c.Do("XINFO", "STREAM", key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(info); i += 2 {
+		if k, _ := redis.String(info[i], nil); k == "last-generated-id" {
+			id, _ := redis.String(info[i+1], nil)
+			return id
+		}
+	}
+	return ""
 }
 
 // Values far over nginx's default 1 MiB body limit replicate in plain mode

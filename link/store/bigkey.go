@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -32,8 +33,24 @@ func stagingKey(prefix []byte) []byte {
 }
 
 // CopyBig copies key (of type ty, expiring at exp) from src to dst in
-// chunks.
-func CopyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) (err error) {
+// chunks; or, when a side runs plain commands, with DUMP and RESTORE where
+// that is the way (a stream) or the better one (plain_dump.go).
+func CopyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) error {
+	if took, err := copyByDump(ctx, src, dst, key, ty, exp); took || err != nil {
+		return err
+	}
+	err := copyChunks(ctx, src, dst, key, ty, exp)
+	if ty == "stream" && errors.As(err, new(*UnsupportedError)) {
+		// A side switched to plain commands during the copy.
+		if took, err2 := copyByDump(ctx, src, dst, key, ty, exp); took {
+			return err2
+		}
+	}
+	return err
+}
+
+// copyChunks copies key in chunks through a staging key.
+func copyChunks(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) (err error) {
 	tmp := stagingKey(dst.Prefix)
 	budget := dst.MaxRequest
 	if budget <= 0 {
@@ -208,6 +225,9 @@ func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, e
 		}
 		return sum.digest(ty), nil
 	}
+	if ty == "stream" && s.Path() == PathPlain {
+		return s.digestByPeer(ctx, key, ty)
+	}
 	outer := sha1.New()
 	io.WriteString(outer, ty+"|")
 	first := true
@@ -218,6 +238,9 @@ func (s *Store) BigDigest(ctx context.Context, key []byte, ty string) (string, e
 	for {
 		var c HashChunk
 		err := s.run(func(o ops) (err error) { c, err = o.hashChunk(ctx, key, ty, cursor, digestChunk); return err })
+		if err != nil && ty == "stream" && s.Path() == PathPlain && errors.As(err, new(*UnsupportedError)) {
+			return s.digestByPeer(ctx, key, ty) // the side refused a script just now
+		}
 		if err != nil {
 			return "", fmt.Errorf("%s: digest key %q: %w", s.Name, key, err)
 		}

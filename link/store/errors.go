@@ -10,7 +10,7 @@ import (
 
 // UnsupportedError names keys that this side cannot replicate: streams and
 // module types where scripts are refused (plain commands cannot carry them
-// through Webdis).
+// through Webdis) and DUMP/RESTORE cannot either (plain_dump.go).
 type UnsupportedError struct {
 	Keys [][]byte
 	ty   string
@@ -51,10 +51,21 @@ func (e *UnsupportedError) Has(key []byte) bool {
 	return false
 }
 
+// because adds to e why RESTORE could not carry its keys either (see
+// plain_dump.go); "" adds nothing.
+func (e *UnsupportedError) because(restoreRefused string) *UnsupportedError {
+	if restoreRefused != "" {
+		e.why += " (DUMP and RESTORE, which could carry it, are refused: " + restoreRefused + ")"
+	}
+	return e
+}
+
 // unsupportedKeys gathers the keys of several UnsupportedErrors.
 type unsupportedKeys struct {
-	keys [][]byte
-	ty   string // their type, "" when they differ
+	keys  [][]byte
+	ty    string // their type, "" when they differ
+	why   string // their reason, when they all have the same
+	mixed bool   // their reasons differ
 }
 
 // add takes in the keys of err if it is an UnsupportedError, and says so.
@@ -64,20 +75,28 @@ func (u *unsupportedKeys) add(err error) bool {
 		return false
 	}
 	if len(u.keys) == 0 {
-		u.ty = ue.ty
-	} else if u.ty != ue.ty {
-		u.ty = ""
+		u.ty, u.why = ue.ty, ue.why
+	} else {
+		if u.ty != ue.ty {
+			u.ty = ""
+		}
+		u.mixed = u.mixed || u.why != ue.why
 	}
 	u.keys = append(u.keys, ue.Keys...)
 	return true
 }
 
-// err is the error naming the keys gathered, nil if none.
-func (u *unsupportedKeys) err(side string) error {
+// err is the error naming the keys gathered, nil if none; restoreRefused
+// is why RESTORE could not carry them either, if it was tried.
+func (u *unsupportedKeys) err(side, restoreRefused string) error {
 	if len(u.keys) == 0 {
 		return nil
 	}
-	return fmt.Errorf("%s: %w", side, unsupported(u.ty, u.keys...))
+	e := unsupported(u.ty, u.keys...)
+	if !u.mixed && u.why != "" {
+		e.why = u.why
+	}
+	return fmt.Errorf("%s: %w", side, e.because(restoreRefused))
 }
 
 // unsupported is the error for keys of type ty ("" when they differ).

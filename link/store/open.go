@@ -44,6 +44,7 @@ func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
 		do = wrap(client)
 	}
 	remote := New("remote "+client.URL(), do, prefix, lim)
+	Pair(local, remote)
 	return &Sides{Local: local, Remote: remote, Pool: pool, Client: client}, nil
 }
 

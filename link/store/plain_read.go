@@ -61,6 +61,10 @@ import (
 type plainOps struct {
 	do     Doer
 	budget int // the largest request, in encoded bytes; 0 = no limit
+	// streams says whether streams travel by DUMP and RESTORE
+	// (plain_dump.go): then a stream reads as a Big key, undigested, which
+	// BigDigest digests and CopyBig copies through the peer.
+	streams func(context.Context) bool
 }
 
 // unknownDigest is the digest of a key plain commands cannot read (a
@@ -236,6 +240,15 @@ func (p plainOps) tryReadKeyPlain(ctx context.Context, k []byte, clock serverClo
 		return st, nil
 	case "string", "hash", "list", "set", "zset":
 	case "stream":
+		if p.streams != nil && p.streams(ctx) {
+			// Carried and digested through the peer (plain_dump.go).
+			st.Big = true
+			if st.ExpireAt, err = p.expireAtPlain(ctx, k, clock); err != nil || summary {
+				return st, err
+			}
+			st.BigSize, _ = redis.Int64(p.doKey(ctx, "MEMORY", k, []byte("USAGE")))
+			return st, nil
+		}
 		if !summary {
 			return st, unsupported(ty, k)
 		}

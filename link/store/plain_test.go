@@ -319,3 +319,55 @@ func TestPlainApplySwitchesMidway(t *testing.T) {
 		t.Fatalf("%d keys written, want 20", n)
 	}
 }
+
+// refuseRestore is a Redis whose RESTORE answers as a server of an older
+// RDB version answers a newer payload.
+type refuseRestore struct{ Doer }
+
+func (r refuseRestore) Do(ctx context.Context, args ...[]byte) (any, error) {
+	if strings.EqualFold(string(args[0]), "RESTORE") {
+		return nil, redis.Error("ERR DUMP payload version or checksum are wrong")
+	}
+	return r.Doer.Do(ctx, args...)
+}
+
+// A side whose RESTORE refuses the other side's payloads (another RDB
+// version) is checked once and keeps naming the stream, with the reason.
+func TestPlainRestoreRDBVersionRefused(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	local, remote := hub.Conns(t)
+	var restores atomic.Int32
+	counting := doerFunc(func(ctx context.Context, args ...[]byte) (any, error) {
+		if strings.EqualFold(string(args[0]), "RESTORE") {
+			restores.Add(1)
+		}
+		return refuseRestore{pool(t, hub.RemoteAddr)}.Do(ctx, args...)
+	})
+	src := localStore(t, hub, "v:")
+	dst := New("remote", counting, []byte("v:"), testLimits())
+	dst.ForcePlain()
+	Pair(src, dst)
+	do(t, local, "XADD", "v:st", "1-1", "f", "v")
+	ctx := context.Background()
+	for range 3 {
+		read, err := src.Read(ctx, bs("v:st"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = dst.Apply(ctx, read)
+		var ue *UnsupportedError
+		if !errors.As(err, &ue) || !ue.Has([]byte("v:st")) || !strings.Contains(err.Error(), "payload version or checksum are wrong") {
+			t.Fatalf("Apply: %v", err)
+		}
+	}
+	if n := restores.Load(); n != 1 {
+		t.Fatalf("%d RESTOREs tried, want one check", n)
+	}
+	if n, _ := redis.Int(remote.Do("EXISTS", "v:st")); n != 0 {
+		t.Fatal("the stream was written")
+	}
+}
+
+type doerFunc func(ctx context.Context, args ...[]byte) (any, error)
+
+func (f doerFunc) Do(ctx context.Context, args ...[]byte) (any, error) { return f(ctx, args...) }

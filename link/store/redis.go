@@ -6,8 +6,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -102,6 +104,10 @@ func (a RedisAddr) tlsHint(err error) string {
 	switch {
 	case strings.Contains(msg, "certificate required") || a.CertFile == "" && isRemoteTLSAlert(err):
 		return " (the local Redis asks for a client certificate: set local_cert and local_key)"
+	case a.CertFile == "" && isDropped(err):
+		// TLS 1.3: the server's alert may be lost to the reset of the
+		// connection it closes.
+		return " (the local Redis dropped the connection after the TLS handshake: if it asks for a client certificate (tls-auth-clients), set local_cert and local_key)"
 	case errors.As(err, &unknownCA) || strings.Contains(msg, "certificate signed by unknown authority"):
 		if a.CAFile == "" {
 			return " (set local_ca to the CA that signed the local Redis's certificate)"
@@ -111,6 +117,11 @@ func (a RedisAddr) tlsHint(err error) string {
 		return " (the local Redis refused the client certificate local_cert: is it signed by its tls-ca-cert-file?)"
 	}
 	return ""
+}
+
+// isDropped says whether err is the connection closed or reset under us.
+func isDropped(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
 // isRemoteTLSAlert says whether err is an alert the server sent during the

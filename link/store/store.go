@@ -90,15 +90,29 @@ type Store struct {
 	eval  ops
 	plain ops
 	path  atomic.Int32 // a Path
+
+	// peer is the link's other side (Pair), for DUMP and RESTORE
+	// (plain_dump.go); restore is whether this side accepts its payloads.
+	peer    *Store
+	restore restoreCheck
 }
 
 // New returns a store of namespace prefix on the Redis behind do.
 func New(name string, do Doer, prefix []byte, lim Limits) *Store {
-	return &Store{
-		Name: name, Prefix: prefix, Limits: lim, do: do,
-		eval:  evalOps{do: do},
-		plain: plainOps{do: do, budget: lim.MaxRequest},
+	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do}}
+	s.plain = plainOps{do: do, budget: lim.MaxRequest, streams: s.streamsByDump}
+	return s
+}
+
+// streamsByDump says whether a stream on this side, which plain commands
+// cannot read, travels and is digested with DUMP and RESTORE through the
+// peer (plain_dump.go).
+func (s *Store) streamsByDump(ctx context.Context) bool {
+	if s.peer == nil || s.peer.Path() != PathEval {
+		return false
 	}
+	ok, _ := carriesByDump(ctx, s, s.peer)
+	return ok
 }
 
 // Doer is what the store sends its commands through.
@@ -231,11 +245,13 @@ func (s *Store) Fits(st *State) bool {
 // commands write unconditionally); one that held something else is marked
 // Skipped. A state that alone does not fit (see Fits) is an error.
 //
-// Keys of a type the side cannot write (a stream with plain commands) are
-// left out and named in an *UnsupportedError, returned once every other key
-// is written.
+// Keys of a type plain commands cannot write (a stream) are carried with
+// DUMP and RESTORE from the peer they were read on where this side accepts
+// it (plain_dump.go); otherwise they are left out and named in an
+// *UnsupportedError, returned once every other key is written.
 func (s *Store) Apply(ctx context.Context, states []State) error {
 	var left unsupportedKeys
+	all := states
 	for len(states) > 0 {
 		n, size := 0, 0
 		for n < len(states) {
@@ -256,7 +272,7 @@ func (s *Store) Apply(ctx context.Context, states []State) error {
 		}
 		states = states[n:]
 	}
-	return left.err(s.Name)
+	return s.carryLeft(ctx, all, &left)
 }
 
 // applyOverhead is the size of an apply request of n keys besides their

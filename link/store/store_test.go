@@ -59,11 +59,14 @@ func pool(t *testing.T, addr string) *Pool {
 	return p
 }
 
-// backends starts two hubs, one of whose Webdis refuses EVAL, and returns
-// the four ways to reach a Redis.
+// backends starts three hubs, one whose Webdis refuses EVAL, one that
+// refuses RESTORE too, and returns the five ways to reach a Redis. The plain
+// backends carry streams with DUMP and RESTORE (plain_dump.go) where
+// RESTORE is allowed.
 func backends(t *testing.T) []backend {
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
 	noEval := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA"}})
+	noRestore := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA", "RESTORE"}})
 	direct := func(t *testing.T, hub *webdistest.Hub) redis.Conn {
 		c, err := hub.Remote()
 		if err != nil {
@@ -97,15 +100,18 @@ func backends(t *testing.T) []backend {
 		{"eval/webdis", PathEval, true, true, func(t *testing.T, p string) (*Store, redis.Conn) {
 			return New("remote", webdisClient(t, hub), []byte(p), testLimits()), direct(t, hub)
 		}, onLocal(hub)},
-		{"plain/redis", PathPlain, false, false, func(t *testing.T, p string) (*Store, redis.Conn) {
+		{"plain/redis", PathPlain, false, true, func(t *testing.T, p string) (*Store, redis.Conn) {
 			s := New("local", localPool(t, noEval), []byte(p), unlimited)
 			s.ForcePlain()
 			return s, local(t, noEval)
 		}, onRemote(noEval)},
-		{"plain/webdis", PathPlain, false, false, func(t *testing.T, p string) (*Store, redis.Conn) {
+		{"plain/webdis", PathPlain, false, true, func(t *testing.T, p string) (*Store, redis.Conn) {
 			// No ForcePlain: the hub's refusal switches it.
 			return New("remote", webdisClient(t, noEval), []byte(p), testLimits()), direct(t, noEval)
 		}, onLocal(noEval)},
+		{"plain/webdis-norestore", PathPlain, false, false, func(t *testing.T, p string) (*Store, redis.Conn) {
+			return New("remote", webdisClient(t, noRestore), []byte(p), testLimits()), direct(t, noRestore)
+		}, onLocal(noRestore)},
 	}
 }
 
@@ -341,19 +347,16 @@ func testOutside(t *testing.T, b backend) {
 }
 
 func testStream(t *testing.T, b backend) {
+	if b.path == PathPlain {
+		testPlainStream(t, b)
+		return
+	}
 	s, c := b.open(t, "x:")
 	ctx := context.Background()
 	st := State{Key: []byte("x:st"), Type: "stream", Elems: bs("7-0", "1-1", "4", "f", "v\x00", "g", "", "5-0", "2", "f", "w")}
 	err := s.Apply(ctx, []State{st, {Key: []byte("x:s"), Type: "string", Elems: bs("v")}})
 	if v, _ := redis.String(c.Do("GET", "x:s")); v != "v" {
 		t.Errorf("the string beside the stream was not written (%v)", err)
-	}
-	if !b.streams {
-		var ue *UnsupportedError
-		if !errors.As(err, &ue) || len(ue.Keys) != 1 || string(ue.Keys[0]) != "x:st" {
-			t.Fatalf("a stream on %s: %v, want an UnsupportedError naming it", b.name, err)
-		}
-		return
 	}
 	if err != nil {
 		t.Fatal(err)
@@ -365,6 +368,89 @@ func testStream(t *testing.T, b backend) {
 	if got[0].Type != "stream" || canonical("stream", got[0].Elems) != canonical("stream", st.Elems) {
 		t.Errorf("stream read back as %q", got[0].Elems)
 	}
+}
+
+// testPlainStream: a side on plain commands, paired with a side running
+// scripts (its peer), carries a stream both ways with DUMP and RESTORE, and
+// digests it through the peer, where RESTORE is allowed; where it is not,
+// the stream is named in an *UnsupportedError that says why.
+func testPlainStream(t *testing.T, b backend) {
+	s, c := b.open(t, "x:")
+	peer, pc := b.peer(t, "x:")
+	Pair(s, peer)
+	ctx := context.Background()
+	exp := time.Now().Add(time.Hour).UnixMilli()
+	do(t, pc, "DEL", "x:st", "x:s")
+	do(t, c, "DEL", "x:st", "x:s")
+	do(t, pc, "XADD", "x:st", "1-1", "f", "v\x00", "g", "")
+	do(t, pc, "XADD", "x:st", "5-0", "f", "w")
+	do(t, pc, "XSETID", "x:st", "7-0")
+	do(t, pc, "XGROUP", "CREATE", "x:st", "readers", "1-1")
+	do(t, pc, "PEXPIREAT", "x:st", exp)
+	do(t, pc, "SET", "x:s", "v")
+	read, err := peer.Read(ctx, bs("x:st", "x:s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = s.Apply(ctx, read)
+	if v, _ := redis.String(c.Do("GET", "x:s")); v != "v" {
+		t.Errorf("the string beside the stream was not written (%v)", err)
+	}
+	if !b.streams {
+		var ue *UnsupportedError
+		if !errors.As(err, &ue) || len(ue.Keys) != 1 || string(ue.Keys[0]) != "x:st" || !strings.Contains(err.Error(), "RESTORE") {
+			t.Fatalf("a stream on %s: %v, want an UnsupportedError naming it and the RESTORE refusal", b.name, err)
+		}
+		if n, _ := redis.Int(c.Do("EXISTS", "x:st")); n != 0 {
+			t.Fatal("a stream written although RESTORE is refused")
+		}
+		t.Logf("reported: %v", err)
+		return
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := func(what string) {
+		t.Helper()
+		a, err1 := webdistest.Dump(c, "x:")
+		p, err2 := webdistest.Dump(pc, "x:")
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if d := webdistest.Diff(a, p, 1000); len(d) > 0 || len(a) != 2 {
+			t.Fatalf("%s: %d keys, differences %q", what, len(a), d)
+		}
+		if g, _ := redis.Values(c.Do("XINFO", "GROUPS", "x:st")); len(g) != 1 {
+			t.Fatalf("%s: %d consumer groups, want the source's one", what, len(g))
+		}
+	}
+	same("written with RESTORE")
+
+	// Read on the plain side: big, undigested; digested through the peer.
+	got, err := s.Read(ctx, bs("x:st"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !got[0].Big || got[0].Type != "stream" || !dedupSame(got[0].ExpireAt, exp) {
+		t.Fatalf("the plain side reads its stream as %+v, want a big stream expiring at %d", got[0], exp)
+	}
+	sums, err := s.Summaries(ctx, bs("x:st"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.CompleteDigests(ctx, bs("x:st"), sums); err != nil {
+		t.Fatal(err)
+	}
+	if sums[0].Digest != read[0].Digest || read[0].Digest == "" {
+		t.Fatalf("digest on the plain side %q, on the peer %q", sums[0].Digest, read[0].Digest)
+	}
+
+	// And back: from the plain side to the peer.
+	do(t, pc, "DEL", "x:st")
+	if err := CopyBig(ctx, s, peer, []byte("x:st"), "stream", got[0].ExpireAt); err != nil {
+		t.Fatal(err)
+	}
+	same("copied back")
 }
 
 func testConditional(t *testing.T, b backend) {
