@@ -563,7 +563,8 @@ func copyFile(t *testing.T, from, to string) {
 
 func TestExamples(t *testing.T) {
 	dir := t.TempDir()
-	writePKI(t, dir, "lab", "labB", "labC")
+	writePKI(t, dir, "lab", "labB", "labC", "labC-redis")
+	copyFile(t, filepath.Join(dir, "ca.pem"), filepath.Join(dir, "redis-ca.pem"))
 	for _, name := range []string{"redisrepl.toml", "single-link.toml"} {
 		data, err := os.ReadFile(filepath.Join("..", "examples", name))
 		if err != nil {
