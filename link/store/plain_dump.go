@@ -201,11 +201,16 @@ func copyByDump(ctx context.Context, src, dst *Store, key []byte, ty string, exp
 		}
 		return stream, err
 	}
-	if whole && dst.MaxRequest > 0 {
-		// Only if the key likely fits: MEMORY USAGE is about its payload's
-		// size or more.
+	if whole {
+		// Only if the key likely fits one request (MEMORY USAGE is about its
+		// payload's size or more), so that neither this process nor a
+		// RESTORE holds more than a request's worth.
+		budget := dst.MaxRequest
+		if budget <= 0 {
+			budget = noLimitRequest
+		}
 		n, err := redis.Int64(src.do.Do(ctx, []byte("MEMORY"), []byte("USAGE"), key))
-		if err != nil || n > int64(dst.MaxRequest) {
+		if err != nil || n > int64(budget) {
 			return false, nil
 		}
 	}

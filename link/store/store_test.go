@@ -561,6 +561,39 @@ func testBig(t *testing.T, b backend) {
 			t.Errorf("%q: chunked digest %s, Lua %s", k, sums[i].Digest, want)
 		}
 	}
+	if b.path == PathPlain && b.streams {
+		// Paired, a big hash or set read by plain commands (which read it
+		// whole) travels with DUMP and RESTORE, its payload fitting.
+		Pair(s, peer)
+		peer.MaxRequest = 1 << 20 // room for both payloads
+		if ok, err := carriesByDump(ctx, s, peer); !ok || err != nil {
+			t.Fatalf("the peer does not take the payloads: %v %v", ok, err)
+		}
+		do(t, pc, "DEL", "b:hash", "b:set")
+		before := restores(t, pc)
+		copyAll(s, peer)
+		equal("copied back with DUMP and RESTORE")
+		if n := restores(t, pc) - before; n != 2 {
+			t.Errorf("%d RESTOREs on the peer, want 2 (the hash and the set)", n)
+		}
+	}
+}
+
+// restores is the number of RESTOREs c's Redis has run.
+func restores(t *testing.T, c redis.Conn) int {
+	t.Helper()
+	info, err := redis.String(c.Do("INFO", "commandstats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_restore:calls="); ok {
+			n := 0
+			fmt.Sscanf(rest, "%d", &n)
+			return n
+		}
+	}
+	return 0
 }
 
 func readAll(t *testing.T, c redis.Conn, ty, k string) [][]byte {
