@@ -35,10 +35,14 @@ local function field(s) return #s .. ':' .. s end
 
 local function sum_new() return {0, 0, 0, 0, 0, n = 0} end
 
+local sub, tonum = string.sub, tonumber
+
 local function sum_add(s, h)
-  for j = 1, 5 do
-    s[j] = (s[j] + tonumber(string.sub(h, 8 * j - 7, 8 * j), 16)) % 4294967296
-  end
+  s[1] = (s[1] + tonum(sub(h, 1, 8), 16)) % 4294967296
+  s[2] = (s[2] + tonum(sub(h, 9, 16), 16)) % 4294967296
+  s[3] = (s[3] + tonum(sub(h, 17, 24), 16)) % 4294967296
+  s[4] = (s[4] + tonum(sub(h, 25, 32), 16)) % 4294967296
+  s[5] = (s[5] + tonum(sub(h, 33, 40), 16)) % 4294967296
   s.n = s.n + 1
 end
 
