@@ -40,11 +40,16 @@ func Compare(ctx context.Context, local, remote *Store, before func(keys [][]byt
 			if rerr != nil {
 				return rerr
 			}
-			if err := local.CompleteDigests(ctx, keys, ls); err != nil {
+			// Big keys are digested a chunk at a time on both sides at once.
+			done = make(chan struct{})
+			go func() { rerr = remote.CompleteDigests(ctx, keys, rs); close(done) }()
+			err = local.CompleteDigests(ctx, keys, ls)
+			<-done
+			if err != nil {
 				return err
 			}
-			if err := remote.CompleteDigests(ctx, keys, rs); err != nil {
-				return err
+			if rerr != nil {
+				return rerr
 			}
 			if err := visit(keys, ls, rs); err != nil {
 				return err
