@@ -371,3 +371,48 @@ func TestPlainRestoreRDBVersionRefused(t *testing.T) {
 type doerFunc func(ctx context.Context, args ...[]byte) (any, error)
 
 func (f doerFunc) Do(ctx context.Context, args ...[]byte) (any, error) { return f(ctx, args...) }
+
+// A stream whose DUMP payload does not fit one request of the side without
+// scripts is named, with the reason, and nothing of it is written; a
+// stream that fits, beside it, is carried.
+func TestPlainStreamTooBigReported(t *testing.T) {
+	hub := plainHub(t)
+	local, remote := hub.Conns(t)
+	src := localStore(t, hub, "tb:")
+	dst := webdisStore(t, hub, "tb:")
+	dst.MaxRequest = 64 << 10
+	Pair(src, dst)
+	r := rand.New(rand.NewPCG(5, 6))
+	for range 2000 { // random bytes: RDB's compression does not shrink them
+		value := make([]byte, 100)
+		for i := range value {
+			value[i] = byte(r.IntN(256))
+		}
+		do(t, local, "XADD", "tb:big", "*", "v", value)
+	}
+	do(t, local, "XADD", "tb:small", "1-1", "f", "v")
+	ctx := context.Background()
+	read, err := src.Read(ctx, bs("tb:big", "tb:small"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// As the link does: a state that fits no request goes to CopyBig.
+	if dst.Fits(&read[0]) || !dst.Fits(&read[1]) {
+		t.Fatal("the test's streams are not one too big and one small")
+	}
+	if err := dst.Apply(ctx, read[1:]); err != nil {
+		t.Fatal(err)
+	}
+	err = CopyBig(ctx, src, dst, read[0].Key, "stream", 0)
+	var ue *UnsupportedError
+	if !errors.As(err, &ue) || len(ue.Keys) != 1 || string(ue.Keys[0]) != "tb:big" || !strings.Contains(err.Error(), "max_request_bytes=65536") {
+		t.Fatalf("CopyBig: %v", err)
+	}
+	if n, _ := redis.Int(remote.Do("EXISTS", "tb:big")); n != 0 {
+		t.Fatal("the big stream was written")
+	}
+	if n, _ := redis.Int(remote.Do("XLEN", "tb:small")); n != 1 {
+		t.Fatal("the small stream was not carried")
+	}
+	t.Logf("reported: %v", err)
+}
