@@ -68,8 +68,11 @@ type Link struct {
 	Stats          Stats
 
 	resyncs      resyncInfo
-	retries      keyRetries // keys that failed alone
-	savedChanges uint64     // synced.Changes() when the sync state was last saved
+	retries      keyRetries    // keys that failed alone
+	health       [2]sideHealth // by Side: events proved, probes answered
+	canary       []byte        // store.CanaryKey of the namespace
+	reset        localReset    // a kept local reset (direction push)
+	savedChanges uint64        // synced.Changes() when the sync state was last saved
 
 	errMu   sync.Mutex
 	lastErr string
@@ -95,6 +98,7 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		return nil, err
 	}
 	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
+	l.canary = store.CanaryKey(l.local.Prefix)
 	l.remote.OnFallback = l.reportFallback
 	l.state.Store(Starting)
 	return l, nil
@@ -171,6 +175,9 @@ func (l *Link) requestResync(forget bool) {
 	}
 }
 
+// Resync asks for a comparison of both sides now (as after any gap).
+func (l *Link) Resync() { l.requestResync(false) }
+
 // Run replicates until ctx is done, then lets the writes in flight finish
 // (up to shutdownGrace) and returns nil. It returns an error only when the
 // link cannot run at all.
@@ -194,6 +201,8 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	if l.both() {
 		l.loadSyncState()
+	} else {
+		l.loadLocalReset()
 	}
 	run(func() { l.subscribeLocal(ctx) })
 	if l.both() {
@@ -202,6 +211,12 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	run(func() { l.resyncLoop(ctx) })
 	run(func() { l.watchRemote(ctx) })
+	run(func() { l.canaryLoop(ctx, LocalSide) })
+	run(func() { l.probeLoop(ctx, LocalSide) })
+	run(func() { l.probeLoop(ctx, RemoteSide) })
+	if l.both() {
+		run(func() { l.canaryLoop(ctx, RemoteSide) })
+	}
 	for range l.cfg.Workers {
 		run(func() { l.worker(ctx, opCtx) })
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/link"
+	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -127,6 +128,93 @@ func TestOneBadKeyDoesNotHoldBackOthers(t *testing.T) {
 			}
 			if n, _ := redis.Int(dst.Do("EXISTS", bad)); n != 0 {
 				t.Error("the bad key arrived after all")
+			}
+		})
+	}
+}
+
+// In direction push, the local Redis restarts empty while the hub holds
+// the namespace: by default the hub keeps its copy (and says so, across a
+// restart of the link), new local writes are copied, and restoring the
+// local side from the hub ends it; mirror empties the hub; restore refills
+// the local side.
+func TestLocalResetPush(t *testing.T) {
+	for _, policy := range []config.OnLocalReset{config.KeepRemote, config.MirrorReset, config.RestoreLocal} {
+		t.Run(string(policy), func(t *testing.T) {
+			hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+			local, remote := conns(t, hub)
+			cfg := linkConfig(hub, "z:")
+			cfg.OnLocalReset, cfg.StateFile = policy, t.TempDir()+"/z.state"
+			l, stop := startStoppable(t, cfg)
+			for i := range 500 {
+				do(t, local, "SET", fmt.Sprintf("z:%d", i), i)
+			}
+			waitEqual(t, hub, "z:", 20*time.Second)
+			if err := hub.RestartLocalRedis(); err != nil { // without persistence: empty
+				t.Fatal(err)
+			}
+			local, _ = conns(t, hub)
+			hubKeys := func() int {
+				n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'z:*')", 0))
+				return n
+			}
+			switch policy {
+			case config.MirrorReset:
+				waitEqual(t, hub, "z:", 20*time.Second)
+				if n := hubKeys(); n != 0 {
+					t.Fatalf("mirror: the hub holds %d keys", n)
+				}
+				return
+			case config.RestoreLocal:
+				got := waitEqual(t, hub, "z:", 20*time.Second)
+				if len(got) != 500 {
+					t.Fatalf("restore: %d keys on both sides, want 500", len(got))
+				}
+				return
+			}
+			waitFor(t, 15*time.Second, "the reset reported", func() bool {
+				r := l.Status().LocalReset
+				return r != nil && r.KeptKeys == 500 && l.State() == link.Degraded
+			})
+			do(t, local, "SET", "z:new", "after the reset")
+			waitFor(t, 10*time.Second, "a new write copied", func() bool {
+				v, _ := redis.String(remote.Do("GET", "z:new"))
+				return v == "after the reset"
+			})
+			if n := hubKeys(); n != 501 {
+				t.Fatalf("the hub holds %d keys, want its 500 kept and the new one", n)
+			}
+			// A restart of the link keeps the hub's copy too.
+			stop()
+			l = runLink(t, cfg) // not live: the kept reset is a problem to solve
+			waitFor(t, 15*time.Second, "the kept reset reported again", func() bool {
+				r := l.Status().LocalReset
+				return r != nil && r.KeptKeys == 500
+			})
+			if n := hubKeys(); n != 501 {
+				t.Fatalf("after a restart of the link the hub holds %d keys, want 501", n)
+			}
+			// The operator restores the local side (what verify -repair=local does).
+			sides, err := store.Open(cfg, 4, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer sides.Close()
+			if err := store.Compare(context.Background(), sides.Local, sides.Remote, nil, func(keys [][]byte, ls, rs []store.Summary) error {
+				var missing [][]byte
+				for i, k := range keys {
+					if ls[i].Type == "none" {
+						missing = append(missing, k)
+					}
+				}
+				return store.CopyKeys(context.Background(), sides.Remote, sides.Local, missing)
+			}); err != nil {
+				t.Fatal(err)
+			}
+			l.Resync()
+			waitFor(t, 15*time.Second, "the reset resolved", func() bool { return l.Status().LocalReset == nil && l.State() == link.Live })
+			if got := waitEqual(t, hub, "z:", 10*time.Second); len(got) != 501 {
+				t.Fatalf("%d keys on both sides, want 501", len(got))
 			}
 		})
 	}

@@ -101,20 +101,32 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 			before, known = append(before, e), append(known, ok)
 		}
 	}
+	localKeys, kept := 0, 0 // keys seen on the local side; keys kept on the hub (localreset.go)
 	err = store.Compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
 		l.synced.Touch(keys)
-		var differ [][]byte
+		var differ, hubOnly [][]byte
 		for i, k := range keys {
-			if local[i].Same(remote[i], dedup.ExpiryTolerance) {
+			if local[i].Type != "none" {
+				localKeys++
+			}
+			switch {
+			case local[i].Same(remote[i], dedup.ExpiryTolerance):
 				if local[i].Type == "none" {
 					l.synced.ForgetIf(k, before[i], known[i])
 				} else {
 					l.synced.RecordIf(k, before[i], known[i], local[i].Digest, local[i].ExpireAt)
 				}
-			} else {
+			case local[i].Type == "none" && remote[i].Type != "none":
+				hubOnly = append(hubOnly, k)
+			default:
 				differ = append(differ, k)
 			}
 		}
+		hubOnly, err := l.resetPolicy(ctx, hubOnly, localKeys == 0, &kept)
+		if err != nil {
+			return err
+		}
+		differ = append(differ, hubOnly...)
 		p.scanned += len(keys)
 		p.differ += len(differ)
 		p.report()
@@ -125,6 +137,11 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		return err
 	}
 	p.finish()
+	if kept > 0 {
+		l.keepLocalReset(kept)
+	} else if !l.both() {
+		l.endLocalReset()
+	}
 	if n := l.synced.EndSweep(sweep); n > 0 {
 		l.log.Info().Int("keys", n).Msg("forgot the synced states of keys gone from both sides")
 	}
@@ -134,7 +151,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
 		Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("resync done")
-	l.setState(Live)
+	l.setLive()
 	return nil
 }
 
@@ -159,14 +176,14 @@ func (l *Link) markDifferent(ctx context.Context, keys [][]byte, why uint8) erro
 // noneDigest is store.NoneDigest as the dedup table keeps it.
 var noneDigest, _ = dedup.ParseDigest(store.NoneDigest)
 
-// probeEvery is how often the sides are checked for a restart or a flush,
+// flushProbeEvery is how often the sides are checked for a restart or a flush,
 // which emit no keyspace event.
-const probeEvery = 5 * time.Second
+const flushProbeEvery = 5 * time.Second
 
 // watchRemote notices a remote Redis that restarted (its run_id changed),
 // or a side that was flushed, and asks for a resync. It writes nothing.
 func (l *Link) watchRemote(ctx context.Context) {
-	t := time.NewTicker(probeEvery)
+	t := time.NewTicker(flushProbeEvery)
 	defer t.Stop()
 	lastID, _ := l.remoteRunID(ctx)
 	for {

@@ -25,6 +25,7 @@ type runIDs struct {
 	local, remote string // as of the last successful resync
 	seenL, seenR  string // as read by the resync under way
 	loaded        bool
+	infoRefused   bool // the local Redis refuses INFO (said once)
 }
 
 // identity names the link's two sides and namespace.
@@ -36,7 +37,15 @@ func (l *Link) identity() string {
 // file is another pair's) since the last successful resync.
 func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	lv, err := l.pool.Do(ctx, []byte("INFO"), []byte("server"))
-	if err != nil {
+	switch {
+	case err != nil && refused(err):
+		// An ACL without INFO (+@all -@dangerous): a restart of the local
+		// Redis is then noticed by its subscription only. Say it once.
+		if !r.infoRefused {
+			r.infoRefused = true
+			l.log.Warn().Err(err).Msg("the local Redis refuses INFO: its restarts are noticed by the event subscription only; allow INFO for redisrepl (see README, 'What each side must allow')")
+		}
+	case err != nil:
 		return false, err
 	}
 	li, _ := redis.String(lv, nil)
@@ -51,7 +60,12 @@ func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	}
 	restarted := false
 	if r.local != "" && r.seenL != "" && r.seenL != r.local {
-		l.log.Warn().Msg("the local Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
+		if l.both() {
+			l.log.Warn().Msg("the local Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
+		} else {
+			l.log.Warn().Str("on_local_reset", string(l.cfg.OnLocalReset)).
+				Msg("the local Redis restarted: if its namespace came back empty, the hub's copy is handled as on_local_reset says (keep: kept, not deleted)")
+		}
 		restarted = true
 	}
 	if r.remote != "" && r.seenR != "" && r.seenR != r.remote {

@@ -64,6 +64,7 @@ type Stats struct {
 	RemoteRequests atomic.Int64 // requests sent to the remote
 	Errors         atomic.Int64
 	KeyErrors      atomic.Int64 // keys that failed alone (see keyerrors.go)
+	EventLapses    atomic.Int64 // times a side's events stopped coming (see health.go)
 	Resyncs        atomic.Int64
 	Repaired       atomic.Int64 // keys resyncs found different
 	Overflows      atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
@@ -92,17 +93,20 @@ type Status struct {
 	LastResyncOutcome  string    `json:"last_resync_outcome,omitempty"`
 	LastResyncDuration string    `json:"last_resync_duration,omitempty"`
 
-	EventsLocal  int64      `json:"events_local"`
-	EventsRemote int64      `json:"events_remote"`
-	KeysToRemote int64      `json:"keys_to_remote"`
-	KeysToLocal  int64      `json:"keys_to_local"`
-	KeysSkipped  int64      `json:"keys_skipped"`
-	Requests     int64      `json:"remote_requests"`
-	Errors       int64      `json:"errors"`
-	KeyErrors    int64      `json:"key_errors"`
-	Resyncs      int64      `json:"resyncs"`
-	KeysRepaired int64      `json:"keys_repaired"`
-	WritePath    store.Path `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
+	EventsLocal  int64             `json:"events_local"`
+	EventsRemote int64             `json:"events_remote"`
+	KeysToRemote int64             `json:"keys_to_remote"`
+	KeysToLocal  int64             `json:"keys_to_local"`
+	KeysSkipped  int64             `json:"keys_skipped"`
+	Requests     int64             `json:"remote_requests"`
+	Errors       int64             `json:"errors"`
+	KeyErrors    int64             `json:"key_errors"`
+	Resyncs      int64             `json:"resyncs"`
+	KeysRepaired int64             `json:"keys_repaired"`
+	WritePath    store.Path        `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
+	EventLapses  int64             `json:"event_lapses"`
+	Sides        []SideStatus      `json:"sides"`
+	LocalReset   *LocalResetStatus `json:"local_reset,omitempty"`
 }
 
 // resyncInfo is the outcome of the last resync.
@@ -138,7 +142,9 @@ func (l *Link) Status() Status {
 		KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
 		KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
 		Errors: s.Errors.Load(), KeyErrors: s.KeyErrors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
-		WritePath: l.remote.Path(),
+		WritePath: l.remote.Path(), EventLapses: s.EventLapses.Load(),
+		Sides:      []SideStatus{l.health[LocalSide].status(LocalSide), l.health[RemoteSide].status(RemoteSide)},
+		LocalReset: l.reset.status(),
 	}
 	if !rat.IsZero() {
 		st.LastResyncDuration = rdur.Round(time.Millisecond).String()

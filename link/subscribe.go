@@ -37,9 +37,12 @@ func (l *Link) subscribeLocal(ctx context.Context) {
 const pingEvery = 5 * time.Second
 
 func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
-	if err := EnableNotifications(ctx, l.pool, l.local.Name); err != nil {
-		// Not fatal: notifications may be configured already, and resyncs
-		// still converge. Say what to do.
+	if err := l.enableNotifications(ctx, LocalSide); err != nil {
+		if sideWide(err) && !refused(err) {
+			return err // not a refusal: Redis is not there (yet)
+		}
+		// A refusal is not fatal: notifications may be on already (the
+		// canary tells), and resyncs still converge. Say what to do.
 		l.fail(err, "enable notifications")
 	}
 	conn, err := l.pool.Addr().Dial(ctx)
@@ -81,6 +84,9 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 		case redis.Message:
 			key := []byte(v.Channel[len(channel):])
 			if store.IsStaging(l.local.Prefix, key) {
+				if bytes.Equal(key, l.canary) {
+					l.canarySeen(LocalSide)
+				}
 				continue
 			}
 			l.Stats.EventsLocal.Add(1)
@@ -104,7 +110,11 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 // close idle streams) and a dead stream is noticed. It is not a key.
 var keepaliveMark = []byte("\x00redisrepl-keepalive")
 
-const keepaliveEvery = 10 * time.Second
+const keepaliveEvery = 5 * time.Second
+
+// streamStallAfter: a remote stream silent this long (no keepalive, no
+// canary, no event) is taken for dead and reconnected.
+const streamStallAfter = 12 * time.Second
 
 // subscribeRemote reads the remote keyspace events of the namespace into the
 // dirty set (direction both), reconnecting with backoff. Every
@@ -125,9 +135,13 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 }
 
 func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
-	if err := EnableNotifications(ctx, l.client, l.remote.Name); err != nil {
+	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
+		if sideWide(err) && !refused(err) {
+			return err // the hub does not answer: retried with backoff
+		}
 		// The hub may refuse CONFIG (a managed Redis, a Webdis ACL) and
-		// still have notifications on: say what to do and go on.
+		// still have notifications on (the canary tells): say what to do
+		// and go on.
 		l.fail(err, "enable remote notifications")
 	}
 	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
@@ -140,6 +154,10 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	var last atomic.Int64 // unix ns of the last message
 	last.Store(time.Now().UnixNano())
 	stalled := make(chan struct{})
+	// The keepalive publishes to the link's own channel, so that the stream
+	// is never idle (proxies close idle streams); the canary's events come
+	// too. Each PUBLISH has a deadline, and the stall check runs apart from
+	// it: a hung hub must not hide a hung stream.
 	go func() {
 		t := time.NewTicker(keepaliveEvery)
 		defer t.Stop()
@@ -149,12 +167,25 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 				return
 			case <-t.C:
 			}
-			if time.Since(time.Unix(0, last.Load())) > 3*keepaliveEvery {
+			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
+			_, _ = l.client.Do(pctx, []byte("PUBLISH"), keepalive, []byte("1"))
+			pcancel()
+		}
+	}()
+	go func() {
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if time.Since(time.Unix(0, last.Load())) > streamStallAfter {
 				close(stalled)
 				cancel()
 				return
 			}
-			_, _ = l.client.Do(ctx, []byte("PUBLISH"), keepalive, []byte("1"))
 		}
 	}()
 	err := l.client.Subscribe(ctx, pattern, func() {
@@ -168,6 +199,9 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 		key := ch[len(channel):]
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
+			if bytes.Equal(key, l.canary) {
+				l.canarySeen(RemoteSide)
+			}
 			return
 		}
 		l.Stats.EventsRemote.Add(1)
@@ -175,7 +209,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	})
 	select {
 	case <-stalled:
-		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, 3*keepaliveEvery)
+		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
 	default:
 	}
 	if err == nil && ctx.Err() == nil {

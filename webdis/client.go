@@ -11,6 +11,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -175,6 +176,9 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	resp, err := c.http.Do(req)
 	if err != nil {
 		switch {
+		case errors.Is(parent.Err(), context.DeadlineExceeded):
+			// The caller's deadline (a health probe's, say): no answer in time.
+			return nil, &Error{Kind: KindTimeout, URL: c.display, Msg: "no answer within the caller's deadline", Err: err}
 		case parent.Err() != nil:
 			return nil, &Error{Kind: KindUnknown, URL: c.display, Msg: "request abandoned", Err: parent.Err()}
 		case ctx.Err() == context.DeadlineExceeded:

@@ -1,0 +1,141 @@
+package link
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link/store"
+)
+
+// A local reset (docs/ARCHITECTURE.md, "Local reset"): in direction push
+// the hub mirrors the local namespace, so a key only the hub holds is
+// normally deleted there. But when the local namespace is found empty while
+// the hub holds keys of it, the local Redis most likely restarted without
+// its data, or was flushed: the hub's copy may be the lab's only one. A
+// link never destroys what it cannot restore, so on_local_reset decides:
+//
+//	keep     (default) the hub's copy is kept; new local writes are copied;
+//	         the link says so (log, /status, /healthz) until the operator
+//	         restores the local side (redisrepl verify -repair=local) or
+//	         mirrors it (redisrepl verify -repair). The state survives
+//	         restarts of redisrepl, in <state_file>.local-reset.
+//	mirror   the hub's keys are deleted, as for any key deleted locally.
+//	restore  the hub's keys are copied back to the local side.
+//
+// The kept state ends when a resync finds no key that only the hub holds.
+
+// localReset is a push link's kept local reset.
+type localReset struct {
+	mu    sync.Mutex
+	since time.Time // zero: none
+	kept  int       // keys only the hub holds, at the last resync
+}
+
+// LocalResetStatus is what /status shows of a kept local reset.
+type LocalResetStatus struct {
+	Since    time.Time `json:"since"`
+	KeptKeys int       `json:"kept_keys"` // keys only the hub holds, kept there
+	Repair   string    `json:"repair"`
+}
+
+func (r *localReset) status() *LocalResetStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.since.IsZero() {
+		return nil
+	}
+	return &LocalResetStatus{Since: r.since, KeptKeys: r.kept,
+		Repair: "redisrepl verify -repair=local restores the local side from the hub; redisrepl verify -repair mirrors the local side to the hub"}
+}
+
+func (r *localReset) active() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.since.IsZero()
+}
+
+func (l *Link) localResetFile() string { return l.StateFile() + ".local-reset" }
+
+// loadLocalReset reads a reset kept by an earlier run of the link.
+func (l *Link) loadLocalReset() {
+	data, err := os.ReadFile(l.localResetFile())
+	if err != nil {
+		if !errors.Is(err, os.ErrNotExist) {
+			l.fail(err, "read the local reset state")
+		}
+		return
+	}
+	f := strings.SplitN(string(data), "\n", 3)
+	if len(f) < 2 || f[0] != l.identity() {
+		return // another pair of servers: not ours
+	}
+	since, _ := time.Parse(time.RFC3339Nano, f[1])
+	l.reset.mu.Lock()
+	l.reset.since = since
+	l.reset.mu.Unlock()
+	l.log.Warn().Time("since", since).Msg("a local reset is still kept: the hub's keys that the local side lacks are not deleted")
+}
+
+// keepLocalReset enters (or stays in) the kept state with kept keys only
+// on the hub.
+func (l *Link) keepLocalReset(kept int) {
+	l.reset.mu.Lock()
+	first := l.reset.since.IsZero()
+	if first {
+		l.reset.since = time.Now()
+	}
+	l.reset.kept = kept
+	since := l.reset.since
+	l.reset.mu.Unlock()
+	if first {
+		_ = os.MkdirAll(filepath.Dir(l.localResetFile()), 0o700)
+		data := l.identity() + "\n" + since.Format(time.RFC3339Nano) + "\n"
+		if err := os.WriteFile(l.localResetFile(), []byte(data), 0o600); err != nil {
+			l.fail(err, "save the local reset state (it is kept in memory only)")
+		}
+	}
+	l.fail(fmt.Errorf("the local namespace is empty while the hub holds %d of its keys (the local Redis restarted without its data, or was flushed?): "+
+		"the hub's copy is kept (on_local_reset = \"keep\"); new local writes are copied; "+
+		"'redisrepl verify -repair=local' restores the local side, 'redisrepl verify -repair' empties the hub's copy", kept), "local reset")
+	l.setState(Degraded)
+}
+
+// endLocalReset leaves the kept state: no key is only on the hub any more.
+func (l *Link) endLocalReset() {
+	l.reset.mu.Lock()
+	was := !l.reset.since.IsZero()
+	l.reset.since, l.reset.kept = time.Time{}, 0
+	l.reset.mu.Unlock()
+	if was {
+		if err := os.Remove(l.localResetFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.fail(err, "remove the local reset state")
+		}
+		l.log.Info().Msg("the local reset is resolved: both sides hold the same keys again; the hub mirrors the local side")
+	}
+}
+
+// resetPolicy sorts the keys a push resync found only on the hub, given
+// whether the local namespace has had no key so far (phase one of the
+// comparison is over when such keys come): the keys to delete there as
+// usual, and how many are kept. With restore they are copied back.
+func (l *Link) resetPolicy(ctx context.Context, only [][]byte, localEmpty bool, kept *int) ([][]byte, error) {
+	if len(only) == 0 || l.both() || !(localEmpty || l.reset.active()) {
+		return only, nil
+	}
+	switch l.cfg.OnLocalReset {
+	case config.MirrorReset:
+		return only, nil
+	case config.RestoreLocal:
+		l.log.Warn().Int("keys", len(only)).Msg("the local namespace is empty while the hub holds keys of it: restoring them locally (on_local_reset = \"restore\")")
+		return nil, store.CopyKeys(ctx, l.remote, l.local, only)
+	}
+	*kept += len(only)
+	return nil, nil
+}
