@@ -297,6 +297,7 @@ var (
 	descRequests   = desc("remote_requests_total", "Requests sent to the remote Webdis.")
 	descErrors     = desc("errors_total", "Replication errors.")
 	descKeyErrors  = desc("key_errors_total", "Keys that could not be read, copied or written on their own (reported by name in the log).")
+	descLapses     = desc("event_lapses_total", "Times a side's keyspace events stopped arriving (the canary's event did not come back).")
 	descResyncs    = desc("resyncs_total", "Full comparisons of both namespaces.")
 	descRepaired   = desc("keys_repaired_total", "Keys that resyncs found different and queued for repair.")
 	descDirty      = desc("dirty_keys", "Keys waiting to be copied.")
@@ -307,7 +308,7 @@ var (
 	descLatency    = desc("remote_request_duration_seconds", "Duration of requests to the remote Webdis.")
 	descGeneration = prometheus.NewDesc("redisrepl_config_generation", "Configuration generation: 1 for the first, +1 per applied reload.", nil, nil)
 	descReloadErrs = prometheus.NewDesc("redisrepl_config_reload_errors_total", "Reloads refused because the file did not validate or could not be read.", nil, nil)
-	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors,
+	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors, descLapses,
 		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs}
 )
 
@@ -353,6 +354,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descRequests, s.RemoteRequests.Load())
 			counter(descErrors, s.Errors.Load())
 			counter(descKeyErrors, s.KeyErrors.Load())
+			counter(descLapses, s.EventLapses.Load())
 			counter(descResyncs, s.Resyncs.Load())
 			counter(descRepaired, s.Repaired.Load())
 			gauge(descDirty, float64(st.DirtyKeys))
