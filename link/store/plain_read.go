@@ -51,11 +51,14 @@ import (
 //     any other change meanwhile produces its own keyspace event, which reads
 //     the key again.
 //   - Streams: XRANGE and XREAD replies are nested, which Webdis's raw format
-//     drops, so a stream can be neither read nor verified without scripts.
-//     Writing one is refused too (an *UnsupportedError naming the key, never
-//     a silent skip), and so are module types. A stream's summary has the
-//     digest unknownDigest, equal to no real one, so resyncs find it
-//     different and report it again.
+//     drops, so a stream can be neither read nor written with plain
+//     commands. Where the sides accept each other's DUMP payloads, streams
+//     (and module types) travel with DUMP and RESTORE instead, and a stream
+//     here is digested on the other side (plain_dump.go). Where they do not,
+//     writing one is refused (an *UnsupportedError naming the key, never a
+//     silent skip), and a stream's summary has the digest unknownDigest,
+//     equal to no real one, so resyncs find it different and report it
+//     again.
 //   - Going back: the store stays in plain mode until the link restarts.
 
 type plainOps struct {
