@@ -4,7 +4,7 @@ import "context"
 
 // ops are the whole-key operations of one side, the seam between a Store
 // and how it talks to its Redis. evalOps (eval.go) runs Lua scripts;
-// plainOps (plain_read.go, plain_write.go) uses plain commands where a hub
+// plainOps (plain_*.go) uses plain commands where a hub
 // refuses scripts. Both return the same results for the same data: one
 // conformance suite (store_test.go) runs against each.
 type ops interface {

@@ -8,7 +8,7 @@
 //
 //	evalOps   Lua scripts (eval.go, scripts.go): atomic reads and writes,
 //	          many keys per request
-//	plainOps  plain commands (plain_read.go, plain_write.go): the fallback
+//	plainOps  plain commands (plain_*.go, streams by DUMP/RESTORE): the fallback
 //	          when a hub's Webdis refuses EVAL; still atomic per key written
 //
 // The store starts with scripts and switches to plain commands once, for
