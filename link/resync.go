@@ -180,17 +180,27 @@ var noneDigest, _ = dedup.ParseDigest(store.NoneDigest)
 // which emit no keyspace event.
 const flushProbeEvery = 5 * time.Second
 
+// resetResyncTicks: while a local reset is kept, a resync every this many
+// probes (30 s) sees whether it was repaired.
+const resetResyncTicks = 6
+
 // watchRemote notices a remote Redis that restarted (its run_id changed),
 // or a side that was flushed, and asks for a resync. It writes nothing.
 func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(flushProbeEvery)
 	defer t.Stop()
 	lastID, _ := l.remoteRunID(ctx)
-	for {
+	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if l.reset.active() && tick%resetResyncTicks == 0 {
+			// A kept local reset ends with a resync that finds no key only
+			// on the hub: look again now and then (the operator repairs
+			// with redisrepl verify while the link runs).
+			l.requestResync(false)
 		}
 		if id, err := l.remoteRunID(ctx); err == nil {
 			if lastID != "" && id != lastID {

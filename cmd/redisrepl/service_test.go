@@ -82,7 +82,10 @@ type linkT struct {
 	EventsLocal  int64  `json:"events_local"`
 	KeysToRemote int64  `json:"keys_to_remote"`
 	FileProblem  string `json:"file_problem"`
-	Config       struct {
+	LocalReset   *struct {
+		KeptKeys int `json:"kept_keys"`
+	} `json:"local_reset"`
+	Config struct {
 		Namespace string `json:"namespace"`
 		Local     string `json:"local"`
 	} `json:"config"`
