@@ -57,8 +57,9 @@ func TestLocalResetKeptThenRestoredByVerify(t *testing.T) {
 	if len(got) != 300 {
 		t.Fatalf("%d keys on both sides after the repair, want 300", len(got))
 	}
-	waitStatus(t, addr, "the reset resolved", func(s statusDocT) bool {
-		l, ok := s.link("lr")
+	// The link looks again within 30 s (a resync finds no key only on the hub).
+	webdistest.WaitFor(t, 45*time.Second, "the reset resolved", func() bool {
+		l, ok := getStatus(t, addr).link("lr")
 		return ok && l.LocalReset == nil && l.State == "live"
 	})
 	waitHealthz(t, addr, 200)
