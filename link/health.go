@@ -168,6 +168,7 @@ func (l *Link) canaryLoop(ctx context.Context, s Side) {
 		h.mu.Lock()
 		switch {
 		case err == nil:
+			l.Stats.CanaryWrites[s].Add(1)
 			h.unproven = ""
 			if h.unseen.IsZero() {
 				h.unseen = time.Now()

@@ -63,8 +63,9 @@ type Stats struct {
 	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
 	RemoteRequests atomic.Int64 // requests sent to the remote
 	Errors         atomic.Int64
-	KeyErrors      atomic.Int64 // keys that failed alone (see keyerrors.go)
-	EventLapses    atomic.Int64 // times a side's events stopped coming (see health.go)
+	KeyErrors      atomic.Int64    // keys that failed alone (see keyerrors.go)
+	EventLapses    atomic.Int64    // times a side's events stopped coming (see health.go)
+	CanaryWrites   [2]atomic.Int64 // canary keys written, by Side (health.go): writes that are not replication
 	Resyncs        atomic.Int64
 	Repaired       atomic.Int64 // keys resyncs found different
 	Overflows      atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
