@@ -134,12 +134,16 @@ type stageWriter struct {
 	budget   int
 	args     [][]byte // pending elements
 	size     int      // their encoded size
+	over     int      // overhead(), once computed
 	created  bool
 }
 
 // overhead is what a stage request takes besides the elements.
 func (w *stageWriter) overhead() int {
-	return webdis.CommandLen([]byte("EVAL"), []byte(stageScript.Src), []byte("1"), w.tmp, w.dst.Prefix, []byte(w.ty), nil)
+	if w.over == 0 {
+		w.over = stageScript.evalLen([]byte("1"), w.tmp, w.dst.Prefix, []byte(w.ty), nil)
+	}
+	return w.over
 }
 
 // add queues one unit (elements that belong together), sending what is

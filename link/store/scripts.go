@@ -3,6 +3,8 @@ package store
 import (
 	"crypto/sha1"
 	"encoding/hex"
+
+	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // The Lua scripts below run on both sides, the local Redis (through redigo)
@@ -18,11 +20,20 @@ import (
 type Script struct {
 	Src string
 	SHA string
+
+	srcLen int // webdis.EncodedLen(Src): computed once, it is kilobytes long
 }
 
 func newScript(src string) *Script {
 	sum := sha1.Sum([]byte(src))
-	return &Script{Src: src, SHA: hex.EncodeToString(sum[:])}
+	return &Script{Src: src, SHA: hex.EncodeToString(sum[:]), srcLen: webdis.EncodedLen([]byte(src))}
+}
+
+// evalLen is the size of the request EVAL/<source>/<args...>, as sent when
+// the side lacks the script (EVALSHA is smaller): requests are packed to
+// fit it.
+func (sc *Script) evalLen(args ...[]byte) int {
+	return webdis.CommandLen(append([][]byte{[]byte("EVAL")}, args...)...) + 1 + sc.srcLen
 }
 
 // luaSum is the order-independent combination of the element hashes of a

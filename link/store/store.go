@@ -279,17 +279,17 @@ func (s *Store) Apply(ctx context.Context, states []State) error {
 // states: the script's source (sent when the side lost its script cache)
 // and the namespace.
 func applyOverhead(prefix []byte, n int) int {
-	return webdis.CommandLen([]byte("EVAL"), []byte(casApplyScript.Src), []byte(strconv.Itoa(n)), prefix)
+	return casApplyScript.evalLen([]byte(strconv.Itoa(n)), prefix)
 }
 
 // keysOverhead is the size of a request of sc with nargs numeric arguments
 // besides its keys.
 func keysOverhead(sc *Script, nargs int) int {
-	args := [][]byte{[]byte("EVAL"), []byte(sc.Src), []byte("999999")}
+	args := [][]byte{[]byte("999999")}
 	for range nargs {
 		args = append(args, []byte("9999999999"))
 	}
-	return webdis.CommandLen(args...)
+	return sc.evalLen(args...)
 }
 
 // argLen is what arg adds to a request: a separator and its encoding.
