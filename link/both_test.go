@@ -257,7 +257,7 @@ func TestBothFlushedHubRefilled(t *testing.T) {
 	settle(t, l) // a flush racing the echoes of the link's writes would delete those keys locally
 	do(t, remote, "FLUSHALL")
 	waitFor(t, 20*time.Second, "hub refilled", func() bool {
-		n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'f:[0-9]*')", 0))
+		n := countKeys(remote, "f:[0-9]*")
 		return n == 50
 	})
 	got := waitEqual(t, hub, "f:", 10*time.Second)
@@ -284,7 +284,7 @@ func TestBothMassDeleteWhileDown(t *testing.T) {
 	}
 	startLink(t, cfg)
 	waitFor(t, 10*time.Second, "deletes copied to the remote", func() bool {
-		n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'w:[0-9]*')", 0))
+		n := countKeys(remote, "w:[0-9]*")
 		return n == 0
 	})
 	got := waitEqual(t, hub, "w:", 5*time.Second)
@@ -315,7 +315,7 @@ func TestBothMassDeleteDuringOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 20*time.Second, "deletes copied to the remote", func() bool {
-		n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'o:[0-9]*')", 0))
+		n := countKeys(remote, "o:[0-9]*")
 		return n == 0
 	})
 	if got := waitEqual(t, hub, "o:", 5*time.Second); len(got) != 0 {

@@ -96,7 +96,7 @@ func TestNotificationsResetNoticed(t *testing.T) {
 				do(t, src, "SET", fmt.Sprintf("n:%d", i), i)
 			}
 			waitFor(t, 20*time.Second, "the writes copied", func() bool {
-				n, _ := redis.Int(dst.Do("EVAL", "return #redis.call('KEYS', 'n:[0-9]*')", 0))
+				n := countKeys(dst, "n:[0-9]*")
 				return n == 100
 			})
 			flags, _ := redis.Strings(src.Do("CONFIG", "GET", "notify-keyspace-events"))
@@ -134,7 +134,7 @@ func TestLocalRestartAfterBurstEventsFlow(t *testing.T) {
 				do(t, local, "SET", fmt.Sprintf("w:new%d", i), i)
 			}
 			waitFor(t, 20*time.Second, "the new writes on the hub", func() bool {
-				n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'w:new*')", 0))
+				n := countKeys(remote, "w:new*")
 				return n == 500
 			})
 			if dir == config.Both {

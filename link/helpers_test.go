@@ -109,6 +109,13 @@ func do(t testing.TB, c redis.Conn, cmd string, args ...any) any {
 	return v
 }
 
+// countKeys is the number of keys of c matching the glob pattern (a link's
+// canary key is left out by the patterns the tests use).
+func countKeys(c redis.Conn, pattern string) int {
+	n, _ := redis.Int(c.Do("EVAL", "return #redis.call('KEYS', ARGV[1])", 0, pattern))
+	return n
+}
+
 // waitEqual waits until both sides hold the same namespace, key by key,
 // byte by byte, TTLs within a second, and fails with the differences if
 // they do not within d.

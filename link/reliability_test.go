@@ -155,7 +155,7 @@ func TestLocalResetPush(t *testing.T) {
 			}
 			local, _ = conns(t, hub)
 			hubKeys := func() int {
-				n, _ := redis.Int(remote.Do("EVAL", "return #redis.call('KEYS', 'z:*')", 0))
+				n := countKeys(remote, "z:*")
 				return n
 			}
 			switch policy {
