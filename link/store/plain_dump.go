@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/gomodule/redigo/redis"
@@ -104,10 +105,22 @@ func (s *Store) restoreAllowed(ctx context.Context) (bool, error) {
 // error is no answer.
 func (s *Store) answer(err error, refused func(string, error) (bool, error), what string) (bool, error) {
 	var re redis.Error
-	if errors.As(err, &re) || webdis.KindOf(err) == webdis.KindForbidden {
+	if errors.As(err, &re) && !transient(re) || webdis.KindOf(err) == webdis.KindForbidden {
 		return refused(what, err)
 	}
 	return false, err
+}
+
+// transient says whether an error reply is a passing state of the server
+// (loading its data, busy with a script, out of memory for now), no answer
+// about RESTORE.
+func transient(re redis.Error) bool {
+	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "OOM"} {
+		if strings.HasPrefix(string(re), p) {
+			return true
+		}
+	}
+	return false
 }
 
 // restoreRefusal is why s does not accept RESTORE, "" if it does or nobody
