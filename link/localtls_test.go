@@ -172,3 +172,41 @@ func TestLocalTLSMissingClientCert(t *testing.T) {
 		t.Fatal("live without the local Redis")
 	}
 }
+
+// The TLS files of the local Redis are read once: with the client
+// certificate's files gone (a renewal tool replacing them), a running link
+// still opens new connections, here forced by killing its old ones.
+func TestLocalTLSFilesReadOnce(t *testing.T) {
+	r := startTLSRedis(t)
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	dir := t.TempDir()
+	cert, key := filepath.Join(dir, "client.pem"), filepath.Join(dir, "client.key")
+	for src, dst := range map[string]string{r.certs.ClientCert: cert, r.certs.ClientKey: key} {
+		b, err := os.ReadFile(src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(dst, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg := tlsLinkConfig(t, r, hub, "f:", fmt.Sprintf("local_cert = %q\nlocal_key = %q\n", cert, key))
+	l, _ := runPlainLink(t, cfg, nil)
+	local, err := r.dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer local.Close()
+	_, remote := pConns(t, hub)
+	os.Remove(cert)
+	os.Remove(key)
+	pDo(t, local, "CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+	pDo(t, local, "CLIENT", "KILL", "TYPE", "pubsub")
+	errs := l.Stats.Errors.Load()
+	pWait(t, 10*time.Second, "the killed connections noticed", func() bool { return l.Stats.Errors.Load() > errs })
+	pDo(t, local, "SET", "f:after", "the files went")
+	pWait(t, 15*time.Second, "a write after the files went arrives", func() bool {
+		v, _ := redis.String(remote.Do("GET", "f:after"))
+		return v == "the files went"
+	})
+}

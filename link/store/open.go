@@ -32,6 +32,10 @@ func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
 	}
 	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS,
 		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey}
+	if err := addr.LoadTLS(); err != nil {
+		client.Close()
+		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
+	}
 	pool := NewPool(addr, conns)
 	prefix := []byte(cfg.Namespace)
 	// A key read whole must also fit in one write: both sides' read limits

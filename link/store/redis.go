@@ -26,6 +26,23 @@ type RedisAddr struct {
 	// ("" = the system's CAs), and the client certificate and key files
 	// presented to it ("" = none).
 	CAFile, CertFile, KeyFile string
+
+	tls *tls.Config // loaded once by LoadTLS: a running link keeps it when a file goes missing
+}
+
+// LoadTLS reads the TLS files once (with TLS): every connection then uses
+// what was read, as the hub's client does, so that a certificate file
+// replaced non-atomically does not break new connections of a running link.
+func (a *RedisAddr) LoadTLS() error {
+	if !a.TLS {
+		return nil
+	}
+	tc, err := a.tlsConfig()
+	if err != nil {
+		return fmt.Errorf("local Redis %s: %w", a, err)
+	}
+	a.tls = tc
+	return nil
 }
 
 // tlsConfig is the TLS configuration of a: TLS 1.2 or later, the server
@@ -68,9 +85,12 @@ func (a RedisAddr) Dial(ctx context.Context) (redis.Conn, error) {
 		opts = append(opts, redis.DialUsername(a.User))
 	}
 	if a.TLS {
-		tc, err := a.tlsConfig()
-		if err != nil {
-			return nil, fmt.Errorf("local Redis %s: %w", a, err)
+		tc := a.tls
+		if tc == nil {
+			var err error
+			if tc, err = a.tlsConfig(); err != nil {
+				return nil, fmt.Errorf("local Redis %s: %w", a, err)
+			}
 		}
 		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc))
 	}
