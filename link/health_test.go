@@ -128,8 +128,10 @@ func TestLocalRestartAfterBurstEventsFlow(t *testing.T) {
 			if err := hub.RestartLocalRedis(); err != nil {
 				t.Fatal(err)
 			}
+			restarted := time.Now()
 			local, _ = conns(t, hub)
 			waitFor(t, 15*time.Second, "the restart noticed", func() bool { return l.Stats.Errors.Load() > errs })
+			noticed := time.Since(restarted)
 			for i := range 500 {
 				do(t, local, "SET", fmt.Sprintf("w:new%d", i), i)
 			}
@@ -140,6 +142,7 @@ func TestLocalRestartAfterBurstEventsFlow(t *testing.T) {
 			if dir == config.Both {
 				waitEqual(t, hub, "w:", 20*time.Second) // the hub's copy refills the local side
 			}
+			t.Logf("local restart noticed after %v; new writes on the hub %v after the restart", noticed.Round(time.Millisecond), time.Since(restarted).Round(time.Millisecond))
 		})
 	}
 }
@@ -176,8 +179,11 @@ func TestNotificationsOffConfigRefused(t *testing.T) {
 	for i := range 100 {
 		do(t, local, "SET", fmt.Sprintf("c:%d", i), i)
 	}
+	written := time.Now()
 	waitFor(t, 15*time.Second, "the lapse reported", func() bool { return l.Stats.EventLapses.Load() >= 1 })
+	noticed := time.Since(written)
 	got := waitEqual(t, hub, "c:", 45*time.Second)
+	t.Logf("events off and CONFIG refused: lapse reported %v after the writes, both sides equal after %v (by resyncs)", noticed.Round(time.Millisecond), time.Since(written).Round(time.Millisecond))
 	if len(got) != 100 {
 		t.Fatalf("%d keys on both sides, want 100", len(got))
 	}

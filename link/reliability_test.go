@@ -45,6 +45,8 @@ func TestResetWhileStoppedFreshWriteArrives(t *testing.T) {
 				t.Fatalf("%d synced states kept for keys gone from both sides", n)
 			}
 			do(t, local, "SET", "e:k", "same")
+			wrote := time.Now()
+			defer func() { t.Logf("the fresh write reached the hub after %v", time.Since(wrote).Round(time.Millisecond)) }()
 			waitFor(t, 10*time.Second, "the fresh write on the hub", func() bool {
 				v, _ := redis.String(remote.Do("GET", "e:k"))
 				return v == "same"
@@ -109,7 +111,9 @@ func TestOneBadKeyDoesNotHoldBackOthers(t *testing.T) {
 					t.Logf("link log:\n%.6000s", logs.String())
 				}
 			})
+			start := time.Now()
 			hub.WaitEqual(t, "b:", 20*time.Second, skip)
+			t.Logf("the 100 good keys equal on both sides %v after the writes", time.Since(start).Round(time.Millisecond))
 			waitFor(t, 10*time.Second, "the bad key counted", func() bool { return l.Stats.KeyErrors.Load() >= 1 })
 			time.Sleep(3 * time.Second) // a retry loop would show now
 			out := logs.String()
