@@ -28,15 +28,15 @@ import (
 //     when a request times out. When it answers again, a resync follows.
 
 const (
-	canaryEvery   = 3 * time.Second
-	canaryTimeout = 6 * time.Second
+	canaryEvery   = 2 * time.Second
+	canaryTimeout = 3500 * time.Millisecond
 	canaryTTLms   = "30000"
 	probeEvery    = 2 * time.Second
 	probeTimeout  = 4 * time.Second
 
 	// lapsedRetryTicks: while a side's events lapse, every this many
 	// canaries (30 s) the link resyncs and tries to enable them again.
-	lapsedRetryTicks = 10
+	lapsedRetryTicks = 15
 )
 
 // Side names one side of a link.
