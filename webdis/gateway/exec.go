@@ -1,0 +1,355 @@
+package gateway
+
+import (
+	"bytes"
+	"crypto/sha1"
+	"encoding/hex"
+	"io"
+	"log"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
+)
+
+// buffers are reused for request bodies and replies.
+type buffers struct {
+	in, out []byte
+	args    [][]byte
+	iargs   []any
+}
+
+var bufPool = sync.Pool{New: func() any { return &buffers{in: make([]byte, 0, 4096), out: make([]byte, 0, 4096)} }}
+
+func putBuffers(b *buffers) {
+	if cap(b.in) > 1<<20 || cap(b.out) > 1<<20 {
+		return
+	}
+	clear(b.args[:cap(b.args)])
+	clear(b.iargs[:cap(b.iargs)])
+	bufPool.Put(b)
+}
+
+// ServeHTTP serves one Webdis request.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	t := g.state.Load().match(r.TLS)
+	if t == nil {
+		g.metrics.tenant(unknownTenant).refused(reasonUnknownCert)
+		g.log.Warn().Str("client", certName(r.TLS)).Str("reason", reasonUnknownCert).Msg("refused")
+		w.Header().Set("Content-Length", "0")
+		w.WriteHeader(http.StatusForbidden)
+		return
+	}
+	b := bufPool.Get().(*buffers)
+	defer putBuffers(b)
+	status, cmdName, in, out := g.serve(w, r, t, b)
+	d := time.Since(start)
+	t.m.done(status, in, out, d)
+	g.log.Info().Str("tenant", t.cfg.Name).Str("cmd", cmdName).Int("status", status).
+		Dur("duration", d).Int("in", in).Int("out", out).Msg("request")
+}
+
+// serve answers r for tenant t and returns what the access log says.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *buffers) (status int, cmd string, in, out int) {
+	uri, ok := g.strip(r.RequestURI)
+	if !ok {
+		return g.empty(w, http.StatusNotFound), "", 0, 0
+	}
+	var body []byte
+	switch r.Method {
+	case http.MethodGet:
+	case http.MethodPost, http.MethodPut:
+		var err error
+		if b.in, err = readBody(b.in[:0], r, g.cfg.MaxBodyBytes); err != nil {
+			t.m.refused(reasonBody)
+			g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonBody).Msg("refused")
+			return g.empty(w, http.StatusRequestEntityTooLarge), "", len(b.in), 0
+		}
+		body = b.in
+		if r.Method == http.MethodPost {
+			uri, body = body, nil
+		}
+	case http.MethodOptions:
+		w.Header().Set("Allow", "GET,POST,PUT,OPTIONS")
+		return g.empty(w, http.StatusOK), "", 0, 0
+	default:
+		return g.empty(w, http.StatusMethodNotAllowed), "", 0, 0
+	}
+	in = len(uri) + len(body)
+	c, err := parseCommand(b.args, uri, body)
+	b.args = c.args
+	if err != nil {
+		return g.refuse(w, t, "", reasonNoCommand), "", in, 0
+	}
+	name := c.name()
+	if c.db >= 0 && c.db != g.cfg.RedisDB {
+		return g.refuse(w, t, name, reasonBadDB), name, in, 0
+	}
+	k, why := t.check(&c)
+	if why != "" {
+		return g.refuse(w, t, name, why), name, in, 0
+	}
+	if k == kSubscribe {
+		status, out = g.stream(w, r, t, &c)
+		return status, name, in, out
+	}
+	select {
+	case t.slots <- struct{}{}:
+	case <-r.Context().Done():
+		return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+	}
+	reply, err := g.run(r, t, k, &c, b)
+	<-t.slots
+	if err != nil {
+		if r.Context().Err() == nil {
+			g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Str("cmd", name).Msg("hub Redis unavailable")
+		}
+		return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+	}
+	status = http.StatusOK
+	switch c.format {
+	case fmtRaw:
+		b.out = appendRaw(b.out[:0], reply, false)
+	case fmtJSON:
+		b.out = appendJSON(b.out[:0], c.args[0], reply)
+	default:
+		b.out, status = appendCustom(b.out[:0], reply)
+		if status != http.StatusOK {
+			return g.empty(w, status), name, in, 0
+		}
+	}
+	h := w.Header()
+	h["Content-Type"] = []string{c.mime}
+	h["Content-Length"] = []string{strconv.Itoa(len(b.out))}
+	w.WriteHeader(status)
+	w.Write(b.out)
+	return status, name, in, len(b.out)
+}
+
+// strip removes the query and the gateway's path prefix from a request
+// target; the rest has no leading "/".
+func (g *Gateway) strip(target string) ([]byte, bool) {
+	if i := strings.IndexByte(target, '?'); i >= 0 {
+		target = target[:i]
+	}
+	p := g.cfg.URLPath
+	if p != "/" {
+		if !strings.HasPrefix(target, p) {
+			return nil, false
+		}
+		target = target[len(p):]
+		if target != "" && target[0] != '/' {
+			return nil, false
+		}
+	}
+	target = strings.TrimPrefix(target, "/")
+	return []byte(target), true
+}
+
+func readBody(buf []byte, r *http.Request, limit int64) ([]byte, error) {
+	if r.ContentLength > limit {
+		return buf, errTooLarge
+	}
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength)
+	}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return buf, errTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return buf, err
+		}
+	}
+}
+
+var errTooLarge = &tooLarge{}
+
+type tooLarge struct{}
+
+func (*tooLarge) Error() string { return "request body too large" }
+
+func (g *Gateway) empty(w http.ResponseWriter, status int) int {
+	w.Header()["Content-Length"] = []string{"0"}
+	w.WriteHeader(status)
+	return status
+}
+
+// refuse answers 403 with an empty body, as Webdis does for a command its
+// ACL disables, and logs the tenant, the command name and the reason.
+func (g *Gateway) refuse(w http.ResponseWriter, t *tenant, name, reason string) int {
+	t.m.refused(reason)
+	g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reason).Msg("refused")
+	return g.empty(w, http.StatusForbidden)
+}
+
+// run executes c for t; err is a failure to reach Redis (a reply of Redis,
+// error replies included, is reply).
+func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers) (any, error) {
+	ctx := r.Context()
+	switch k {
+	case kScan:
+		return g.scan(r, t, c)
+	case kKeys:
+		return g.keys(r, t, c)
+	case kInfo:
+		return g.adminDo(r, "INFO", "server")
+	case kEval:
+		if isScanScript(c.args) {
+			return g.scanScript(r, t, c)
+		}
+	}
+	conn, err := t.pool.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	b.iargs = b.iargs[:0]
+	for _, a := range c.args[1:] {
+		b.iargs = append(b.iargs, a)
+	}
+	reply, err := redis.DoContext(conn, ctx, string(c.args[0]), b.iargs...)
+	if re, ok := err.(redis.Error); ok {
+		return re, nil
+	}
+	return reply, err
+}
+
+func (g *Gateway) adminDo(r *http.Request, cmd string, args ...any) (any, error) {
+	conn, err := g.admin.GetContext(r.Context())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	reply, err := redis.DoContext(conn, r.Context(), cmd, args...)
+	if re, ok := err.(redis.Error); ok {
+		return re, nil
+	}
+	return reply, err
+}
+
+// scan runs SCAN on the gateway's connection, with MATCH set to the
+// tenant's prefix when it has only one and the client gave none, and keeps
+// only the tenant's keys in the reply. The cursor is Redis's.
+func (g *Gateway) scan(r *http.Request, t *tenant, c *command) (any, error) {
+	args := make([]any, 0, len(c.args)+2)
+	match := false
+	for i, a := range c.args[1:] {
+		args = append(args, a)
+		if i > 0 && equalFold(a, "MATCH") {
+			match = true
+		}
+	}
+	if !match && len(t.readPrefixes) == 1 && len(args) > 0 {
+		args = append(args, "MATCH", globEscape(string(t.readPrefixes[0]))+"*")
+	}
+	reply, err := g.adminDo(r, "SCAN", args...)
+	if err != nil {
+		return nil, err
+	}
+	if v, ok := reply.([]any); ok && len(v) == 2 {
+		if keys, ok := v[1].([]any); ok {
+			v[1] = t.filter(keys)
+		}
+	}
+	return reply, nil
+}
+
+// keys runs KEYS on the gateway's connection and keeps the tenant's keys.
+func (g *Gateway) keys(r *http.Request, t *tenant, c *command) (any, error) {
+	args := make([]any, 0, len(c.args)-1)
+	for _, a := range c.args[1:] {
+		args = append(args, a)
+	}
+	reply, err := g.adminDo(r, "KEYS", args...)
+	if err != nil {
+		return nil, err
+	}
+	if keys, ok := reply.([]any); ok {
+		return t.filter(keys), nil
+	}
+	return reply, nil
+}
+
+func (t *tenant) filter(keys []any) []any {
+	out := keys[:0]
+	for _, k := range keys {
+		if kb, ok := k.([]byte); ok && t.readable(kb) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// scanScriptSource is redisrepl's own scan step (link/scripts.go,
+// scanScript): the link lists a namespace with it through EVALSHA. Tenants'
+// users may not run SCAN (inside a script it would show every key name), so
+// the gateway runs this one script itself, filtered like SCAN.
+// TestScanScriptMatchesLink keeps the copy equal to the link's.
+const scanScriptSource = `
+local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
+local out = {r[1]}
+for _, k in ipairs(r[2]) do out[#out + 1] = k end
+return out
+`
+
+var scanScriptSHA = func() string {
+	s := sha1.Sum([]byte(scanScriptSource))
+	return hex.EncodeToString(s[:])
+}()
+
+// isScanScript: EVALSHA of the scan script's SHA1 or EVAL of its source,
+// with no keys and three arguments.
+func isScanScript(args [][]byte) bool {
+	if len(args) != 6 || string(args[2]) != "0" {
+		return false
+	}
+	switch {
+	case equalFold(args[0], "EVALSHA"):
+		return strings.EqualFold(string(args[1]), scanScriptSHA)
+	case equalFold(args[0], "EVAL"):
+		return bytes.Equal(args[1], []byte(scanScriptSource))
+	}
+	return false
+}
+
+func (g *Gateway) scanScript(r *http.Request, t *tenant, c *command) (any, error) {
+	a := c.args[3:]
+	reply, err := g.adminDo(r, "SCAN", a[0], "MATCH", a[1], "COUNT", a[2])
+	if err != nil {
+		return nil, err
+	}
+	v, ok := reply.([]any)
+	if !ok || len(v) != 2 {
+		return reply, nil
+	}
+	keys, _ := v[1].([]any)
+	out := append([]any{v[0]}, t.filter(keys)...)
+	return out, nil
+}
+
+// newStdLog sends net/http's own messages (TLS handshakes refused: no
+// certificate, another CA, expired) to the log.
+func newStdLog(l zerolog.Logger) *log.Logger {
+	return log.New(stdWriter{l}, "", 0)
+}
+
+type stdWriter struct{ l zerolog.Logger }
+
+func (w stdWriter) Write(p []byte) (int, error) {
+	w.l.Info().Str("reason", strings.TrimSpace(string(p))).Msg("connection refused or failed")
+	return len(p), nil
+}

@@ -1,0 +1,271 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/config"
+)
+
+// tenant is a [[tenant]] in force: its ACL user, the pool of connections
+// authenticated as that user, and what the policy needs precomputed.
+type tenant struct {
+	cfg  config.Tenant
+	user string
+	pass string // random, held in memory only
+	g    *Gateway
+
+	readPrefixes [][]byte // namespaces and read prefixes
+	grants       []grant  // channels it may subscribe to
+
+	pool  *redis.Pool
+	slots chan struct{}  // requests in flight
+	m     *tenantMetrics // shared by every version of the tenant of this name
+
+	mu    sync.Mutex
+	ready bool // its ACL user is set on the hub as this gateway knows it
+}
+
+func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
+	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
+		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
+	t.derive()
+	t.pool = &redis.Pool{
+		Dial:        t.dial,
+		MaxIdle:     g.cfg.MaxRequests,
+		IdleTimeout: 5 * time.Minute,
+		// A connection idle for a while may have been cut (a restarted
+		// hub): check it, but not on the busy path.
+		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if time.Since(idle) < time.Second {
+				return nil
+			}
+			_, err := c.Do("PING")
+			return err
+		},
+	}
+	return t
+}
+
+// derive fills the prefixes from cfg.
+func (t *tenant) derive() {
+	t.readPrefixes = nil
+	for _, p := range append(append([]string{}, t.cfg.Namespaces...), t.cfg.Read...) {
+		t.readPrefixes = append(t.readPrefixes, []byte(p))
+	}
+	t.grants = channelGrants(t.g.cfg.RedisDB, t.cfg)
+}
+
+// grant is a channel pattern a tenant's ACL user is granted: lit, its
+// literal part, then anything.
+type grant struct {
+	lit     []byte
+	pattern string
+}
+
+// channelGrants: the keyspace channels of every prefix of c (namespaces
+// and read prefixes), and the channels named in its namespaces.
+func channelGrants(db int, c config.Tenant) []grant {
+	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
+	var gs []grant
+	for _, p := range append(append([]string{}, c.Namespaces...), c.Read...) {
+		gs = append(gs, grant{[]byte(ks + p), ks + globEscape(p) + "*"})
+	}
+	for _, ns := range c.Namespaces {
+		gs = append(gs, grant{[]byte(ns), globEscape(ns) + "*"})
+	}
+	return gs
+}
+
+func newPassword() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// aclRule is the ACL SETUSER argument list that makes t's user exactly
+// what the tenant may do:
+//
+//	ACL SETUSER <prefix><name> reset on ><password>
+//	    ~<ns>* ...                    each namespace, glob-escaped: read and write
+//	    %R~<read>* ...                each read prefix: read only
+//	    &__keyspace@<db>__:<p>* ...   keyspace channels of every prefix
+//	    &<ns>* ...                    channels named in its namespaces
+//	    +<command> ...                the allow-list of policy.go, nothing else
+//	    +select|<db> +memory|usage    its own database; the size of its keys
+//
+// "reset" starts from no keys, no channels, no commands.
+func aclRule(user, pass string, db int, c config.Tenant) []any {
+	args := []any{"SETUSER", user, "reset", "on", ">" + pass}
+	for _, ns := range c.Namespaces {
+		args = append(args, "~"+globEscape(ns)+"*")
+	}
+	for _, r := range c.Read {
+		args = append(args, "%R~"+globEscape(r)+"*")
+	}
+	for _, g := range channelGrants(db, c) {
+		args = append(args, "&"+g.pattern)
+	}
+	args = append(args, "-@all")
+	for _, cmd := range aclCommands {
+		args = append(args, "+"+strings.ToLower(cmd))
+	}
+	return append(args, "+select|"+strconv.Itoa(db), "+memory|usage")
+}
+
+// setUser creates or updates t's ACL user on the hub.
+func (t *tenant) setUser(ctx context.Context) error {
+	c, err := t.g.admin.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, err := c.Do("ACL", aclRule(t.user, t.pass, t.g.cfg.RedisDB, t.cfg)...); err != nil {
+		t.ready = false
+		return fmt.Errorf("ACL SETUSER %s: %w", t.user, err)
+	}
+	t.ready = true
+	return nil
+}
+
+func (t *tenant) isReady() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.ready
+}
+
+// dial opens a connection authenticated as t's user. If the hub does not
+// know the user (it restarted without it, or someone removed it), the user
+// is set again first.
+func (t *tenant) dial() (redis.Conn, error) {
+	c, err := t.g.dialRedis()
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.Do("AUTH", t.user, t.pass)
+	if err != nil && isAuthError(err) {
+		t.g.log.Warn().Str("tenant", t.cfg.Name).Str("user", t.user).
+			Msg("the hub does not know this tenant's ACL user (restarted?): setting it again")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = t.setUser(ctx)
+		cancel()
+		if err == nil {
+			_, err = c.Do("AUTH", t.user, t.pass)
+		}
+	}
+	if err == nil && t.g.cfg.RedisDB != 0 {
+		_, err = c.Do("SELECT", t.g.cfg.RedisDB)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func isAuthError(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	s := string(re)
+	return strings.HasPrefix(s, "WRONGPASS") || strings.Contains(s, "invalid username-password") ||
+		strings.HasPrefix(s, "NOPERM")
+}
+
+// dialRedis opens a plain connection to the hub Redis.
+func (g *Gateway) dialRedis() (redis.Conn, error) {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(5 * time.Second),
+		redis.DialReadTimeout(0), redis.DialWriteTimeout(30 * time.Second),
+	}
+	if g.cfg.RedisTLS {
+		opts = append(opts, redis.DialUseTLS(true))
+	}
+	return redis.Dial("tcp", g.cfg.RedisAddr, opts...)
+}
+
+// dialAdmin opens a connection as the gateway's own Redis user.
+func (g *Gateway) dialAdmin() (redis.Conn, error) {
+	c, err := g.dialRedis()
+	if err != nil {
+		return nil, err
+	}
+	var args []any
+	switch {
+	case g.cfg.RedisUser != "":
+		args = []any{g.cfg.RedisUser, g.cfg.RedisPassword}
+	case g.cfg.RedisPassword != "":
+		args = []any{g.cfg.RedisPassword}
+	}
+	if args != nil {
+		if _, err := c.Do("AUTH", args...); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if g.cfg.RedisDB != 0 {
+		if _, err := c.Do("SELECT", g.cfg.RedisDB); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// delUser removes an ACL user; Redis closes its connections.
+func (g *Gateway) delUser(ctx context.Context, user string) error {
+	c, err := g.admin.GetContext(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_, err = c.Do("ACL", "DELUSER", user)
+	return err
+}
+
+// staleUsers are the hub's ACL users named with the gateway's prefix that
+// no tenant has (left by an earlier run whose file had other tenants).
+func (g *Gateway) staleUsers(ctx context.Context, keep map[string]bool) ([]string, error) {
+	c, err := g.admin.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	users, err := redis.Strings(c.Do("ACL", "USERS"))
+	if err != nil {
+		return nil, err
+	}
+	var stale []string
+	for _, u := range users {
+		if strings.HasPrefix(u, g.cfg.UserPrefix) && !keep[u] {
+			stale = append(stale, u)
+		}
+	}
+	return stale, nil
+}
+
+// isNetError says whether err is a failure to reach Redis rather than a
+// reply of Redis.
+func isNetError(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || err != nil
+}
