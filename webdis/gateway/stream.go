@@ -99,6 +99,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 // to its grant (the link's) travels unchanged.
 type subscription struct {
 	pattern  bool
+	channels []any               // SUBSCRIBE's channels
 	order    [][]byte            // the client's patterns, without repeats
 	byGrant  map[string][][]byte // grant -> client patterns under it
 	grants   []string            // subscribed in Redis, in order
@@ -108,6 +109,9 @@ type subscription struct {
 func newSubscription(t *tenant, c *command) *subscription {
 	s := &subscription{pattern: c.name() == "PSUBSCRIBE", byGrant: map[string][][]byte{}}
 	if !s.pattern {
+		for _, ch := range c.args[1:] {
+			s.channels = append(s.channels, append([]byte(nil), ch...))
+		}
 		return s
 	}
 	seen := map[string]bool{}
@@ -130,7 +134,7 @@ func newSubscription(t *tenant, c *command) *subscription {
 
 func (s *subscription) redisArgs() []any {
 	if !s.pattern {
-		return nil
+		return s.channels
 	}
 	args := make([]any, len(s.grants))
 	for i, g := range s.grants {

@@ -104,7 +104,8 @@ func newPassword() string {
 //	    &__keyspace@<db>__:<p>* ...   keyspace channels of every prefix
 //	    &<ns>* ...                    channels named in its namespaces
 //	    +<command> ...                the allow-list of policy.go, nothing else
-//	    +select|<db> +memory|usage    its own database; the size of its keys
+//	    +memory|usage                 the size of its keys
+//	    +select|<db>                  its own database, if not 0
 //
 // "reset" starts from no keys, no channels, no commands.
 func aclRule(user, pass string, db int, c config.Tenant) []any {
@@ -122,7 +123,11 @@ func aclRule(user, pass string, db int, c config.Tenant) []any {
 	for _, cmd := range aclCommands {
 		args = append(args, "+"+strings.ToLower(cmd))
 	}
-	return append(args, "+select|"+strconv.Itoa(db), "+memory|usage")
+	args = append(args, "+memory|usage")
+	if db != 0 { // new connections start in db 0
+		args = append(args, "+select|"+strconv.Itoa(db))
+	}
+	return args
 }
 
 // setUser creates or updates t's ACL user on the hub.
