@@ -97,8 +97,18 @@ const (
 	// Webdis and nginx are not started (WebdisAddr is empty):
 	//
 	//	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway})
+	//
+	// With WEBDISTEST_FRONT=gateway in the environment, every hub asked for
+	// with the default front gets the gateway instead, so that a whole
+	// package's tests run against it unchanged:
+	//
+	//	WEBDISTEST_FRONT=gateway go test ./link/
 	FrontGateway
 )
+
+// FrontEnv names the environment variable that switches the default
+// front; "gateway" picks FrontGateway.
+const FrontEnv = "WEBDISTEST_FRONT"
 
 // Hub is a running stack on loopback: a local redis-server, and a remote
 // redis-server reached through webdis behind nginx with mutual TLS.
@@ -174,6 +184,9 @@ func New(t testing.TB, opts Options) *Hub {
 // and nginx on free loopback ports, and returns once a PING posted through
 // nginx is answered. On error, whatever was started is stopped.
 func Start(opts Options) (h *Hub, err error) {
+	if opts.Front == FrontNginx && os.Getenv(FrontEnv) == "gateway" {
+		opts.Front = FrontGateway
+	}
 	for _, b := range Binaries {
 		if b != "redis-server" && opts.Front == FrontGateway {
 			continue
