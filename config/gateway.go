@@ -28,6 +28,8 @@ const (
 	DefaultGatewayHeaderTime  = 10 * time.Second
 	DefaultGatewayIdleTime    = 120 * time.Second
 	DefaultGatewayUserPrefix  = "redisrepl-gw-"
+	// DefaultGatewayKeyspaceEvents is what a link needs: every key event.
+	DefaultGatewayKeyspaceEvents = "KA"
 )
 
 // Gateway is a loaded, valid gateway file.
@@ -57,6 +59,9 @@ type Gateway struct {
 	IdleTimeout   time.Duration // keep-alive connection idle limit
 	UserPrefix    string        // ACL user names are UserPrefix + tenant name
 	Disabled      []string      // commands refused to every tenant (upper case)
+	// KeyspaceEvents are added to the hub's notify-keyspace-events at start
+	// and after a restart of the hub ("" = leave it alone).
+	KeyspaceEvents string
 
 	Tenants []Tenant
 }
@@ -110,7 +115,8 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 	g := &Gateway{Path: path, URLPath: DefaultGatewayPath, LogLevel: "info",
 		MaxBodyBytes: DefaultGatewayMaxBody, MaxStreams: DefaultGatewayMaxStreams,
 		MaxRequests: DefaultGatewayMaxRequests, HeaderTimeout: DefaultGatewayHeaderTime,
-		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix}
+		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
+		KeyspaceEvents: DefaultGatewayKeyspaceEvents}
 	gp := &gwParser{parser: p}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {
@@ -334,6 +340,16 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 					}
 					g.Disabled = append(g.Disabled, strings.ToUpper(c))
 				}
+			}
+		case "keyspace_events":
+			if s, ok := gwStr(fail, v); ok {
+				for _, c := range s {
+					if !strings.ContainsRune("KEg$lshzxetmdnA", c) {
+						fail("%q: %q is not a class of notify-keyspace-events (KEg$lshzxetmdnA)", s, c)
+						break
+					}
+				}
+				g.KeyspaceEvents = s
 			}
 		case "user_prefix":
 			if s, ok := gwStr(fail, v); ok {

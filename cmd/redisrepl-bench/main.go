@@ -17,7 +17,7 @@
 // goes to stderr, prefixed by "#".
 //
 // Scenarios (-only REGEX selects by these names): ceilings, burst, lag,
-// hotkeys, resync, memory, rc. burst needs the ceilings of the same run for
+// hotkeys, resync, memory, rc, gateway (both hubs side by side: gateway.go). burst needs the ceilings of the same run for
 // its ratios, so it measures them first when -only left ceilings out.
 package main
 
@@ -74,6 +74,7 @@ var scenarios = []scenario{
 	{"resync", runResync},
 	{"memory", runMemory},
 	{"rc", runRC},
+	{"gateway", runGateway},
 }
 
 func main() { os.Exit(run()) }

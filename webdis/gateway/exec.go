@@ -207,6 +207,8 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 		return g.keys(r, t, c)
 	case kInfo:
 		return g.adminDo(r, "INFO", "server")
+	case kConfigGet:
+		return g.adminDo(r, "CONFIG", "GET", "notify-keyspace-events")
 	case kEval:
 		if isScanScript(c.args) {
 			return g.scanScript(r, t, c)

@@ -48,6 +48,8 @@ type Gateway struct {
 	tlsConf  atomic.Pointer[tls.Config]
 	state    atomic.Pointer[state]
 	redisUp  atomic.Bool
+	// eventsSet: keyspace_events are on in the hub (set again after a restart).
+	eventsSet atomic.Bool
 
 	mu        sync.Mutex // reloads
 	lastErr   string
@@ -121,6 +123,7 @@ func loadTLS(cfg *config.Gateway) (*tls.Config, error) {
 // not to start: its tenants are set up when it answers.
 func (g *Gateway) Start(ctx context.Context) error {
 	g.Apply(ctx, g.cfg)
+	g.checkHub(ctx) // run_id, keyspace events
 	if stale, err := g.staleUsers(ctx, g.users()); err == nil {
 		for _, u := range stale {
 			if err := g.delUser(ctx, u); err == nil {
@@ -263,7 +266,6 @@ func (g *Gateway) watchHub(ctx context.Context) {
 	tick := time.NewTicker(2 * time.Second)
 	defer tick.Stop()
 	for {
-		g.checkHub(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -271,6 +273,7 @@ func (g *Gateway) watchHub(ctx context.Context) {
 			return
 		case <-tick.C:
 		}
+		g.checkHub(ctx)
 	}
 }
 
@@ -292,6 +295,9 @@ func (g *Gateway) checkHub(ctx context.Context) {
 	restarted := g.runID != "" && id != g.runID
 	g.runID = id
 	g.mu.Unlock()
+	if restarted || !g.eventsSet.Load() {
+		g.ensureKeyspaceEvents(ctx)
+	}
 	for _, t := range g.state.Load().byName {
 		if restarted || !t.isReady() {
 			if err := t.setUser(ctx); err == nil && restarted {
@@ -299,6 +305,61 @@ func (g *Gateway) checkHub(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// ensureKeyspaceEvents adds [gateway] keyspace_events to the hub's
+// notify-keyspace-events, keeping the classes already there: tenants may
+// not run CONFIG SET, and links need keyspace events on the hub.
+func (g *Gateway) ensureKeyspaceEvents(ctx context.Context) {
+	if g.cfg.KeyspaceEvents == "" {
+		g.eventsSet.Store(true)
+		return
+	}
+	c, err := g.admin.GetContext(ctx)
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	vs, err := redis.Strings(c.Do("CONFIG", "GET", "notify-keyspace-events"))
+	if err != nil || len(vs) != 2 {
+		g.log.Error().Err(err).Msg("cannot read the hub's notify-keyspace-events; set keyspace_events in the hub's redis.conf")
+		return
+	}
+	want := mergeFlags(vs[1], g.cfg.KeyspaceEvents)
+	if want != vs[1] {
+		if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", want); err != nil {
+			g.log.Error().Err(err).Msg("cannot turn keyspace events on in the hub; set notify-keyspace-events in its redis.conf")
+			return
+		}
+		g.log.Info().Str("notify-keyspace-events", want).Msg("keyspace events turned on in the hub")
+	}
+	g.eventsSet.Store(true)
+}
+
+// mergeFlags adds to flags the classes of add it lacks; 'A' stands for
+// "g$lshzxet" (Redis's notify-keyspace-events syntax).
+func mergeFlags(flags, add string) string {
+	has := func(c rune) bool {
+		if strings.ContainsRune(flags, c) {
+			return true
+		}
+		if c == 'A' {
+			for _, x := range "g$lshzxet" {
+				if !strings.ContainsRune(flags, x) {
+					return false
+				}
+			}
+			return true
+		}
+		return strings.ContainsRune(flags, 'A') && strings.ContainsRune("g$lshzxet", c)
+	}
+	out := flags
+	for _, c := range add {
+		if !has(c) {
+			out += string(c)
+		}
+	}
+	return out
 }
 
 func infoField(info, field string) string {

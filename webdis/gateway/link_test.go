@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -46,8 +47,25 @@ func TestClientThroughGateway(t *testing.T) {
 		t.Errorf("FLUSHALL: %v, want a refusal the client reports as forbidden", err)
 	}
 
+	// Refused certificates are reported as such (a TLS alert here, an HTTP
+	// 400 from nginx).
+	for _, cert := range [][2]string{{hub.ForeignCert, hub.ForeignKey}} {
+		fc, err := webdis.New(webdis.Options{URL: hub.URL, CertFile: cert[0], KeyFile: cert[1], CAFile: hub.CA})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := fc.Do(ctx, []byte("PING")); webdis.KindOf(err) != webdis.KindCertRefused {
+			t.Errorf("a foreign certificate: %v (kind %v), want cert-refused", err, webdis.KindOf(err))
+		}
+		fc.Close()
+	}
+	// Keyspace events are on (the gateway turned them on), and a link can
+	// see it: CONFIG GET notify-keyspace-events is answered.
+	flags, err := redis.Strings(c.Do(ctx, []byte("CONFIG"), []byte("GET"), []byte("notify-keyspace-events")))
+	if err != nil || len(flags) != 2 || !strings.Contains(flags[1], "K") || !strings.Contains(flags[1], "A") {
+		t.Errorf("CONFIG GET notify-keyspace-events: %q %v", flags, err)
+	}
 	_, remote := hub.Conns(t)
-	remote.Do("CONFIG", "SET", "notify-keyspace-events", "KA")
 	sctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	subscribed := make(chan struct{})
@@ -121,7 +139,6 @@ func TestLinkThroughGateway(t *testing.T) {
 			hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, Namespaces: []string{"lab1:"},
 				Disabled: tc.disabled, Log: t.Logf})
 			local, remote := hub.Conns(t)
-			remote.Do("CONFIG", "SET", "notify-keyspace-events", "KA")
 			remote.Do("SET", "lab2:other", "not mine") // another tenant's key: never touched
 			local.Do("SET", "lab1:before", "start")
 			runLink(t, linkConfig(hub, "lab1:", tc.direction))

@@ -12,7 +12,9 @@ import (
 // gateway adds what ACLs cannot do:
 //   - SCAN and KEYS run on the gateway's own connection with their reply
 //     filtered to the tenant's prefixes (ACLs do not filter key names), and
-//     INFO gives the server section only; RANDOMKEY is refused;
+//     INFO gives the server section only; RANDOMKEY is refused; of CONFIG,
+//     only CONFIG GET notify-keyspace-events is answered (the gateway turns
+//     keyspace events on itself: [gateway] keyspace_events);
 //   - SUBSCRIBE and PSUBSCRIBE only on the tenant's own channels;
 //   - the options that reach another database (COPY ... DB, a db in the
 //     URL other than the hub's), the BY and GET patterns of SORT, and the
@@ -28,6 +30,7 @@ const (
 	kKeys                      // KEYS: run by the gateway, filtered
 	kInfo                      // INFO: the server section, run by the gateway
 	kEval                      // EVAL, EVALSHA: sent as the tenant, or redisrepl's scan script
+	kConfigGet                 // CONFIG GET notify-keyspace-events, read by the gateway
 )
 
 // allowed maps the command names served to their kind.
@@ -35,7 +38,7 @@ var allowed = func() map[string]kind {
 	m := map[string]kind{
 		"SUBSCRIBE": kSubscribe, "PSUBSCRIBE": kSubscribe,
 		"SCAN": kScan, "KEYS": kKeys, "INFO": kInfo,
-		"EVAL": kEval, "EVALSHA": kEval,
+		"EVAL": kEval, "EVALSHA": kEval, "CONFIG": kConfigGet,
 	}
 	for _, c := range aclCommands {
 		if _, ok := m[c]; !ok {
@@ -134,6 +137,10 @@ func (t *tenant) check(c *command) (kind, string) {
 			if !t.channelAllowed(ch, name == "PSUBSCRIBE") {
 				return 0, reasonChannel
 			}
+		}
+	case "CONFIG": // only what a link reads to see that keyspace events are on
+		if len(args) != 2 || !equalFold(args[0], "GET") || !equalFold(args[1], "NOTIFY-KEYSPACE-EVENTS") {
+			return 0, reasonNotAllowed
 		}
 	case "INFO":
 		if len(args) > 1 || len(args) == 1 && !equalFold(args[0], "SERVER") {

@@ -43,7 +43,8 @@ func GatewayConfig(c *Certs, listen, redisAddr string, opts Options) (*config.Ga
 		LogLevel: "warn", MaxBodyBytes: maxBody, MaxStreams: 256, MaxRequests: 64,
 		HeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		UserPrefix: config.DefaultGatewayUserPrefix, Disabled: opts.Disabled,
-		Tenants: append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
+		KeyspaceEvents: config.DefaultGatewayKeyspaceEvents,
+		Tenants:        append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
 	}
 	return cfg, nil
 }

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
+)
+
+// Gateway: the two hubs side by side in one run, interleaved round after
+// round so that a noisy neighbour hurts them alike: nginx+webdis
+// (webdistest's default front) and the gateway (FrontGateway, running in
+// this process, as nginx and webdis run on this machine). For each:
+//
+//	gateway_ceiling_set_c8      one SET per request, 8 connections
+//	gateway_ceiling_mset100_c8  one MSET of 100 keys per request, 8 connections
+//	gateway_burst20k            the link's burst of 20,000 keys
+//
+// Each line gives the gateway's figure, nginx+webdis's (nginx_webdis=) and
+// their ratio; the targets are ≥ 1.5× for single SETs and ≥ 1× for the
+// burst. The gateway's tenant has the whole keyspace, as in webdistest.
+
+const (
+	gatewayTargetSet   = 1.5
+	gatewayTargetBurst = 1.0
+)
+
+func runGateway(ctx context.Context, b *bench) error {
+	type side struct {
+		name string
+		opts webdistest.Options
+		hub  *webdistest.Hub
+	}
+	sides := []*side{
+		{name: "nginx_webdis", opts: defaultHub},
+		{name: "gateway", opts: webdistest.Options{MaxBodySize: defaultHub.MaxBodySize, Front: webdistest.FrontGateway}},
+	}
+	for _, sd := range sides {
+		h, err := b.startHub(ctx, sd.opts)
+		if err != nil {
+			return err
+		}
+		defer b.closeHub(h)
+		sd.hub = h
+	}
+	dur := 3 * time.Second
+	n := 20_000
+	if b.quick {
+		dur = time.Second
+	}
+	s := series{}
+	for round := range b.rounds {
+		for _, c := range []ceiling{{"ceiling_set_c8", 8, 1}, {"ceiling_mset100_c8", 8, 100}} {
+			for _, sd := range sides {
+				keys, _, _, secs, err := loadGen(ctx, sd.hub, c.conns, c.perReq, dur)
+				if err != nil {
+					return fmt.Errorf("%s %s: %w", sd.name, c.name, err)
+				}
+				s.add(sd.name+"/"+c.name, float64(keys)/secs)
+				progress("round %d %s %s: %.0f keys/s", round+1, sd.name, c.name, float64(keys)/secs)
+				remote, err := sd.hub.Remote()
+				if err != nil {
+					return err
+				}
+				err = flush(remote)
+				remote.Close()
+				if err != nil {
+					return err
+				}
+			}
+		}
+		for _, sd := range sides {
+			local, remote, err := dialBoth(sd.hub)
+			if err != nil {
+				return err
+			}
+			r, err := burstOnce(ctx, b, sd.hub, local, remote, n)
+			local.Close()
+			remote.Close()
+			if err != nil {
+				return fmt.Errorf("%s burst: %w", sd.name, err)
+			}
+			s.add(sd.name+"/burst", r.keysPerS)
+			progress("round %d %s burst%s: %.0f keys/s (complete=%v)", round+1, sd.name, kn(n), r.keysPerS, r.complete)
+		}
+	}
+	for _, f := range []struct {
+		name, key string
+		target    float64
+	}{
+		{"gateway_ceiling_set_c8", "ceiling_set_c8", gatewayTargetSet},
+		{"gateway_ceiling_mset100_c8", "ceiling_mset100_c8", 0},
+		{"gateway_burst" + kn(n), "burst", gatewayTargetBurst},
+	} {
+		g, w := s.med("gateway/"+f.key), s.med("nginx_webdis/"+f.key)
+		kv := append(s.headline("keys_per_s", "gateway/"+f.key), "nginx_webdis", w, "ratio", ratio(g/w))
+		if f.target > 0 {
+			kv = append(kv, "target", fmt.Sprintf(">=%gx", f.target), "pass", yesNo(g/w >= f.target))
+		}
+		b.emit(f.name, append(kv, "conns", 8, "rounds", b.rounds)...)
+	}
+	return nil
+}
