@@ -223,7 +223,9 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 	for _, a := range c.args[1:] {
 		b.iargs = append(b.iargs, a)
 	}
-	reply, err := redis.DoContext(conn, ctx, string(c.args[0]), b.iargs...)
+	// Do, not DoContext (a goroutine per call): the commands served do not
+	// block, and commandTimeout bounds the wait.
+	reply, err := conn.Do(string(c.args[0]), b.iargs...)
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}
@@ -236,7 +238,7 @@ func (g *Gateway) adminDo(r *http.Request, cmd string, args ...any) (any, error)
 		return nil, err
 	}
 	defer conn.Close()
-	reply, err := redis.DoContext(conn, r.Context(), cmd, args...)
+	reply, err := conn.Do(cmd, args...)
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}

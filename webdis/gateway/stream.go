@@ -24,7 +24,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		t.m.streams.Add(-1)
 		t.m.streamsG.Dec()
 	}()
-	conn, err := t.dial()
+	conn, err := t.dial(0)
 	if err != nil {
 		g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Msg("hub Redis unavailable for a stream")
 		return g.empty(w, http.StatusServiceUnavailable), 0

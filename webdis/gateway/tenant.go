@@ -41,7 +41,7 @@ func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
 	t.derive()
 	t.pool = &redis.Pool{
-		Dial:        t.dial,
+		Dial:        func() (redis.Conn, error) { return t.dial(commandTimeout) },
 		MaxIdle:     g.cfg.MaxRequests,
 		IdleTimeout: 5 * time.Minute,
 		// A connection idle for a while may have been cut (a restarted
@@ -153,11 +153,16 @@ func (t *tenant) isReady() bool {
 	return t.ready
 }
 
-// dial opens a connection authenticated as t's user. If the hub does not
+// commandTimeout bounds the wait for one reply on a pooled connection
+// (commands served are not blocking ones; a long script is the worst case).
+const commandTimeout = 2 * time.Minute
+
+// dial opens a connection authenticated as t's user, waiting at most
+// readTimeout for a reply (0: forever, for streams). If the hub does not
 // know the user (it restarted without it, or someone removed it), the user
 // is set again first.
-func (t *tenant) dial() (redis.Conn, error) {
-	c, err := t.g.dialRedis()
+func (t *tenant) dial(readTimeout time.Duration) (redis.Conn, error) {
+	c, err := t.g.dialRedis(readTimeout)
 	if err != nil {
 		return nil, err
 	}
@@ -193,10 +198,10 @@ func isAuthError(err error) bool {
 }
 
 // dialRedis opens a plain connection to the hub Redis.
-func (g *Gateway) dialRedis() (redis.Conn, error) {
+func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(5 * time.Second),
-		redis.DialReadTimeout(0), redis.DialWriteTimeout(30 * time.Second),
+		redis.DialReadTimeout(readTimeout), redis.DialWriteTimeout(30 * time.Second),
 	}
 	if g.cfg.RedisTLS {
 		opts = append(opts, redis.DialUseTLS(true))
@@ -206,7 +211,7 @@ func (g *Gateway) dialRedis() (redis.Conn, error) {
 
 // dialAdmin opens a connection as the gateway's own Redis user.
 func (g *Gateway) dialAdmin() (redis.Conn, error) {
-	c, err := g.dialRedis()
+	c, err := g.dialRedis(commandTimeout)
 	if err != nil {
 		return nil, err
 	}
