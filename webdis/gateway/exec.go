@@ -64,11 +64,23 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodPost, http.MethodPut:
+		// The body must come within bodyTimeout (slow clients hold a
+		// goroutine and a connection, never a Redis connection). The
+		// deadline is lifted once it is in: net/http's own read of the
+		// connection is how a stream learns that its client left.
+		rc := http.NewResponseController(w)
+		rc.SetReadDeadline(time.Now().Add(bodyTimeout))
 		var err error
-		if b.in, err = readBody(b.in[:0], r, g.cfg.MaxBodyBytes); err != nil {
+		b.in, err = readBody(b.in[:0], r, g.cfg.MaxBodyBytes)
+		rc.SetReadDeadline(time.Time{})
+		if err == errTooLarge {
 			t.m.refused(reasonBody)
 			g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonBody).Msg("refused")
 			return g.empty(w, http.StatusRequestEntityTooLarge), "", len(b.in), 0
+		}
+		if err != nil {
+			g.log.Info().Err(err).Str("tenant", t.cfg.Name).Msg("request body not received")
+			return g.empty(w, http.StatusBadRequest), "", len(b.in), 0
 		}
 		body = b.in
 		if r.Method == http.MethodPost {
@@ -111,6 +123,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		}
 		return g.empty(w, http.StatusServiceUnavailable), name, in, 0
 	}
+	if re, ok := reply.(redis.Error); ok && isACLRefusal(re) {
+		// Redis refused a key or a channel under the tenant's user.
+		t.m.refused(reasonACL)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonACL).Msg("refused")
+	}
 	status = http.StatusOK
 	switch c.format {
 	case fmtRaw:
@@ -126,6 +143,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 	h := w.Header()
 	h["Content-Type"] = []string{c.mime}
 	h["Content-Length"] = []string{strconv.Itoa(len(b.out))}
+	if len(b.out) > 64<<10 { // a client that stops reading must not hold us
+		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(bodyTimeout))
+	}
 	w.WriteHeader(status)
 	w.Write(b.out)
 	return status, name, in, len(b.out)
@@ -174,6 +194,18 @@ func readBody(buf []byte, r *http.Request, limit int64) ([]byte, error) {
 			return buf, err
 		}
 	}
+}
+
+// bodyTimeout bounds the time to receive a request body, and to send a
+// large reply.
+const bodyTimeout = time.Minute
+
+// isACLRefusal: Redis's error for a command, key or channel the user may
+// not use, directly (NOPERM) or inside a script.
+func isACLRefusal(e redis.Error) bool {
+	s := string(e)
+	return strings.HasPrefix(s, "NOPERM") || strings.HasPrefix(s, "ERR The user executing the script can't") ||
+		strings.HasPrefix(s, "ERR This Redis command is not allowed from script")
 }
 
 var errTooLarge = &tooLarge{}

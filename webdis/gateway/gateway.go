@@ -56,10 +56,11 @@ type Gateway struct {
 	lastErrAt time.Time
 	runID     string
 
-	ln   net.Listener
-	srv  *http.Server
-	done chan struct{}
-	err  error
+	ln         net.Listener
+	srv        *http.Server
+	cancelBase context.CancelFunc // ends every request's context: streams stop
+	done       chan struct{}
+	err        error
 }
 
 // state is the set of tenants in force; replaced whole on reload.
@@ -136,7 +137,10 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.ln = ln
+	base, cancel := context.WithCancel(context.Background())
+	g.cancelBase = cancel
 	g.srv = &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return base },
 		Handler:           g,
 		ReadHeaderTimeout: g.cfg.HeaderTimeout,
 		IdleTimeout:       g.cfg.IdleTimeout,
@@ -172,6 +176,7 @@ func (g *Gateway) Close() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	g.cancelBase() // streams end now; commands in flight finish (they do not watch it)
 	err := g.srv.Shutdown(ctx)
 	if err != nil {
 		g.srv.Close()

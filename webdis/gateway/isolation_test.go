@@ -191,7 +191,8 @@ func TestIsolation(t *testing.T) {
 			t.Errorf("the hub changed: %s appeared (%s)", k, v)
 		}
 	}
-	if s := e.logs.String(); !strings.Contains(s, `"tenant":"labB","cmd":"FLUSHALL","reason":"command not allowed"`) {
+	if s := e.logs.String(); !strings.Contains(s, `"tenant":"labB","cmd":"FLUSHALL","reason":"command not allowed"`) ||
+		!strings.Contains(s, `"tenant":"labB","cmd":"GET","reason":"refused by the tenant's ACL user"`) {
 		t.Errorf("refusals are not logged with tenant, command and reason:\n%s", tail(s, 5))
 	}
 	if strings.Contains(e.logs.String(), "stolen") {

@@ -88,6 +88,7 @@ const (
 	reasonStreams     = "too many open streams"
 	reasonNoCommand   = "no command"
 	reasonBody        = "body too large"
+	reasonACL         = "refused by the tenant's ACL user"
 )
 
 // check says whether tenant t may run c, and why not. kind is how to

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"net/http"
+	"time"
 
 	"github.com/gomodule/redigo/redis"
 )
@@ -76,6 +77,9 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 			w.WriteHeader(http.StatusOK)
 			started = true
 		}
+		// A client that stops reading is cut after a while (Redis would
+		// drop the subscription anyway once its output buffer is full).
+		rc.SetWriteDeadline(time.Now().Add(bodyTimeout))
 		if _, err := w.Write(buf); err != nil {
 			return http.StatusOK, out
 		}
@@ -83,7 +87,11 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		if err := rc.Flush(); err != nil {
 			return http.StatusOK, out
 		}
-		if _, isErr := v.(redis.Error); isErr {
+		if re, isErr := v.(redis.Error); isErr {
+			if isACLRefusal(re) {
+				t.m.refused(reasonACL)
+				g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonACL).Msg("refused")
+			}
 			return http.StatusOK, out // a refused subscription ends the stream
 		}
 	}
