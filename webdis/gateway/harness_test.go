@@ -145,6 +145,7 @@ client_ca = "ca.pem"
 redis     = "redis://%s/0"
 max_body_bytes = 1048576
 max_streams = 4
+header_timeout = "1s"
 `, listen, e.redis.Addr) + tenants
 	tmp := e.path("gateway.toml.tmp")
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
