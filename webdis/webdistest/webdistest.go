@@ -2,7 +2,9 @@
 // redisrepl talks to: a local redis-server, and a remote redis-server behind
 // webdis behind nginx with mutual TLS, plus the certificates for it. Tests
 // use New; programs (examples/demo) use Start, StartRedis, StartWebdis,
-// StartNginx and GenerateCerts.
+// StartNginx and GenerateCerts. Options{Front: FrontGateway} puts
+// redisrepl's hub gateway in front of the remote redis-server instead of
+// nginx and webdis (see FrontGateway).
 //
 // Webdis 0.1.9 behind nginx 1.22, measured by webdistest_test.go (POST
 // bodies, arguments percent-encoded, ".raw" suffix = RESP reply):
