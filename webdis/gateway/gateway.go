@@ -10,10 +10,12 @@
 // tenant's prefixes, subscriptions are confined to its channels, and
 // commands are refused by default.
 //
-// Files: gateway.go (the server, reloads), request.go (Webdis's request
-// syntax), reply.go (Webdis's reply formats), policy.go (what a tenant may
-// run), tenant.go (ACL users, pools), exec.go (running a command),
-// stream.go (SUBSCRIBE streams), metrics.go (/metrics, /healthz, /status).
+// Files: gateway.go (the server, reloads, the hub's restarts), request.go
+// (Webdis's request syntax), reply.go (Webdis's reply formats), policy.go
+// (what a tenant may run), tenant.go (a tenant in force, its pool), acl.go
+// (its ACL user), exec.go (serving a request: limits, running a command),
+// scan.go (SCAN and KEYS filtered), stream.go (SUBSCRIBE streams), glob.go,
+// metrics.go (/metrics, /healthz, /status).
 package gateway
 
 import (
