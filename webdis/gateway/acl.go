@@ -20,7 +20,7 @@ import (
 //	ACL SETUSER <prefix><name> reset on ><password>
 //	    ~<ns>* ...                    each namespace, glob-escaped: read and write
 //	    %R~<read>* ...                each read prefix: read only
-//	    &__keyspace@<db>__:<p>* ...   keyspace channels of every prefix
+//	    &__keyspace@<db>__:<ns>* ...  keyspace channels of its namespaces
 //	    &<ns>* ...                    channels named in its namespaces
 //	    +<command> ...                the allow-list of policy.go, nothing else
 //	    +memory|usage                 the size of its keys
@@ -36,7 +36,9 @@ func aclRule(user, pass string, db int, c config.Tenant) []any {
 		args = append(args, "%R~"+globEscape(r)+"*")
 	}
 	for _, g := range channelGrants(db, c) {
-		args = append(args, "&"+g.pattern)
+		if !g.readOnly {
+			args = append(args, "&"+g.pattern)
+		}
 	}
 	args = append(args, "-@all")
 	for _, cmd := range aclCommands {

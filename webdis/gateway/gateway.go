@@ -242,6 +242,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Gateway) {
 	}
 	g.state.Store(next)
 	for _, t := range retired {
+		t.retire()
 		t.pool.Close() // idle connections now; busy ones when returned
 	}
 	g.lastErr, g.lastErrAt = "", time.Time{}

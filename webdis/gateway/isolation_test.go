@@ -13,6 +13,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/webdis"
 	"github.com/redisrepl/redisrepl/webdis/pki"
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
 // enc is a command in Webdis's POST syntax with a raw reply, every
@@ -240,6 +241,21 @@ func TestOwnNamespace(t *testing.T) {
 		t.Errorf("A reads shared:x: %d %q", status, body)
 	}
 	for _, args := range [][]string{{"SET", "shared:x", "y"}, {"DEL", "shared:x"}, {"GET", "labB:own"}} {
+		if status, body := post(t, a, e.url, enc(args...)); !refused(status, body) {
+			t.Errorf("A %q: %d %q", args, status, body)
+		}
+	}
+	// A follows the shared prefix's events (served on the gateway's own
+	// connection) but cannot publish fake ones, not even from a script.
+	direct := e.direct(t)
+	direct.Do("CONFIG", "SET", "notify-keyspace-events", "KA")
+	evShared := subscribe(t, a, e.url, "__keyspace@0__:shared:*")
+	direct.Do("SET", "shared:y", "1")
+	webdistest.WaitFor(t, 3*time.Second, "A's event of shared:y", func() bool { return evShared.has("__keyspace@0__:shared:y") })
+	for _, args := range [][]string{
+		{"PUBLISH", "__keyspace@0__:shared:y", "del"},
+		{"EVAL", "return redis.call('PUBLISH','__keyspace@0__:shared:y','del')", "0"},
+	} {
 		if status, body := post(t, a, e.url, enc(args...)); !refused(status, body) {
 			t.Errorf("A %q: %d %q", args, status, body)
 		}

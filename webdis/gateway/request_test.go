@@ -120,7 +120,7 @@ func TestACLRule(t *testing.T) {
 	}
 	s = strings.Join(parts, " ")
 	want := "SETUSER redisrepl-gw-labB reset on >pw ~labB:* ~b\\*\\[x\\]:* %R~shared:* " +
-		"&__keyspace@0__:labB:* &__keyspace@0__:b\\*\\[x\\]:* &__keyspace@0__:shared:* &labB:* &b\\*\\[x\\]:* -@all +append "
+		"&__keyspace@0__:labB:* &__keyspace@0__:b\\*\\[x\\]:* &labB:* &b\\*\\[x\\]:* -@all +append "
 	if !strings.HasPrefix(s, want) {
 		t.Errorf("rule:\n%s\nwant prefix:\n%s", s, want)
 	}

@@ -25,23 +25,32 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		t.m.streams.Add(-1)
 		t.m.streamsG.Dec()
 	}()
-	conn, err := t.dial(0)
+	sub := newSubscription(t, c)
+	var conn redis.Conn
+	var err error
+	if sub.readOnly {
+		conn, err = g.dialAdminTimeout(0) // checked by policy: see grant.readOnly
+	} else {
+		conn, err = t.dial(0)
+	}
 	if err != nil {
 		g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Msg("hub Redis unavailable for a stream")
 		return g.empty(w, http.StatusServiceUnavailable), 0
 	}
 	defer conn.Close()
 	verb := append([]byte(nil), c.args[0]...)
-	sub := newSubscription(t, c)
 	if err := conn.Send(string(verb), sub.redisArgs()...); err != nil {
 		return g.empty(w, http.StatusServiceUnavailable), 0
 	}
 	if err := conn.Flush(); err != nil {
 		return g.empty(w, http.StatusServiceUnavailable), 0
 	}
-	// The client leaving closes the connection, which ends Receive.
+	// The client leaving, or the tenant's removal, closes the connection,
+	// which ends Receive.
 	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
 	defer stop()
+	stopT := context.AfterFunc(t.retired, func() { conn.Close() })
+	defer stopT()
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", c.mime)
@@ -107,6 +116,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 // to its grant (the link's) travels unchanged.
 type subscription struct {
 	pattern  bool
+	readOnly bool                // a channel of a read prefix: served on the gateway's connection
 	channels []any               // SUBSCRIBE's channels
 	order    [][]byte            // the client's patterns, without repeats
 	byGrant  map[string][][]byte // grant -> client patterns under it
@@ -119,6 +129,9 @@ func newSubscription(t *tenant, c *command) *subscription {
 	if !s.pattern {
 		for _, ch := range c.args[1:] {
 			s.channels = append(s.channels, append([]byte(nil), ch...))
+			if gr, _ := t.grantFor(ch); gr.readOnly {
+				s.readOnly = true
+			}
 		}
 		return s
 	}
@@ -130,6 +143,7 @@ func newSubscription(t *tenant, c *command) *subscription {
 		seen[string(p)] = true
 		p = append([]byte(nil), p...)
 		gr, _ := t.grantFor(literalPrefix(p)) // checked by policy
+		s.readOnly = s.readOnly || gr.readOnly
 		if s.byGrant[gr.pattern] == nil {
 			s.grants = append(s.grants, gr.pattern)
 		}

@@ -28,8 +28,13 @@ type tenant struct {
 	grants       []grant  // channels it may subscribe to
 
 	pool  *redis.Pool
-	slots chan struct{}  // requests in flight
-	m     *tenantMetrics // shared by every version of the tenant of this name
+	slots chan struct{} // requests in flight
+	// retired is done once the tenant is removed or changed: its streams
+	// end (Redis ends those of its user; this ends those on the gateway's
+	// connection).
+	retired context.Context
+	retire  context.CancelFunc
+	m       *tenantMetrics // shared by every version of the tenant of this name
 
 	mu    sync.Mutex
 	ready bool // its ACL user is set on the hub as this gateway knows it
@@ -39,6 +44,7 @@ func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
 		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
 	t.derive()
+	t.retired, t.retire = context.WithCancel(context.Background())
 	t.pool = &redis.Pool{
 		Dial:        func() (redis.Conn, error) { return t.dial(commandTimeout) },
 		MaxIdle:     g.cfg.MaxRequests,
@@ -65,11 +71,16 @@ func (t *tenant) derive() {
 	t.grants = channelGrants(t.g.cfg.RedisDB, t.cfg)
 }
 
-// grant is a channel pattern a tenant's ACL user is granted: lit, its
-// literal part, then anything.
+// grant is a channel pattern a tenant may subscribe to: lit, its literal
+// part, then anything.
 type grant struct {
 	lit     []byte
 	pattern string
+	// readOnly: the keyspace channel of a read prefix. It is not in the
+	// tenant's ACL user (Redis grants a channel for PUBLISH too, and a
+	// tenant must not fake events of keys it does not own): the gateway,
+	// which checked the channel, subscribes to it on its own connection.
+	readOnly bool
 }
 
 // channelGrants: the keyspace channels of every prefix of c (namespaces
@@ -77,11 +88,14 @@ type grant struct {
 func channelGrants(db int, c config.Tenant) []grant {
 	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
 	var gs []grant
-	for _, p := range append(append([]string{}, c.Namespaces...), c.Read...) {
-		gs = append(gs, grant{[]byte(ks + p), ks + globEscape(p) + "*"})
+	for _, p := range c.Namespaces {
+		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*"})
+	}
+	for _, p := range c.Read {
+		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*", readOnly: true})
 	}
 	for _, ns := range c.Namespaces {
-		gs = append(gs, grant{[]byte(ns), globEscape(ns) + "*"})
+		gs = append(gs, grant{lit: []byte(ns), pattern: globEscape(ns) + "*"})
 	}
 	return gs
 }
@@ -151,8 +165,12 @@ func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
 }
 
 // dialAdmin opens a connection as the gateway's own Redis user.
-func (g *Gateway) dialAdmin() (redis.Conn, error) {
-	c, err := g.dialRedis(commandTimeout)
+func (g *Gateway) dialAdmin() (redis.Conn, error) { return g.dialAdminTimeout(commandTimeout) }
+
+// dialAdminTimeout is dialAdmin waiting at most readTimeout for a reply (0:
+// forever, for streams).
+func (g *Gateway) dialAdminTimeout(readTimeout time.Duration) (redis.Conn, error) {
+	c, err := g.dialRedis(readTimeout)
 	if err != nil {
 		return nil, err
 	}
