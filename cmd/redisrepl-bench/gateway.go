@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"time"
 
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
@@ -10,8 +13,11 @@ import (
 
 // Gateway: the two hubs side by side in one run, interleaved round after
 // round so that a noisy neighbour hurts them alike: nginx+webdis
-// (webdistest's default front) and the gateway (FrontGateway, running in
-// this process, as nginx and webdis run on this machine). For each:
+// (webdistest's default front) and the gateway (FrontGateway), each in
+// processes of their own as a hub runs them: the gateway is the redisrepl
+// binary ("redisrepl gateway", access log on, to a file), built from this
+// tree unless -gateway-bin names one. Its tenant has the namespaces the
+// scenarios write. For each:
 //
 //	gateway_ceiling_set_c8      one SET per request, 8 connections
 //	gateway_ceiling_mset100_c8  one MSET of 100 keys per request, 8 connections
@@ -32,9 +38,15 @@ func runGateway(ctx context.Context, b *bench) error {
 		opts webdistest.Options
 		hub  *webdistest.Hub
 	}
+	bin, cleanup, err := gatewayBinary(b.gatewayBin)
+	if err != nil {
+		return err
+	}
+	defer cleanup()
 	sides := []*side{
 		{name: "nginx_webdis", opts: defaultHub},
-		{name: "gateway", opts: webdistest.Options{MaxBodySize: defaultHub.MaxBodySize, Front: webdistest.FrontGateway}},
+		{name: "gateway", opts: webdistest.Options{MaxBodySize: defaultHub.MaxBodySize, Front: webdistest.FrontGateway,
+			GatewayBinary: bin, Namespaces: []string{"ceil:", "burst:"}}},
 	}
 	for _, sd := range sides {
 		h, err := b.startHub(ctx, sd.opts)
@@ -101,4 +113,23 @@ func runGateway(ctx context.Context, b *bench) error {
 		b.emit(f.name, append(kv, "conns", 8, "rounds", b.rounds)...)
 	}
 	return nil
+}
+
+// gatewayBinary is path, or the redisrepl binary built from this tree
+// into a temporary directory (removed by cleanup).
+func gatewayBinary(path string) (bin string, cleanup func(), err error) {
+	if path != "" {
+		return path, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", "redisrepl-bench-")
+	if err != nil {
+		return "", nil, err
+	}
+	bin = filepath.Join(dir, "redisrepl")
+	progress("building the gateway: go build -o %s ./cmd/redisrepl", bin)
+	if out, err := exec.Command("go", "build", "-o", bin, "./cmd/redisrepl").CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return "", nil, fmt.Errorf("go build ./cmd/redisrepl (run from the repository's root, or give -gateway-bin): %v\n%s", err, out)
+	}
+	return bin, func() { os.RemoveAll(dir) }, nil
 }

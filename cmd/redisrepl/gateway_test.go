@@ -177,3 +177,32 @@ func TestGatewayCommand(t *testing.T) {
 		t.Errorf("no access log line:\n%s", out)
 	}
 }
+
+// TestGatewayBinaryFront: webdistest runs this binary as the hub's front
+// (Options.GatewayBinary), from a file it writes: the file validates, the
+// hub serves, and stopping and starting it works.
+func TestGatewayBinaryFront(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, GatewayBinary: binary,
+		Namespaces: []string{"a:"}, Read: []string{"r:"}, Log: t.Logf})
+	c, err := webdis.New(webdis.Options{URL: hub.URL, CertFile: hub.Cert, KeyFile: hub.Key, CAFile: hub.CA})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx := context.Background()
+	if _, err := c.Do(ctx, []byte("SET"), []byte("a:k"), []byte("v")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Do(ctx, []byte("SET"), []byte("b:k"), []byte("v")); err == nil {
+		t.Error("a key outside the namespace was written")
+	}
+	if err := hub.StopNginx(); err != nil {
+		t.Fatal(err)
+	}
+	if err := hub.StartNginx(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := redis.String(c.Do(ctx, []byte("GET"), []byte("a:k"))); err != nil || v != "v" {
+		t.Errorf("after a restart of the gateway: %q %v", v, err)
+	}
+}

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -21,7 +24,9 @@ const TestClientName = "redisrepl test client"
 
 // gatewayFront is what a Hub needs to run (and re-run) its gateway.
 type gatewayFront struct {
-	cfg *config.Gateway
+	cfg  *config.Gateway
+	file string   // with GatewayBinary: the gateway's file
+	proc *Process // with GatewayBinary: the running gateway
 }
 
 // GatewayConfig builds the gateway configuration FrontGateway runs: the
@@ -89,6 +94,9 @@ func (h *Hub) startGatewayFront() error {
 }
 
 func (h *Hub) runGateway() error {
+	if h.opts.GatewayBinary != "" {
+		return h.runGatewayProcess()
+	}
 	log := zerolog.New(logWriter{h.logf}).Level(zerolog.WarnLevel)
 	g, err := gateway.New(h.gw.cfg, log)
 	if err != nil {
@@ -111,6 +119,11 @@ func (h *Hub) stopGateway() error {
 	if h.closed {
 		return errors.New("webdistest: hub closed")
 	}
+	if h.gw.proc != nil {
+		err := h.gw.proc.Stop()
+		h.logf("webdistest: stopped the gateway %s (pid %d)", h.URL, h.gw.proc.Pid())
+		return err
+	}
 	if h.Gateway == nil {
 		return nil
 	}
@@ -126,7 +139,7 @@ func (h *Hub) restartGateway() error {
 	if h.closed {
 		return errors.New("webdistest: hub closed")
 	}
-	if h.Gateway != nil {
+	if h.Gateway != nil || h.gw.proc != nil && h.gw.proc.Running() {
 		return nil
 	}
 	if err := h.runGateway(); err != nil {
@@ -146,4 +159,59 @@ type logWriter struct{ logf func(string, ...any) }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.logf("gateway: %s", strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// runGatewayProcess writes the gateway's file and runs GatewayBinary on it.
+func (h *Hub) runGatewayProcess() error {
+	if len(h.opts.Namespaces) == 0 {
+		return errors.New("webdistest: GatewayBinary needs Options.Namespaces")
+	}
+	h.gw.file = filepath.Join(h.Dir, "gateway.toml")
+	cfg := *h.gw.cfg
+	cfg.LogLevel = "info" // the access log too, as a hub runs it
+	if err := os.WriteFile(h.gw.file, []byte(GatewayTOML(&cfg)), 0o600); err != nil {
+		return err
+	}
+	p, err := StartProcess("redisrepl-gateway", h.gw.cfg.Listen, "", filepath.Join(h.Dir, "gateway.out"),
+		syscall.SIGKILL, h.opts.GatewayBinary, "gateway", "-config", h.gw.file)
+	if err != nil {
+		return err
+	}
+	if err := p.waitFor("HTTPS answer", func() error { return dialTCP(h.gw.cfg.Listen) }); err != nil {
+		return p.fail(err)
+	}
+	h.gw.proc = p
+	return nil
+}
+
+func dialTCP(addr string) error {
+	c, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		return err
+	}
+	return c.Close()
+}
+
+// GatewayTOML is cfg written as a gateway file.
+func GatewayTOML(cfg *config.Gateway) string {
+	var b strings.Builder
+	q := strconv.Quote
+	list := func(ss []string) string {
+		qs := make([]string, len(ss))
+		for i, s := range ss {
+			qs[i] = q(s)
+		}
+		return "[" + strings.Join(qs, ", ") + "]"
+	}
+	fmt.Fprintf(&b, "[gateway]\nlisten = %s\npath = %s\ncert = %s\nkey = %s\nclient_ca = %s\nredis = %s\n",
+		q(cfg.Listen), q(cfg.URLPath), q(cfg.Cert), q(cfg.Key), q(cfg.ClientCA), q(cfg.Redis))
+	fmt.Fprintf(&b, "log_level = %s\nmax_body_bytes = %d\nmax_streams = %d\nmax_requests = %d\n",
+		q(cfg.LogLevel), cfg.MaxBodyBytes, cfg.MaxStreams, cfg.MaxRequests)
+	fmt.Fprintf(&b, "header_timeout = %s\nidle_timeout = %s\nuser_prefix = %s\nkeyspace_events = %s\ndisabled = %s\n",
+		q(cfg.HeaderTimeout.String()), q(cfg.IdleTimeout.String()), q(cfg.UserPrefix), q(cfg.KeyspaceEvents), list(cfg.Disabled))
+	for _, t := range cfg.Tenants {
+		fmt.Fprintf(&b, "\n[[tenant]]\nname = %s\nclient = %s\nnamespaces = %s\nread = %s\n",
+			q(t.Name), q(t.Client), list(t.Namespaces), list(t.Read))
+	}
+	return b.String()
 }

@@ -80,6 +80,11 @@ type Options struct {
 	Namespaces, Read []string
 	// With FrontGateway: more tenants, served alongside the default one.
 	Tenants []config.Tenant
+	// With FrontGateway: run this redisrepl binary ("BINARY gateway
+	// -config FILE", the file written from the options) as a child process,
+	// as a hub runs it, instead of the gateway in the test process.
+	// Namespaces must then be given: a file cannot name the whole keyspace.
+	GatewayBinary string
 }
 
 // Front is what serves a Hub's URL.
@@ -306,6 +311,9 @@ func (h *Hub) Close() error {
 		errs = append(errs, h.Gateway.Close())
 		h.Gateway = nil
 	}
+	if h.gw.proc != nil {
+		errs = append(errs, h.gw.proc.Stop())
+	}
 	for _, p := range []*Process{h.nginx, h.webdis, h.remote, h.local} {
 		if p != nil {
 			errs = append(errs, p.Stop())
@@ -320,7 +328,7 @@ func (h *Hub) Logs() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
-	for _, p := range []*Process{h.local, h.remote, h.webdis, h.nginx} {
+	for _, p := range []*Process{h.local, h.remote, h.webdis, h.nginx, h.gw.proc} {
 		if p != nil {
 			state := "running"
 			if !p.Running() {
@@ -376,7 +384,7 @@ func (h *Hub) waitChain() error {
 // chainUp tells whether nginx, webdis and the remote redis all run.
 func (h *Hub) chainUp() bool {
 	if h.opts.Front == FrontGateway {
-		return h.Gateway != nil && h.remote.Running()
+		return (h.Gateway != nil || h.gw.proc != nil && h.gw.proc.Running()) && h.remote.Running()
 	}
 	return h.nginx.Running() && h.webdis.Running() && h.remote.Running()
 }
