@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"flag"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -74,7 +76,16 @@ func gatewayCmd(args []string, stdout, stderr io.Writer) int {
 	if *logLevel != "" {
 		level = *logLevel
 	}
-	log, err := newLogger(stderr, level)
+	// One access log line per request: written through a buffer flushed
+	// every 100 ms rather than a write(2) each (not on a terminal, where a
+	// person reads them as they come).
+	logOut := stderr
+	if !isTerminal(stderr) {
+		bw := newFlushWriter(stderr, 100*time.Millisecond)
+		defer bw.Close()
+		logOut = bw
+	}
+	log, err := newLogger(logOut, level)
 	if err != nil {
 		fmt.Fprintf(stderr, "redisrepl gateway: %v\n", err)
 		return 2
@@ -146,4 +157,47 @@ func serveGatewayMetrics(ctx context.Context, addr string, g *gateway.Gateway) {
 		}
 		srv.Serve(ln)
 	}
+}
+
+// flushWriter buffers writes and flushes them every period, and on Close.
+type flushWriter struct {
+	mu   sync.Mutex
+	w    *bufio.Writer
+	stop chan struct{}
+	done chan struct{}
+}
+
+func newFlushWriter(w io.Writer, period time.Duration) *flushWriter {
+	f := &flushWriter{w: bufio.NewWriterSize(w, 64<<10), stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(f.done)
+		t := time.NewTicker(period)
+		defer t.Stop()
+		for {
+			select {
+			case <-f.stop:
+				return
+			case <-t.C:
+				f.mu.Lock()
+				f.w.Flush()
+				f.mu.Unlock()
+			}
+		}
+	}()
+	return f
+}
+
+func (f *flushWriter) Write(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w.Write(p)
+}
+
+// Close flushes what is buffered and stops the flusher.
+func (f *flushWriter) Close() error {
+	close(f.stop)
+	<-f.done
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.w.Flush()
 }
