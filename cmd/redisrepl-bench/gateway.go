@@ -25,7 +25,11 @@ import (
 //
 // Each line gives the gateway's figure, nginx+webdis's (nginx_webdis=) and
 // their ratio; the targets are ≥ 1.5× for single SETs and ≥ 1× for the
-// burst. The gateway's tenant has the whole keyspace, as in webdistest.
+// burst. The ceilings also give the CPU the front spent per request
+// (front_cpu_us_per_req: the gateway's process, or nginx's and webdis's)
+// and how many times less the gateway spends (front_cpu_ratio): on a
+// shared machine, throughput swings with the neighbours' load, CPU per
+// request much less. The gateway's tenant has the whole keyspace, as in webdistest.
 
 const (
 	gatewayTargetSet   = 1.5
@@ -65,10 +69,16 @@ func runGateway(ctx context.Context, b *bench) error {
 	for round := range b.rounds {
 		for _, c := range []ceiling{{"ceiling_set_c8", 8, 1}, {"ceiling_mset100_c8", 8, 100}} {
 			for _, sd := range sides {
-				keys, _, _, secs, err := loadGen(ctx, sd.hub, c.conns, c.perReq, dur)
+				cpu0 := cpuSnapshot(sd.hub)
+				keys, _, all, secs, err := loadGen(ctx, sd.hub, c.conns, c.perReq, dur)
 				if err != nil {
 					return fmt.Errorf("%s %s: %w", sd.name, c.name, err)
 				}
+				// The front's CPU per request (nginx+webdis, or the
+				// gateway): what the machine's load does not change much.
+				d := cpuSnapshot(sd.hub).since(cpu0)
+				front := d["nginx"] + d["webdis"] + d["gateway"]
+				s.add(sd.name+"/"+c.name+"/front_us", front*1e6/(float64(all)/float64(c.perReq)))
 				s.add(sd.name+"/"+c.name, float64(keys)/secs)
 				progress("round %d %s %s: %.0f keys/s", round+1, sd.name, c.name, float64(keys)/secs)
 				remote, err := sd.hub.Remote()
@@ -107,6 +117,10 @@ func runGateway(ctx context.Context, b *bench) error {
 	} {
 		g, w := s.med("gateway/"+f.key), s.med("nginx_webdis/"+f.key)
 		kv := append(s.headline("keys_per_s", "gateway/"+f.key), "nginx_webdis", w, "ratio", ratio(g/w))
+		if f.key != "burst" {
+			gf, wf := s.med("gateway/"+f.key+"/front_us"), s.med("nginx_webdis/"+f.key+"/front_us")
+			kv = append(kv, "front_cpu_us_per_req", gf, "front_cpu_us_per_req_nginx_webdis", wf, "front_cpu_ratio", ratio(wf/gf))
+		}
 		if f.target > 0 {
 			kv = append(kv, "target", fmt.Sprintf(">=%gx", f.target), "pass", yesNo(g/w >= f.target))
 		}
