@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -60,12 +61,25 @@ func (t *tenant) setUser(ctx context.Context) error {
 	defer c.Close()
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if t.retired.Err() != nil {
+		return errRetired
+	}
 	if _, err := c.Do("ACL", aclRule(t.user, t.pass, t.g.cfg.RedisDB, t.cfg)...); err != nil {
 		t.ready = false
 		return fmt.Errorf("ACL SETUSER %s: %w", t.user, err)
 	}
 	t.ready = true
 	return nil
+}
+
+var errRetired = errors.New("tenant removed or changed")
+
+// retireNow ends the tenant's streams and stops it from setting its user
+// again; it waits for a SETUSER in flight.
+func (t *tenant) retireNow() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.retire()
 }
 
 func (t *tenant) isReady() bool {

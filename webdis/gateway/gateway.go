@@ -208,7 +208,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Gateway) {
 	}
 	old := g.state.Load()
 	next := &state{gen: old.gen + 1, byClient: map[string]*tenant{}, byName: map[string]*tenant{}}
-	var retired []*tenant
+	var retired, set []*tenant
 	for _, tc := range cfg.Tenants {
 		prev := old.byName[tc.Name]
 		t := prev
@@ -224,25 +224,36 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Gateway) {
 				Strs("read", tc.Read).Msg("tenant changed")
 		}
 		if t != prev || !t.isReady() {
-			if err := t.setUser(ctx); err != nil {
-				g.log.Error().Err(err).Str("tenant", tc.Name).Msg("cannot set the tenant's ACL user yet; will retry")
-			}
+			set = append(set, t)
 		}
 		next.byName[tc.Name] = t
 		next.byClient[tc.Client] = t
 	}
+	var removed []*tenant
 	for name, t := range old.byName {
 		if _, ok := next.byName[name]; !ok {
 			retired = append(retired, t)
-			if err := g.delUser(ctx, t.user); err != nil {
-				g.log.Error().Err(err).Str("tenant", name).Msg("cannot delete the removed tenant's ACL user")
-			}
-			g.log.Info().Str("tenant", name).Msg("tenant removed")
+			removed = append(removed, t)
 		}
+	}
+	// Retired first: once retired, a tenant no longer sets its user (a
+	// hub check or a reconnection in flight would put its old rules back).
+	for _, t := range retired {
+		t.retireNow()
+	}
+	for _, t := range set {
+		if err := t.setUser(ctx); err != nil {
+			g.log.Error().Err(err).Str("tenant", t.cfg.Name).Msg("cannot set the tenant's ACL user yet; will retry")
+		}
+	}
+	for _, t := range removed {
+		if err := g.delUser(ctx, t.user); err != nil {
+			g.log.Error().Err(err).Str("tenant", t.cfg.Name).Msg("cannot delete the removed tenant's ACL user")
+		}
+		g.log.Info().Str("tenant", t.cfg.Name).Msg("tenant removed")
 	}
 	g.state.Store(next)
 	for _, t := range retired {
-		t.retire()
 		t.pool.Close() // idle connections now; busy ones when returned
 	}
 	g.lastErr, g.lastErrAt = "", time.Time{}
