@@ -78,7 +78,10 @@ func runGateway(ctx context.Context, b *bench) error {
 				// gateway): what the machine's load does not change much.
 				d := cpuSnapshot(sd.hub).since(cpu0)
 				front := d["nginx"] + d["webdis"] + d["gateway"]
-				s.add(sd.name+"/"+c.name+"/front_us", front*1e6/(float64(all)/float64(c.perReq)))
+				nreq := float64(all) / float64(c.perReq)
+				s.add(sd.name+"/"+c.name+"/front_us", front*1e6/nreq)
+				s.add(sd.name+"/"+c.name+"/client_us", d["bench"]*1e6/nreq)
+				s.add(sd.name+"/"+c.name+"/redis_us", d["redis_remote"]*1e6/nreq)
 				s.add(sd.name+"/"+c.name, float64(keys)/secs)
 				progress("round %d %s %s: %.0f keys/s", round+1, sd.name, c.name, float64(keys)/secs)
 				remote, err := sd.hub.Remote()
@@ -119,7 +122,11 @@ func runGateway(ctx context.Context, b *bench) error {
 		kv := append(s.headline("keys_per_s", "gateway/"+f.key), "nginx_webdis", w, "ratio", ratio(g/w))
 		if f.key != "burst" {
 			gf, wf := s.med("gateway/"+f.key+"/front_us"), s.med("nginx_webdis/"+f.key+"/front_us")
-			kv = append(kv, "front_cpu_us_per_req", gf, "front_cpu_us_per_req_nginx_webdis", wf, "front_cpu_ratio", ratio(wf/gf))
+			kv = append(kv, "front_cpu_us_per_req", gf, "front_cpu_us_per_req_nginx_webdis", wf, "front_cpu_ratio", ratio(wf/gf),
+				// The load generator (this process: the HTTPS client) and
+				// the hub's Redis share the two cores with the front.
+				"client_cpu_us_per_req", s.med("gateway/"+f.key+"/client_us"),
+				"redis_cpu_us_per_req", s.med("gateway/"+f.key+"/redis_us"))
 		}
 		if f.target > 0 {
 			kv = append(kv, "target", fmt.Sprintf(">=%gx", f.target), "pass", yesNo(g/w >= f.target))
