@@ -4,14 +4,17 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
 
 	"github.com/redisrepl/redisrepl/webdis"
+	"github.com/redisrepl/redisrepl/webdis/gateway"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -209,4 +212,41 @@ func TestHubRestart(t *testing.T) {
 		}
 		return e.g.Status().RedisUp
 	})
+}
+
+// TestHubDownAtStart: the gateway starts while the hub Redis is down,
+// answers 503 meanwhile, and sets the users up once the hub answers.
+func TestHubDownAtStart(t *testing.T) {
+	e := newEnv(t, tenantsAB)
+	addr := e.redis.Addr
+	if err := e.redis.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	e.g.Close()
+	g, err := gateway.New(e.cfg, zerolog.New(e.logs))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatalf("start with the hub down: %v", err)
+	}
+	e.g = g
+	a := e.client(t, "labA")
+	if status, _ := post(t, a, e.url, enc("PING")); status != http.StatusServiceUnavailable {
+		t.Errorf("hub down: %d, want 503", status)
+	}
+	if st := g.Status(); st.RedisUp || len(st.Tenants) != 2 || st.Tenants[0].Ready {
+		t.Errorf("status with the hub down: %+v", st)
+	}
+	port, _ := strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
+	if e.redis, err = webdistest.StartRedis(e.dir, port); err != nil {
+		t.Fatal(err)
+	}
+	webdistest.WaitFor(t, 10*time.Second, "A served", func() bool {
+		status, body := post(t, a, e.url, enc("SET", "labA:k", "v"))
+		return status == 200 && body == "+OK\r\n"
+	})
+	if status, body := post(t, e.client(t, "labB"), e.url, enc("GET", "labA:k")); !refused(status, body) {
+		t.Errorf("B reads A's key: %d %q", status, body)
+	}
 }
