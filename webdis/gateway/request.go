@@ -51,8 +51,16 @@ type command struct {
 	db     int // -1 = not given
 }
 
-// name is the command name, upper-cased, for policy and logs.
-func (c *command) name() string { return upper(c.args[0]) }
+// name is the command name, upper-cased, for policy and logs; cut at 40
+// bytes (no command is longer), so that whatever a client sends in its
+// place never reaches the logs whole.
+func (c *command) name() string {
+	n := c.args[0]
+	if len(n) > 40 {
+		return upper(n[:40]) + "..."
+	}
+	return upper(n)
+}
 
 var errNoCommand = errors.New("no command")
 

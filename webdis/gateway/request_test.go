@@ -158,3 +158,13 @@ func TestScanScriptMatchesLink(t *testing.T) {
 		t.Errorf("EVALSHA of the scan script not recognised: %q %v", c.args, err)
 	}
 }
+
+func TestCommandNameCut(t *testing.T) {
+	c, _ := parseCommand(nil, []byte(strings.Repeat("x", 1000)+"/k"), nil)
+	if n := c.name(); len(n) != 43 || !strings.HasSuffix(n, "...") {
+		t.Errorf("name %q", n)
+	}
+	if k, why := (&tenant{g: &Gateway{disabled: map[string]bool{}}}).check(&c); k != 0 || why != reasonNotAllowed {
+		t.Errorf("a long name: %v %q", k, why)
+	}
+}
