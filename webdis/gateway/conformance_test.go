@@ -116,6 +116,8 @@ var conformance = []conf{
 		webdis: `200 {"SET":[false,"ERR syntax error"]}`, gw: `200 {"SET":[true,"OK"]}`},
 	{method: "GET", path: "GET/a%2Fb", diff: "(follows from the previous row)",
 		webdis: `200 {"GET":[false,"ERR wrong number of arguments for 'get' command"]}`, gw: `200 {"GET":"v"}`},
+	{method: "GET", path: "ECHO/a%00b.raw", diff: "nginx refuses %00 in a path",
+		webdis: "400 *", gw: "200 $3\r\na\x00b\r\n"},
 	{method: "POST", body: "INFO", diff: "INFO gives the server section only",
 		webdis: "200 *", gw: "200 *"},
 }
