@@ -10,7 +10,8 @@ import (
 // strings. Anything it does not find has line 0, which Error leaves out.
 
 // spot names a key (or, with key "", a table header) in the file. index is the
-// 1-based number of the [[link]] for section "link", and 0 otherwise.
+// 1-based number of the array table ([[link]], [[tenant]]) for such a
+// section, and 0 otherwise.
 type spot struct {
 	section string
 	index   int
@@ -35,8 +36,9 @@ func indexLines(data []byte) lines {
 			ls[s] = n
 		}
 	}
-	section, index, links := "", 0, 0
-	inString := "" // closing delimiter of an open multi-line string
+	section, index := "", 0
+	counts := map[string]int{} // [[name]] tables seen so far, by name
+	inString := ""             // closing delimiter of an open multi-line string
 	for i, text := range strings.Split(string(data), "\n") {
 		n := i + 1
 		t := strings.TrimSpace(text)
@@ -49,19 +51,14 @@ func indexLines(data []byte) lines {
 		switch {
 		case t == "" || t[0] == '#':
 		case strings.HasPrefix(t, "[["):
-			section, index = headerName(t[2:], "]]"), 0
-			if section == "link" {
-				links++
-				index = links
-			}
+			section = headerName(t[2:], "]]")
+			counts[section]++
+			index = counts[section]
 			add(spot{section, index, ""}, n)
 		case t[0] == '[':
 			section = headerName(t[1:], "]")
 			parts := strings.SplitN(section, ".", 2)
-			index = 0
-			if parts[0] == "link" {
-				index = links
-			}
+			index = counts[parts[0]] // [link.tls] belongs to the current [[link]]
 			add(spot{section, index, ""}, n)
 			add(spot{"", 0, parts[0]}, n)
 			if len(parts) == 2 { // [link.tls] is the field "tls" of the current link

@@ -34,6 +34,12 @@ type watchHooks struct {
 }
 
 func watch(ctx context.Context, path string, debounce time.Duration, onChange func(*Config, error), h watchHooks) error {
+	return watchFile(ctx, path, debounce, Parse, onChange, h)
+}
+
+// watchFile is Watch for any file format: parse turns the new bytes into a T.
+func watchFile[T any](ctx context.Context, path string, debounce time.Duration,
+	parse func(string, []byte) (T, error), onChange func(T, error), h watchHooks) error {
 	w, err := fsnotify.NewWatcher()
 	if err != nil {
 		return err
@@ -73,9 +79,10 @@ func watch(ctx context.Context, path string, debounce time.Duration, onChange fu
 			if fired {
 				last = state
 				if err != nil {
-					onChange(nil, err)
+					var zero T
+					onChange(zero, err)
 				} else {
-					onChange(Parse(path, data))
+					onChange(parse(path, data))
 				}
 			}
 			if h.checked != nil {

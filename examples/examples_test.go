@@ -2,7 +2,9 @@
 // with the real programs: examples/webdis.json with Webdis, and
 // examples/nginx-redisrepl.conf with nginx in front of it, both with their
 // paths and ports rewritten to test values (and nothing else), and
-// examples/redisrepl.service through systemd-analyze when it is installed.
+// examples/redisrepl.service through systemd-analyze when it is installed;
+// examples/gateway.toml with the gateway and a redis-server, and
+// examples/redisrepl-gateway.service like the service's unit.
 package examples_test
 
 import (
@@ -28,8 +30,11 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
 
+	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/webdis"
+	"github.com/redisrepl/redisrepl/webdis/gateway"
 	"github.com/redisrepl/redisrepl/webdis/pki"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
@@ -771,5 +776,153 @@ func TestSystemdUnitExample(t *testing.T) {
 		t.Errorf("exposure level %s > 2.0:\n%s", m[1], out)
 	} else {
 		t.Logf("systemd-analyze security: exposure %s", m[1])
+	}
+}
+
+// ---- examples/gateway.toml and examples/redisrepl-gateway.service -------------
+
+// TestGatewayExample runs examples/gateway.toml (paths, listen address and
+// the hub Redis rewritten to test values, nothing else) with a real
+// redis-server: labA writes its namespace and reads the shared prefix, labB
+// cannot reach labA's keys.
+func TestGatewayExample(t *testing.T) {
+	webdistest.Require(t)
+	dir := t.TempDir()
+	ca, err := pki.NewCA("example CA", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteFiles(filepath.Join(dir, "ca.pem"), filepath.Join(dir, "ca.key"), true); err != nil {
+		t.Fatal(err)
+	}
+	certPEM, keyPEM, err := ca.IssueServer([]string{"127.0.0.1"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pki.WriteFiles(filepath.Join(dir, "hub.pem"), certPEM, filepath.Join(dir, "hub.key"), keyPEM, true); err != nil {
+		t.Fatal(err)
+	}
+	for _, lab := range []string{"labA", "labB"} {
+		c, k, err := ca.IssueClient(lab, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := pki.WriteFiles(filepath.Join(dir, lab+".pem"), c, filepath.Join(dir, lab+".key"), k, true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rport, err := webdistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	rds, err := webdistest.StartRedis(dir, rport)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rds.Stop() })
+	gport, err := webdistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile("gateway.toml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := strings.NewReplacer("/etc/redisrepl/pki/", dir+"/",
+		`"0.0.0.0:8443"`, fmt.Sprintf(`"127.0.0.1:%d"`, gport),
+		"redis://127.0.0.1:6379/0", "redis://"+rds.Addr+"/0",
+		`"127.0.0.1:9122"`, `""`).Replace(string(data))
+	path := filepath.Join(dir, "gateway.toml")
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := config.LoadGateway(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := gateway.New(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	url := fmt.Sprintf("https://127.0.0.1:%d/redis", gport)
+	client := func(lab string) *webdis.Client {
+		c, err := webdis.New(webdis.Options{URL: url, CertFile: filepath.Join(dir, lab+".pem"),
+			KeyFile: filepath.Join(dir, lab+".key"), CAFile: filepath.Join(dir, "ca.pem")})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(c.Close)
+		return c
+	}
+	a, b := client("labA"), client("labB")
+	ctx := context.Background()
+	direct, err := redis.Dial("tcp", rds.Addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer direct.Close()
+	direct.Do("SET", "shared:doc", "for all")
+	if _, err := a.Do(ctx, []byte("SET"), []byte("labA:x"), []byte("1")); err != nil {
+		t.Fatalf("labA writes its namespace: %v", err)
+	}
+	if v, err := redis.String(a.Do(ctx, []byte("GET"), []byte("shared:doc"))); err != nil || v != "for all" {
+		t.Errorf("labA reads shared: %q %v", v, err)
+	}
+	if _, err := a.Do(ctx, []byte("SET"), []byte("shared:doc"), []byte("mine")); err == nil {
+		t.Error("labA wrote the read-only prefix")
+	}
+	for _, cmd := range [][]byte{[]byte("GET"), []byte("DEL")} {
+		if _, err := b.Do(ctx, cmd, []byte("labA:x")); err == nil {
+			t.Errorf("labB ran %s on labA's key", cmd)
+		}
+	}
+	if v, _ := redis.String(direct.Do("GET", "labA:x")); v != "1" {
+		t.Errorf("labA:x is %q", v)
+	}
+}
+
+// TestGatewaySystemdUnitExample checks examples/redisrepl-gateway.service
+// as TestSystemdUnitExample checks the service's unit.
+func TestGatewaySystemdUnitExample(t *testing.T) {
+	data, err := os.ReadFile("redisrepl-gateway.service")
+	if err != nil {
+		t.Fatal(err)
+	}
+	unit := string(data)
+	for _, want := range []string{
+		"ExecStart=/usr/local/bin/redisrepl gateway -config /etc/redisrepl-gateway.toml", "ExecReload=/bin/kill -HUP $MAINPID",
+		"Restart=on-failure", "RestartPreventExitStatus=2", "ProtectSystem=strict", "NoNewPrivileges=yes",
+		"CapabilityBoundingSet=\n", "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX", "LimitNOFILE=",
+	} {
+		if !strings.Contains(unit, want) {
+			t.Errorf("redisrepl-gateway.service lacks %q", want)
+		}
+	}
+	sa, err := webdistest.FindBinary("systemd-analyze")
+	if err != nil {
+		t.Skip("systemd-analyze not installed: unit not verified")
+	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "redisrepl-gateway.service")
+	unit = strings.Replace(unit, "ExecStart=/usr/local/bin/redisrepl ", "ExecStart="+self+" ", 1)
+	if err := os.WriteFile(path, []byte(unit), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(sa, "verify", "--man=no", path).CombinedOutput()
+	var ours []string
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.Contains(line, "redisrepl-gateway.service") || strings.Contains(line, path) {
+			ours = append(ours, line)
+		}
+	}
+	if err != nil || len(ours) > 0 {
+		t.Errorf("systemd-analyze verify: %v\n%s", err, strings.Join(ours, "\n"))
 	}
 }

@@ -19,7 +19,7 @@ const (
 	KindUnknown     Kind = iota
 	KindUnreachable      // no TCP connection to the proxy
 	KindTLS              // the server's certificate did not verify, or the handshake failed
-	KindCertRefused      // the proxy refused our client certificate (nginx answers 400)
+	KindCertRefused      // the proxy refused our client certificate (nginx answers 400, the gateway a TLS alert)
 	KindForbidden        // Webdis refused the command (ACL, or MULTI/EXEC/...)
 	KindUnavailable      // Webdis cannot reach its Redis (503)
 	KindTooLarge         // the request body was over the proxy's limit (413)
@@ -82,6 +82,12 @@ func classifyTransport(url string, err error) *Error {
 		return &Error{Kind: KindTLS, URL: url, Msg: oldTLSMessage(err), Err: err}
 	case errors.As(err, &unknownAuth), errors.As(err, &hostErr), errors.As(err, &certInvalid), errors.As(err, &verifyErr):
 		return &Error{Kind: KindTLS, URL: url, Msg: "the server's certificate was not accepted (check the link's ca file and the remote host name)", Err: err}
+	case errors.As(err, &opErr) && opErr.Op == "remote error" && strings.Contains(opErr.Err.Error(), "certificate"):
+		// A server that checks client certificates itself (the hub gateway)
+		// refuses one with a TLS alert: "certificate required" (none sent,
+		// or one of another CA, which Go does not send), "bad certificate"
+		// (expired, or not verified).
+		return &Error{Kind: KindCertRefused, URL: url, Msg: "the server refused the client certificate (TLS alert): it is missing, expired, or not signed by the CA the server trusts", Err: err}
 	case errors.As(err, &recordErr), errors.As(err, &alertErr), errors.Is(err, http.ErrSchemeMismatch):
 		return &Error{Kind: KindTLS, URL: url, Msg: "TLS handshake failed", Err: err}
 	case isTimeout(err):

@@ -10,11 +10,11 @@ import (
 )
 
 // CPU accounting: this process and its descendants (the hub's redis-servers,
-// webdis, nginx master and workers) read from /proc, so that a figure can
+// webdis, nginx master and workers, or the gateway) read from /proc, so that a figure can
 // say where the CPU went (the machine has two cores for all of them).
 
 // cpuParts are the components, in print order.
-var cpuParts = []string{"bench", "redis_local", "redis_remote", "webdis", "nginx"}
+var cpuParts = []string{"bench", "redis_local", "redis_remote", "webdis", "nginx", "gateway"}
 
 // cpuTimes is CPU seconds (user+system) by component since each started.
 type cpuTimes map[string]float64
@@ -77,6 +77,8 @@ func cpuSnapshot(hub *webdistest.Hub) cpuTimes {
 			part = "webdis"
 		case strings.HasPrefix(p.comm, "nginx"):
 			part = "nginx"
+		case strings.HasPrefix(p.comm, "redisrepl"): // "redisrepl gateway" run by webdistest
+			part = "gateway"
 		default:
 			continue
 		}

@@ -17,7 +17,7 @@
 // goes to stderr, prefixed by "#".
 //
 // Scenarios (-only REGEX selects by these names): ceilings, burst, lag,
-// hotkeys, resync, memory, rc, bigkeys. burst needs the ceilings of the same run for
+// hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side: gateway.go). burst needs the ceilings of the same run for
 // its ratios, so it measures them first when -only left ceilings out.
 package main
 
@@ -52,7 +52,10 @@ type bench struct {
 	quick   bool
 	verbose bool
 	out     io.Writer // figures
-	failed  bool
+	// gatewayBin is the redisrepl binary the gateway scenario runs ("" =
+	// build it).
+	gatewayBin string
+	failed     bool
 
 	// ceilings measured in this run (medians of keys/s), 0 = not yet.
 	ceilSet8, ceilMset8 float64
@@ -75,6 +78,7 @@ var scenarios = []scenario{
 	{"memory", runMemory},
 	{"rc", runRC},
 	{"bigkeys", runBigKeys},
+	{"gateway", runGateway},
 }
 
 func main() { os.Exit(run()) }
@@ -85,9 +89,11 @@ func run() int {
 	quick := flag.Bool("quick", false, "smoke run: smaller N, shorter runs, 1 round unless -rounds is given")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the process during the scenarios to this file")
 	verbose := flag.Bool("v", false, "log the link's warnings and errors to stderr")
+	gatewayBin := flag.String("gateway-bin", "", "the redisrepl binary the gateway scenario runs (default: built from this tree)")
 	flag.Parse()
 
-	b := &bench{rounds: *rounds, quick: *quick, verbose: *verbose, out: os.Stdout, hubs: map[*webdistest.Hub]bool{}}
+	b := &bench{rounds: *rounds, quick: *quick, verbose: *verbose, out: os.Stdout, hubs: map[*webdistest.Hub]bool{},
+		gatewayBin: *gatewayBin}
 	if b.quick && !flagGiven("rounds") {
 		b.rounds = 1
 	}

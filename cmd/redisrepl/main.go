@@ -3,7 +3,7 @@
 //
 // One file per subcommand: run.go (the service, and the original one-link
 // flags; the supervisor is service.go, its endpoints http.go), verify.go,
-// certs.go; version is in this file.
+// certs.go, gateway.go (the hub gateway); version is in this file.
 package main
 
 import (
@@ -28,10 +28,13 @@ Usage:
                                      exit 0 equal, 1 different, 2 could not compare
   redisrepl certs -dir DIR [-ca] [-server HOST,...] [-client NAME,...]
                                      make the CA and the hub's and labs' TLS certificates
+  redisrepl gateway [-config FILE]   serve the hub: Webdis's protocol over mutual TLS, each
+                                     lab's certificate confined to its namespaces (default
+                                     file /etc/redisrepl-gateway.toml)
   redisrepl version                  print the version (also: -version)
 
 Run 'redisrepl run -h' for every flag of the service and the one-link form,
-'redisrepl verify -h' and 'redisrepl certs -h' for theirs.
+'redisrepl verify -h', 'redisrepl certs -h' and 'redisrepl gateway -h' for theirs.
 Configuration reference, semantics and examples: README.md.
 `
 
@@ -48,6 +51,8 @@ func runMain(args []string, stdout, stderr io.Writer) int {
 			return verifyCmd(args[1:], stdout, stderr)
 		case "certs":
 			return certsCmd(args[1:], stdout, stderr)
+		case "gateway":
+			return gatewayCmd(args[1:], stdout, stderr)
 		case "version":
 			fmt.Fprintln(stdout, "redisrepl", version)
 			return 0

@@ -217,12 +217,7 @@ return out
 
 // scanScript is one SCAN step, flattened for Webdis. ARGV: cursor, pattern,
 // count. Reply: the next cursor, then the keys.
-var scanScript = newScript(`
-local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local out = {r[1]}
-for _, k in ipairs(r[2]) do out[#out + 1] = k end
-return out
-`)
+var scanScript = newScript(webdis.ScanScript)
 
 // stagingTTL (ms) makes an abandoned staging key disappear.
 const stagingTTL = "3600000"

@@ -2,7 +2,9 @@
 // redisrepl talks to: a local redis-server, and a remote redis-server behind
 // webdis behind nginx with mutual TLS, plus the certificates for it. Tests
 // use New; programs (examples/demo) use Start, StartRedis, StartWebdis,
-// StartNginx and GenerateCerts.
+// StartNginx and GenerateCerts. Options{Front: FrontGateway} puts
+// redisrepl's hub gateway in front of the remote redis-server instead of
+// nginx and webdis (see FrontGateway).
 //
 // Webdis 0.1.9 behind nginx 1.22, measured by webdistest_test.go (POST
 // bodies, arguments percent-encoded, ".raw" suffix = RESP reply):
@@ -55,6 +57,9 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/webdis/gateway"
 )
 
 // Options configure a Hub.
@@ -63,7 +68,54 @@ type Options struct {
 	Disabled    []string                         // webdis commands disabled for every client, e.g. {"EVAL","EVALSHA"}
 	RemoteDB    int                              // webdis "database" (the remote db index)
 	Log         func(format string, args ...any) // optional, e.g. t.Logf
+
+	// Front picks what serves URL: nginx+webdis (the default) or the
+	// gateway. See FrontGateway.
+	Front Front
+	// With FrontGateway: the namespaces and read-only prefixes of the
+	// tenant that Cert is (CN "redisrepl test client"). No namespaces means
+	// the whole keyspace, which only this harness can ask for (a gateway
+	// file must name its prefixes): every test namespace then works, and
+	// the gateway's SCAN, KEYS and subscription handling are still used.
+	Namespaces, Read []string
+	// With FrontGateway: more tenants, served alongside the default one.
+	Tenants []config.Tenant
+	// With FrontGateway: run this redisrepl binary ("BINARY gateway
+	// -config FILE", the file written from the options) as a child process,
+	// as a hub runs it, instead of the gateway in the test process.
+	// Namespaces must then be given: a file cannot name the whole keyspace.
+	GatewayBinary string
 }
+
+// Front is what serves a Hub's URL.
+type Front int
+
+const (
+	// FrontNginx is nginx with mutual TLS proxying /redis/ to webdis (the
+	// zero value).
+	FrontNginx Front = iota
+	// FrontGateway is redisrepl's hub gateway (package webdis/gateway),
+	// run in the test process on a free port and serving the same URL
+	// shape, https://127.0.0.1:PORT/redis, for the same client
+	// certificate, in front of the remote redis-server. MaxBodySize is its
+	// max_body_bytes (in nginx's syntax, "" = 1 MiB as nginx's default) and
+	// Disabled its disabled commands. Hub.Gateway is the running gateway;
+	// StopNginx/StopWebdis and StartNginx/StartWebdis stop and start it.
+	// Webdis and nginx are not started (WebdisAddr is empty):
+	//
+	//	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway})
+	//
+	// With WEBDISTEST_FRONT=gateway in the environment, every hub asked for
+	// with the default front gets the gateway instead, so that a whole
+	// package's tests run against it unchanged:
+	//
+	//	WEBDISTEST_FRONT=gateway go test ./link/
+	FrontGateway
+)
+
+// FrontEnv names the environment variable that switches the default
+// front; "gateway" picks FrontGateway.
+const FrontEnv = "WEBDISTEST_FRONT"
 
 // Hub is a running stack on loopback: a local redis-server, and a remote
 // redis-server reached through webdis behind nginx with mutual TLS.
@@ -81,7 +133,11 @@ type Hub struct {
 	ForeignCA   string // that other CA: trusting only it fails to verify the server
 	Certs       *Certs // every generated file, server cert included
 
+	// Gateway is the running gateway with FrontGateway (nil while stopped).
+	Gateway *gateway.Gateway
+
 	opts                         Options
+	gw                           gatewayFront
 	mu                           sync.Mutex
 	closed                       bool
 	local, remote, webdis, nginx *Process
@@ -135,7 +191,13 @@ func New(t testing.TB, opts Options) *Hub {
 // and nginx on free loopback ports, and returns once a PING posted through
 // nginx is answered. On error, whatever was started is stopped.
 func Start(opts Options) (h *Hub, err error) {
+	if opts.Front == FrontNginx && os.Getenv(FrontEnv) == "gateway" {
+		opts.Front = FrontGateway
+	}
 	for _, b := range Binaries {
+		if b != "redis-server" && opts.Front == FrontGateway {
+			continue
+		}
 		if _, err := FindBinary(b); err != nil {
 			return nil, err
 		}
@@ -167,6 +229,18 @@ func Start(opts Options) (h *Hub, err error) {
 	}
 	if h.remote, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
 		return h, err
+	}
+	if opts.Front == FrontGateway {
+		if err := h.startGatewayFront(); err != nil {
+			return h, err
+		}
+		h.LocalAddr, h.RemoteAddr = h.local.Addr, h.remote.Addr
+		if err := h.waitChain(); err != nil {
+			return h, err
+		}
+		h.logf("webdistest: hub up in %s: local redis %s (pid %d), remote redis %s (pid %d), gateway %s",
+			dir, h.LocalAddr, h.local.Pid(), h.RemoteAddr, h.remote.Pid(), h.URL)
+		return h, nil
 	}
 	h.webdisCfg = WebdisConfig{RedisPort: port(h.remote.Addr), Database: opts.RemoteDB, Disabled: opts.Disabled}
 	if h.webdis, err = onFreePort(func(port int) (*Process, error) {
@@ -233,6 +307,13 @@ func (h *Hub) Close() error {
 		h.probe.CloseIdleConnections()
 	}
 	var errs []error
+	if h.Gateway != nil {
+		errs = append(errs, h.Gateway.Close())
+		h.Gateway = nil
+	}
+	if h.gw.proc != nil {
+		errs = append(errs, h.gw.proc.Stop())
+	}
 	for _, p := range []*Process{h.nginx, h.webdis, h.remote, h.local} {
 		if p != nil {
 			errs = append(errs, p.Stop())
@@ -247,7 +328,7 @@ func (h *Hub) Logs() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	var b strings.Builder
-	for _, p := range []*Process{h.local, h.remote, h.webdis, h.nginx} {
+	for _, p := range []*Process{h.local, h.remote, h.webdis, h.nginx, h.gw.proc} {
 		if p != nil {
 			state := "running"
 			if !p.Running() {
@@ -290,7 +371,9 @@ func (h *Hub) waitChain() error {
 		if time.Now().After(deadline) {
 			var tails strings.Builder
 			for _, p := range []*Process{h.nginx, h.webdis, h.remote} {
-				tails.WriteString(p.Tail(10))
+				if p != nil {
+					tails.WriteString(p.Tail(10))
+				}
 			}
 			return fmt.Errorf("webdistest: PING through nginx %s not answered within %v: %v\n%s", h.URL, readyTimeout, last, tails.String())
 		}
@@ -300,6 +383,9 @@ func (h *Hub) waitChain() error {
 
 // chainUp tells whether nginx, webdis and the remote redis all run.
 func (h *Hub) chainUp() bool {
+	if h.opts.Front == FrontGateway {
+		return (h.Gateway != nil || h.gw.proc != nil && h.gw.proc.Running()) && h.remote.Running()
+	}
 	return h.nginx.Running() && h.webdis.Running() && h.remote.Running()
 }
 
@@ -342,18 +428,34 @@ func (h *Hub) restart(pp **Process, start func() (*Process, error)) error {
 }
 
 // StopNginx stops nginx and waits until its port refuses connections.
-func (h *Hub) StopNginx() error { return h.stop(&h.nginx) }
+func (h *Hub) StopNginx() error {
+	if h.opts.Front == FrontGateway {
+		return h.stopGateway()
+	}
+	return h.stop(&h.nginx)
+}
 
 // StartNginx starts nginx again on the same port.
 func (h *Hub) StartNginx() error {
+	if h.opts.Front == FrontGateway {
+		return h.restartGateway()
+	}
 	return h.restart(&h.nginx, func() (*Process, error) { return StartNginx(h.Dir, h.nginxCfg) })
 }
 
 // StopWebdis stops webdis and waits until its port refuses connections.
-func (h *Hub) StopWebdis() error { return h.stop(&h.webdis) }
+func (h *Hub) StopWebdis() error {
+	if h.opts.Front == FrontGateway {
+		return h.stopGateway()
+	}
+	return h.stop(&h.webdis)
+}
 
 // StartWebdis starts webdis again on the same port.
 func (h *Hub) StartWebdis() error {
+	if h.opts.Front == FrontGateway {
+		return h.restartGateway()
+	}
 	return h.restart(&h.webdis, func() (*Process, error) { return StartWebdis(h.Dir, h.webdisCfg) })
 }
 

@@ -1,0 +1,208 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/config"
+)
+
+// tenant is a [[tenant]] in force: its ACL user, the pool of connections
+// authenticated as that user, and what the policy needs precomputed.
+type tenant struct {
+	cfg  config.Tenant
+	user string
+	pass string // random, held in memory only
+	g    *Gateway
+
+	readPrefixes [][]byte // namespaces and read prefixes
+	grants       []grant  // channels it may subscribe to
+
+	pool  *redis.Pool
+	slots chan struct{} // requests in flight
+	// retired is done once the tenant is removed or changed: its streams
+	// end (Redis ends those of its user; this ends those on the gateway's
+	// connection).
+	retired context.Context
+	retire  context.CancelFunc
+	m       *tenantMetrics // shared by every version of the tenant of this name
+
+	mu    sync.Mutex
+	ready bool // its ACL user is set on the hub as this gateway knows it
+}
+
+func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
+	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
+		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
+	t.derive()
+	t.retired, t.retire = context.WithCancel(context.Background())
+	t.pool = &redis.Pool{
+		Dial:        func() (redis.Conn, error) { return t.dial(commandTimeout) },
+		MaxIdle:     g.cfg.MaxRequests,
+		IdleTimeout: 5 * time.Minute,
+		// A connection idle for a while may have been cut (a restarted
+		// hub): check it, but not on the busy path.
+		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if time.Since(idle) < time.Second {
+				return nil
+			}
+			_, err := c.Do("PING")
+			return err
+		},
+	}
+	return t
+}
+
+// derive fills the prefixes from cfg.
+func (t *tenant) derive() {
+	t.readPrefixes = nil
+	for _, p := range append(append([]string{}, t.cfg.Namespaces...), t.cfg.Read...) {
+		t.readPrefixes = append(t.readPrefixes, []byte(p))
+	}
+	t.grants = channelGrants(t.g.cfg.RedisDB, t.cfg)
+}
+
+// grant is a channel pattern a tenant may subscribe to: lit, its literal
+// part, then anything.
+type grant struct {
+	lit     []byte
+	pattern string
+	// readOnly: the keyspace channel of a read prefix. It is not in the
+	// tenant's ACL user (Redis grants a channel for PUBLISH too, and a
+	// tenant must not fake events of keys it does not own): the gateway,
+	// which checked the channel, subscribes to it on its own connection.
+	readOnly bool
+}
+
+// channelGrants: the keyspace channels of every prefix of c (namespaces
+// and read prefixes), and the channels named in its namespaces.
+func channelGrants(db int, c config.Tenant) []grant {
+	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
+	var gs []grant
+	for _, p := range c.Namespaces {
+		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*"})
+	}
+	for _, p := range c.Read {
+		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*", readOnly: true})
+	}
+	for _, ns := range c.Namespaces {
+		gs = append(gs, grant{lit: []byte(ns), pattern: globEscape(ns) + "*"})
+	}
+	return gs
+}
+
+func newPassword() string {
+	b := make([]byte, 24)
+	if _, err := rand.Read(b); err != nil {
+		panic(err) // crypto/rand does not fail on Linux
+	}
+	return hex.EncodeToString(b)
+}
+
+// commandTimeout bounds the wait for one reply on a pooled connection
+// (commands served are not blocking ones; a long script is the worst case).
+const commandTimeout = 2 * time.Minute
+
+// dial opens a connection authenticated as t's user, waiting at most
+// readTimeout for a reply (0: forever, for streams). If the hub does not
+// know the user (it restarted without it, or someone removed it), the user
+// is set again first.
+func (t *tenant) dial(readTimeout time.Duration) (redis.Conn, error) {
+	c, err := t.g.dialRedis(readTimeout)
+	if err != nil {
+		return nil, err
+	}
+	_, err = c.Do("AUTH", t.user, t.pass)
+	if err != nil && isAuthError(err) {
+		t.g.log.Warn().Str("tenant", t.cfg.Name).Str("user", t.user).
+			Msg("the hub does not know this tenant's ACL user (restarted?): setting it again")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = t.setUser(ctx)
+		cancel()
+		if err == nil {
+			_, err = c.Do("AUTH", t.user, t.pass)
+		}
+	}
+	if err == nil && t.g.cfg.RedisDB != 0 {
+		_, err = c.Do("SELECT", t.g.cfg.RedisDB)
+	}
+	if err != nil {
+		c.Close()
+		return nil, err
+	}
+	return c, nil
+}
+
+func isAuthError(err error) bool {
+	var re redis.Error
+	if !errors.As(err, &re) {
+		return false
+	}
+	s := string(re)
+	return strings.HasPrefix(s, "WRONGPASS") || strings.Contains(s, "invalid username-password") ||
+		strings.HasPrefix(s, "NOPERM")
+}
+
+// dialRedis opens a plain connection to the hub Redis.
+func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
+	opts := []redis.DialOption{
+		redis.DialConnectTimeout(5 * time.Second),
+		redis.DialReadTimeout(readTimeout), redis.DialWriteTimeout(30 * time.Second),
+	}
+	if g.cfg.RedisTLS {
+		opts = append(opts, redis.DialUseTLS(true))
+	}
+	return redis.Dial("tcp", g.cfg.RedisAddr, opts...)
+}
+
+// dialAdmin opens a connection as the gateway's own Redis user.
+func (g *Gateway) dialAdmin() (redis.Conn, error) { return g.dialAdminTimeout(commandTimeout) }
+
+// dialAdminTimeout is dialAdmin waiting at most readTimeout for a reply (0:
+// forever, for streams).
+func (g *Gateway) dialAdminTimeout(readTimeout time.Duration) (redis.Conn, error) {
+	c, err := g.dialRedis(readTimeout)
+	if err != nil {
+		return nil, err
+	}
+	var args []any
+	switch {
+	case g.cfg.RedisUser != "":
+		args = []any{g.cfg.RedisUser, g.cfg.RedisPassword}
+	case g.cfg.RedisPassword != "":
+		args = []any{g.cfg.RedisPassword}
+	}
+	if args != nil {
+		if _, err := c.Do("AUTH", args...); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	if g.cfg.RedisDB != 0 {
+		if _, err := c.Do("SELECT", g.cfg.RedisDB); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// isNetError says whether err is a failure to reach Redis rather than a
+// reply of Redis.
+func isNetError(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return false
+	}
+	var ne net.Error
+	return errors.As(err, &ne) || err != nil
+}
