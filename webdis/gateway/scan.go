@@ -66,8 +66,8 @@ func (t *tenant) filter(keys []any) []any {
 	return out
 }
 
-// scanScriptSource is redisrepl's own scan step (link/scripts.go,
-// scanScript): the link lists a namespace with it through EVALSHA. Tenants'
+// scanScriptSource is redisrepl's own scan step (the link's scanScript,
+// under link/): the link lists a namespace with it through EVALSHA. Tenants'
 // users may not run SCAN (inside a script it would show every key name), so
 // the gateway runs this one script itself, filtered like SCAN.
 // TestScanScriptMatchesLink keeps the copy equal to the link's.
