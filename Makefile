@@ -2,7 +2,8 @@
 #
 # deps installs redis-server, webdis and nginx-light with apt-get (Debian,
 # run as root) when any of them is missing; Go itself must already be there.
-# test runs every test against real redis-server, webdis and nginx; with
+# test runs every test against real redis-server, webdis and nginx (and the
+# link's again with the gateway as the hub); with
 # CI=true in the environment a missing program fails the tests instead of
 # skipping them.
 
@@ -87,9 +88,13 @@ demo: deps build
 	$(GO) build -o bin/demo ./examples/demo
 	./bin/demo -bin $(BIN) $(DEMO_ARGS)
 
+# The link's and the store's tests run twice: against nginx+Webdis, then
+# against the gateway as the hub (WEBDISTEST_FRONT=gateway), since a link
+# must work with both hubs.
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
+	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m ./link/...
 
 bench: deps build
 	@if [ -d cmd/redisrepl-bench ]; then \

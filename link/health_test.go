@@ -26,8 +26,11 @@ func remoteAnswering(l *link.Link) bool {
 // A hub part stopped (SIGSTOP: sockets open, nothing answers) is noticed
 // within 10 s, in both directions, and both sides converge once it resumes.
 func TestHungHubNoticedAndConverged(t *testing.T) {
+	// The parts of the hub's chain: nginx, Webdis and the hub Redis, or with
+	// the gateway front (WEBDISTEST_FRONT=gateway) the hub Redis.
+	parts := webdistest.PartsOf(webdistest.DefaultFront())
 	for _, dir := range []config.Direction{config.Push, config.Both} {
-		for _, part := range []webdistest.Part{webdistest.PartNginx, webdistest.PartWebdis, webdistest.PartRemoteRedis} {
+		for _, part := range parts {
 			t.Run(string(dir)+"/"+string(part), func(t *testing.T) {
 				t.Parallel()
 				hub := webdistest.New(t, webdistest.Options{Log: t.Logf})

@@ -27,13 +27,16 @@ var noEval = []string{"EVAL", "EVALSHA"}
 // odd holds the bytes that break naive encodings.
 var odd = []string{"", "a/b", "a.b", "a+b", "100%", "a b", "l\nn", "nul\x00byte", "\xff\xfe\x80", ".raw", "/", "+", "a,b", "1:x"}
 
-// plainHub is a hub whose Webdis refuses EVAL (or opts.Disabled, if set).
+// plainHub is a hub whose Webdis refuses EVAL (or opts.Disabled, if set):
+// nginx+Webdis whatever WEBDISTEST_FRONT says, since these tests carry
+// streams by RESTORE, which the gateway refuses to tenants (its own tests
+// run a plain-mode link through it).
 func plainHub(t *testing.T, opts webdistest.Options) *webdistest.Hub {
 	t.Helper()
 	if opts.Disabled == nil {
 		opts.Disabled = noEval
 	}
-	opts.Log = t.Logf
+	opts.Log, opts.Front = t.Logf, webdistest.FrontNginx
 	return webdistest.New(t, opts)
 }
 

@@ -63,10 +63,12 @@ func run() (code int) {
 		bin      = flag.String("bin", "./bin/redisrepl", "redisrepl `binary` to run (make build makes bin/redisrepl)")
 		duration = flag.Duration("duration", 10*time.Second, "length of the live phase (one counter update per 100 ms); 0 skips it")
 		keep     = flag.Bool("keep", false, "leave the stack and redisrepl running at the end, print how to reach them, and wait for Ctrl-C")
+		hubKind  = flag.String("hub", "nginx", "the hub: `nginx` (nginx with mutual TLS in front of Webdis) or gateway (redisrepl gateway, the same binary, one ACL user per lab)")
 	)
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "Usage: demo [-bin FILE] [-duration D] [-keep]\n\n"+
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: demo [-bin FILE] [-duration D] [-keep] [-hub nginx|gateway]\n\n"+
 			"Starts local Redis, remote Redis, Webdis and nginx (mutual TLS) on loopback,\n"+
+			"or with -hub gateway the remote Redis behind 'redisrepl gateway' (mutual TLS),\n"+
 			"runs redisrepl on them and shows keys written locally arriving remotely.\n\nFlags:\n")
 		flag.PrintDefaults()
 	}
@@ -88,9 +90,19 @@ func run() (code int) {
 	defer stop()
 
 	// The stack.
-	say("demo: starting local Redis, remote Redis, Webdis and nginx (mutual TLS)...")
+	opts := webdistest.Options{MaxBodySize: "16m"}
+	switch *hubKind {
+	case "nginx":
+		say("demo: starting local Redis, remote Redis, Webdis and nginx (mutual TLS)...")
+	case "gateway":
+		say("demo: starting local Redis, remote Redis and 'redisrepl gateway' (mutual TLS, the lab's own ACL user)...")
+		opts.Front, opts.GatewayBinary, opts.Namespaces = webdistest.FrontGateway, binPath, []string{namespace}
+	default:
+		say("demo: -hub %q: want nginx or gateway", *hubKind)
+		return 2
+	}
 	t0 := time.Now()
-	hub, err := webdistest.Start(webdistest.Options{MaxBodySize: "16m"})
+	hub, err := webdistest.Start(opts)
 	if err != nil {
 		say("demo: cannot start the stack: %v", err)
 		say("demo: redis-server, webdis and nginx must be installed (make deps)")
@@ -99,7 +111,11 @@ func run() (code int) {
 	say("demo: stack up in %d ms", ms(time.Since(t0)))
 	say("  local Redis   %s", hub.LocalAddr)
 	say("  remote Redis  %s  (read directly by this demo)", hub.RemoteAddr)
-	say("  Webdis        %s  (nginx, client certificate required)", hub.URL)
+	if *hubKind == "gateway" {
+		say("  hub           %s  (redisrepl gateway, client certificate required)", hub.URL)
+	} else {
+		say("  Webdis        %s  (nginx, client certificate required)", hub.URL)
+	}
 
 	var rr *child
 	defer func() {
@@ -114,7 +130,11 @@ func run() (code int) {
 			say("demo: stopping the stack: %v", err)
 			code = 1
 		} else {
-			say("demo: stack stopped in %d ms (redis-server x2, webdis, nginx)", ms(time.Since(t)))
+			parts := "redis-server x2, webdis, nginx"
+			if *hubKind == "gateway" {
+				parts = "redis-server x2, redisrepl gateway"
+			}
+			say("demo: stack stopped in %d ms (%s)", ms(time.Since(t)), parts)
 		}
 	}()
 	// The deferred cleanup above runs before main's os.Exit and may turn

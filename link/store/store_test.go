@@ -65,7 +65,9 @@ func pool(t *testing.T, addr string) *Pool {
 // RESTORE is allowed.
 func backends(t *testing.T) []backend {
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
-	noEval := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA"}})
+	// A Webdis refusing EVAL but allowing RESTORE (the gateway refuses
+	// RESTORE to tenants: that case is noRestore).
+	noEval := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA"}, Front: webdistest.FrontNginx})
 	noRestore := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA", "RESTORE"}})
 	direct := func(t *testing.T, hub *webdistest.Hub) redis.Conn {
 		c, err := hub.Remote()

@@ -237,6 +237,9 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 	case kInfo:
 		return g.adminDo(r, "INFO", "server")
 	case kConfigGet:
+		// A link asks before it subscribes and when its events lapsed:
+		// make sure they are on (an operator may have turned them off).
+		g.ensureKeyspaceEvents(ctx)
 		return g.adminDo(r, "CONFIG", "GET", "notify-keyspace-events")
 	case kEval:
 		if isScanScript(c.args) {

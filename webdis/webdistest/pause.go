@@ -18,6 +18,28 @@ const (
 	PartRemoteRedis Part = "remote redis"
 )
 
+// Front says what serves the hub's URL.
+func (h *Hub) Front() Front { return h.opts.Front }
+
+// DefaultFront is the front of a hub whose Options name none: nginx, or
+// the gateway with WEBDISTEST_FRONT=gateway.
+func DefaultFront() Front {
+	if os.Getenv(FrontEnv) == "gateway" {
+		return FrontGateway
+	}
+	return FrontNginx
+}
+
+// PartsOf are the processes of a hub's chain that Pause can stop: nginx,
+// Webdis and the hub Redis; with the gateway front only the hub Redis (a
+// gateway in the test process cannot be stopped alone).
+func PartsOf(f Front) []Part {
+	if f == FrontGateway {
+		return []Part{PartRemoteRedis}
+	}
+	return []Part{PartNginx, PartWebdis, PartRemoteRedis}
+}
+
 // Pause stops part with SIGSTOP, as a hung process looks: its sockets stay
 // open and nothing answers. resume sends SIGCONT; the test's end resumes it
 // too, so that Close can stop it.
@@ -25,6 +47,9 @@ func (h *Hub) Pause(part Part) (resume func() error, err error) {
 	h.mu.Lock()
 	p := map[Part]*Process{PartNginx: h.nginx, PartWebdis: h.webdis, PartRemoteRedis: h.remote}[part]
 	h.mu.Unlock()
+	if h.opts.Front == FrontGateway && part != PartRemoteRedis {
+		return nil, fmt.Errorf("webdistest: the gateway front has no %s to pause", part)
+	}
 	if p == nil || !p.Running() {
 		return nil, fmt.Errorf("webdistest: %s is not running", part)
 	}

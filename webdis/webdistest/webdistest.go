@@ -91,9 +91,12 @@ type Options struct {
 type Front int
 
 const (
-	// FrontNginx is nginx with mutual TLS proxying /redis/ to webdis (the
-	// zero value).
-	FrontNginx Front = iota
+	// FrontDefault (the zero value) is FrontNginx, or FrontGateway with
+	// WEBDISTEST_FRONT=gateway in the environment (DefaultFront).
+	FrontDefault Front = iota
+	// FrontNginx is nginx with mutual TLS proxying /redis/ to webdis, what
+	// ever the environment says: for tests of what only that hub allows.
+	FrontNginx
 	// FrontGateway is redisrepl's hub gateway (package webdis/gateway),
 	// run in the test process on a free port and serving the same URL
 	// shape, https://127.0.0.1:PORT/redis, for the same client
@@ -106,8 +109,8 @@ const (
 	//	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway})
 	//
 	// With WEBDISTEST_FRONT=gateway in the environment, every hub asked for
-	// with the default front gets the gateway instead, so that a whole
-	// package's tests run against it unchanged:
+	// with FrontDefault gets the gateway instead, so that a whole package's
+	// tests run against it unchanged:
 	//
 	//	WEBDISTEST_FRONT=gateway go test ./link/
 	FrontGateway
@@ -191,8 +194,8 @@ func New(t testing.TB, opts Options) *Hub {
 // and nginx on free loopback ports, and returns once a PING posted through
 // nginx is answered. On error, whatever was started is stopped.
 func Start(opts Options) (h *Hub, err error) {
-	if opts.Front == FrontNginx && os.Getenv(FrontEnv) == "gateway" {
-		opts.Front = FrontGateway
+	if opts.Front == FrontDefault {
+		opts.Front = DefaultFront()
 	}
 	for _, b := range Binaries {
 		if b != "redis-server" && opts.Front == FrontGateway {
