@@ -107,8 +107,8 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 			continue
 		}
 		kd, err := readKey(c, k)
-		for try := 0; err != nil && strings.Contains(err.Error(), "WRONGTYPE") && try < 5; try++ {
-			kd, err = readKey(c, k) // its type changed between TYPE and the read
+		for try := 0; err != nil && changedMeanwhile(err) && try < 5; try++ {
+			kd, err = readKey(c, k) // it changed or went between TYPE and the read
 		}
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
@@ -118,6 +118,14 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 		}
 	}
 	return nil
+}
+
+// changedMeanwhile says whether err is a key's type changing (WRONGTYPE) or
+// the key going (XINFO's "no such key": a staging key renamed into place)
+// between its TYPE and its read: it is read again.
+func changedMeanwhile(err error) bool {
+	s := err.Error()
+	return strings.Contains(s, "WRONGTYPE") || strings.Contains(s, "no such key")
 }
 
 func readKey(c redis.Conn, k string) (Key, error) {
