@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redisrepl/redisrepl/config"
@@ -27,15 +28,22 @@ import (
 //	         mirrors it (redisrepl verify -repair). The state survives
 //	         restarts of redisrepl, in <state_file>.local-reset.
 //	mirror   the hub's keys are deleted, as for any key deleted locally.
-//	restore  the hub's keys are copied back to the local side.
+//	restore  the hub's keys are copied back to the local side, each only
+//	         if the local side still lacks it.
 //
-// The kept state ends when a resync finds no key that only the hub holds.
+// A reset is the local namespace found empty while the hub holds keys of
+// it, or keys only on the hub after the local Redis restarted (a new
+// run_id) or was flushed. Its state is persisted as soon as it is found,
+// and ends when a complete resync finds no key that only the hub holds.
 
 // localReset is a push link's kept local reset.
 type localReset struct {
 	mu    sync.Mutex
 	since time.Time // zero: none
 	kept  int       // keys only the hub holds, at the last resync
+	// suspect: the local side was found flushed (watchRemote): the next
+	// resync treats keys only on the hub as a local reset.
+	suspect atomic.Bool
 }
 
 // LocalResetStatus is what /status shows of a kept local reset.
@@ -83,25 +91,36 @@ func (l *Link) loadLocalReset() {
 	l.log.Warn().Time("since", since).Msg("a local reset is still kept: the hub's keys that the local side lacks are not deleted")
 }
 
-// keepLocalReset enters (or stays in) the kept state with kept keys only
-// on the hub.
-func (l *Link) keepLocalReset(kept int) {
+// enterLocalReset enters the reset state, persisted at once (before
+// anything is kept or restored: a resync cut short, or a restart of
+// redisrepl, must find it), and says so.
+func (l *Link) enterLocalReset() {
 	l.reset.mu.Lock()
 	first := l.reset.since.IsZero()
 	if first {
 		l.reset.since = time.Now()
 	}
-	l.reset.kept = kept
 	since := l.reset.since
 	l.reset.mu.Unlock()
-	if first {
-		_ = os.MkdirAll(filepath.Dir(l.localResetFile()), 0o700)
-		data := l.identity() + "\n" + since.Format(time.RFC3339Nano) + "\n"
-		if err := os.WriteFile(l.localResetFile(), []byte(data), 0o600); err != nil {
-			l.fail(err, "save the local reset state (it is kept in memory only)")
-		}
+	if !first {
+		return
 	}
-	l.fail(fmt.Errorf("the local namespace is empty while the hub holds %d of its keys (the local Redis restarted without its data, or was flushed?): "+
+	_ = os.MkdirAll(filepath.Dir(l.localResetFile()), 0o700)
+	data := l.identity() + "\n" + since.Format(time.RFC3339Nano) + "\n"
+	if err := os.WriteFile(l.localResetFile(), []byte(data), 0o600); err != nil {
+		l.fail(err, "save the local reset state (it is kept in memory only)")
+	}
+	l.log.Warn().Str("on_local_reset", string(l.cfg.OnLocalReset)).
+		Msg("a local reset: the local Redis restarted, was flushed, or its namespace is empty, while the hub holds keys it lacks")
+}
+
+// keepLocalReset reports the kept state with kept keys only on the hub.
+func (l *Link) keepLocalReset(kept int) {
+	l.enterLocalReset()
+	l.reset.mu.Lock()
+	l.reset.kept = kept
+	l.reset.mu.Unlock()
+	l.fail(fmt.Errorf("the local side lacks %d keys the hub holds (the local Redis restarted without its data, or was flushed?): "+
 		"the hub's copy is kept (on_local_reset = \"keep\"); new local writes are copied; "+
 		"'redisrepl verify -repair=local' restores the local side, 'redisrepl verify -repair' empties the hub's copy", kept), "local reset")
 	l.setState(Degraded)
@@ -121,20 +140,20 @@ func (l *Link) endLocalReset() {
 	}
 }
 
-// resetPolicy sorts the keys a push resync found only on the hub, given
-// whether the local namespace has had no key so far (phase one of the
-// comparison is over when such keys come): the keys to delete there as
-// usual, and how many are kept. With restore they are copied back.
-func (l *Link) resetPolicy(ctx context.Context, only [][]byte, localEmpty bool, kept *int) ([][]byte, error) {
-	if len(only) == 0 || l.both() || !(localEmpty || l.reset.active()) {
+// resetPolicy sorts the keys a push resync found only on the hub: the
+// keys to delete there as usual, and how many are kept. lost says the local
+// side lost data: its namespace had no key so far (phase one of the
+// comparison is over when such keys come), or its Redis restarted or was
+// flushed since the last resync. With restore the keys are copied back,
+// each only if the local side still lacks it.
+func (l *Link) resetPolicy(ctx context.Context, only [][]byte, lost bool, kept *int) ([][]byte, error) {
+	if len(only) == 0 || l.both() || !(lost || l.reset.active()) || l.cfg.OnLocalReset == config.MirrorReset {
 		return only, nil
 	}
-	switch l.cfg.OnLocalReset {
-	case config.MirrorReset:
-		return only, nil
-	case config.RestoreLocal:
-		l.log.Warn().Int("keys", len(only)).Msg("the local namespace is empty while the hub holds keys of it: restoring them locally (on_local_reset = \"restore\")")
-		return nil, store.CopyKeys(ctx, l.remote, l.local, only)
+	l.enterLocalReset()
+	if l.cfg.OnLocalReset == config.RestoreLocal {
+		l.log.Warn().Int("keys", len(only)).Msg("the local side lacks keys the hub holds: restoring them locally (on_local_reset = \"restore\")")
+		return nil, store.RestoreMissing(ctx, l.remote, l.local, only)
 	}
 	*kept += len(only)
 	return nil, nil

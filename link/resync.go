@@ -102,6 +102,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		}
 	}
 	localKeys, kept := 0, 0 // keys seen on the local side; keys kept on the hub (localreset.go)
+	localLost := l.runIDs.localRestarted || l.reset.suspect.Swap(false)
 	err = store.Compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
 		l.synced.Touch(keys)
 		var differ, hubOnly [][]byte
@@ -122,7 +123,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 				differ = append(differ, k)
 			}
 		}
-		hubOnly, err := l.resetPolicy(ctx, hubOnly, localKeys == 0, &kept)
+		hubOnly, err := l.resetPolicy(ctx, hubOnly, localKeys == 0 || localLost, &kept)
 		if err != nil {
 			return err
 		}
@@ -137,10 +138,11 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		return err
 	}
 	p.finish()
-	if kept > 0 {
+	switch {
+	case kept > 0:
 		l.keepLocalReset(kept)
-	} else if !l.both() {
-		l.endLocalReset()
+	case !l.both():
+		l.endLocalReset() // a complete resync found no key only on the hub
 	}
 	if n := l.synced.EndSweep(sweep); n > 0 {
 		l.log.Info().Int("keys", n).Msg("forgot the synced states of keys gone from both sides")
@@ -210,6 +212,9 @@ func (l *Link) watchRemote(ctx context.Context) {
 		}
 		if side := l.flushedSide(ctx); side != "" {
 			l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
+			if side == "local" && !l.both() {
+				l.reset.suspect.Store(true) // keys only on the hub are a local reset
+			}
 			l.requestResync(true)
 		}
 	}

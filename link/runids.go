@@ -26,6 +26,9 @@ type runIDs struct {
 	seenL, seenR  string // as read by the resync under way
 	loaded        bool
 	infoRefused   bool // the local Redis refuses INFO (said once)
+	// localRestarted: the last check found the local run_id changed since
+	// the last successful resync (localreset.go uses it).
+	localRestarted bool
 }
 
 // identity names the link's two sides and namespace.
@@ -59,7 +62,8 @@ func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 		}
 	}
 	restarted := false
-	if r.local != "" && r.seenL != "" && r.seenL != r.local {
+	r.localRestarted = r.local != "" && r.seenL != "" && r.seenL != r.local
+	if r.localRestarted {
 		if l.both() {
 			l.log.Warn().Msg("the local Redis restarted: what only one side has is copied to the other, nothing is deleted for being missing")
 		} else {

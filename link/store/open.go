@@ -63,6 +63,19 @@ func (s *Sides) Close() {
 // for one request copied in chunks and renamed into place. Unlike a running
 // link it applies no max_value_bytes limit: the caller asked for these keys.
 func CopyKeys(ctx context.Context, src, dst *Store, keys [][]byte) error {
+	return copyKeys(ctx, src, dst, keys, "")
+}
+
+// RestoreMissing is CopyKeys for keys that dst lacks: a key written on dst
+// meanwhile is left as it is (the write checks, atomically, that the key is
+// still absent). A key too big for one request is copied in chunks and
+// renamed into place unconditionally: a write of it on dst during its copy
+// is overwritten.
+func RestoreMissing(ctx context.Context, src, dst *Store, keys [][]byte) error {
+	return copyKeys(ctx, src, dst, keys, DigestPrefix(NoneDigest))
+}
+
+func copyKeys(ctx context.Context, src, dst *Store, keys [][]byte, expect string) error {
 	for len(keys) > 0 {
 		states, err := src.Read(ctx, keys)
 		if err != nil {
@@ -80,6 +93,7 @@ func CopyKeys(ctx context.Context, src, dst *Store, keys [][]byte) error {
 					return err
 				}
 			default:
+				st.Expect = expect
 				whole = append(whole, *st)
 			}
 		}

@@ -662,3 +662,27 @@ func TestBigDigestWalksAgainOnDuplicates(t *testing.T) {
 		t.Fatalf("digest %s after %d walks, want %s after 2", got, d.walks, want)
 	}
 }
+
+// RestoreMissing copies only the keys the destination still lacks: a key
+// written there meanwhile is left as it is (a restore racing a new write
+// must not overwrite it).
+func TestRestoreMissingLeavesPresentKeys(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	lim := testLimits()
+	lim.MaxRequest = 0
+	src := New("hub", pool(t, hub.RemoteAddr), []byte("m:"), lim)
+	dst := New("local", localPool(t, hub), []byte("m:"), lim)
+	local, remote := hub.Conns(t)
+	do(t, remote, "SET", "m:a", "from the hub")
+	do(t, remote, "HSET", "m:b", "f", "from the hub")
+	do(t, local, "SET", "m:b", "written locally meanwhile")
+	if err := RestoreMissing(context.Background(), src, dst, bs("m:a", "m:b", "m:gone")); err != nil {
+		t.Fatal(err)
+	}
+	if v, _ := redis.String(local.Do("GET", "m:a")); v != "from the hub" {
+		t.Errorf("m:a = %q, want it restored", v)
+	}
+	if v, _ := redis.String(local.Do("GET", "m:b")); v != "written locally meanwhile" {
+		t.Errorf("m:b = %q: a local write was overwritten by the restore", v)
+	}
+}
