@@ -302,3 +302,40 @@ func TestSweepForgetsUnseenKeys(t *testing.T) {
 		t.Fatalf("a superseded sweep forgot %d entries", n)
 	}
 }
+
+// A flush that fails loses nothing: the records stay pending and go out
+// with the next flush that works, and a torn tail is cut off.
+func TestJournalFlushFailureKeepsRecords(t *testing.T) {
+	dir := t.TempDir()
+	jpath := filepath.Join(dir, "j")
+	tab := New(0)
+	if err := tab.OpenJournal(jpath); err != nil {
+		t.Fatal(err)
+	}
+	tab.Record([]byte("A"), d1, 0)
+	good := tab.journal.f
+	ro, err := os.Open(jpath) // writes fail on it
+	if err != nil {
+		t.Fatal(err)
+	}
+	tab.journal.f = ro
+	if err := tab.Flush(); err == nil {
+		t.Fatal("a flush to a read-only file worked")
+	}
+	tab.journal.f = good
+	ro.Close()
+	tab.Record([]byte("B"), d2, 0)
+	if err := tab.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	back := New(0)
+	if err := back.Load(filepath.Join(dir, "none"), jpath); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"A", "B"} {
+		if _, ok := back.Lookup([]byte(k)); !ok {
+			t.Errorf("%s lost by the failed flush", k)
+		}
+	}
+	tab.CloseJournal()
+}

@@ -88,13 +88,20 @@ func (t *Table) flushLocked(j *journal) error {
 	if err == nil {
 		err = j.f.Sync()
 	}
+	if err != nil {
+		// Nothing of buf counts as written: cut a torn tail off (a torn
+		// record would end every later replay there) and keep buf pending,
+		// ahead of the records added meanwhile, for the next flush.
+		_ = j.f.Truncate(j.size)
+		t.mu.Lock()
+		t.pending = append(buf, t.pending...)
+		t.mu.Unlock()
+		return fmt.Errorf("sync journal: %w", err)
+	}
 	j.size += int64(len(buf))
 	t.mu.Lock()
 	t.spare = buf[:0]
 	t.mu.Unlock()
-	if err != nil {
-		return fmt.Errorf("sync journal: %w", err)
-	}
 	return nil
 }
 

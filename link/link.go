@@ -73,6 +73,7 @@ type Link struct {
 	canary       []byte        // store.CanaryKey of the namespace
 	reset        localReset    // a kept local reset (direction push)
 	savedChanges uint64        // synced.Changes() when the sync state was last saved
+	persistOff   bool          // the sync state files could be neither read nor moved aside: not saved
 
 	errMu   sync.Mutex
 	lastErr string

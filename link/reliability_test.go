@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -13,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
@@ -223,5 +226,38 @@ func TestLocalResetPush(t *testing.T) {
 				t.Fatalf("%d keys on both sides, want 501", len(got))
 			}
 		})
+	}
+}
+
+// A sync state that cannot be read (here its journal is a symlink loop) is
+// moved aside, never overwritten: the link says so and runs on without it.
+func TestUnreadableSyncStateMovedAside(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	cfg := linkConfig(hub, "u:")
+	cfg.Direction, cfg.StateFile = config.Both, t.TempDir()+"/u.state"
+	saved := dedup.New(0)
+	saved.Record([]byte("u:kept"), "0123456789abcdef0123", 0)
+	if err := saved.Save(cfg.StateFile); err != nil {
+		t.Fatal(err)
+	}
+	journal := cfg.StateFile + ".journal"
+	if err := os.Symlink(journal, journal); err != nil {
+		t.Fatal(err)
+	}
+	l, stop := startStoppable(t, cfg)
+	if !strings.Contains(l.LastError(), "load sync state") && l.Stats.Errors.Load() == 0 {
+		t.Error("the unreadable sync state was not reported")
+	}
+	stop()
+	aside, _ := filepath.Glob(cfg.StateFile + ".unreadable-*")
+	var found bool
+	for _, p := range aside {
+		back := dedup.New(0)
+		if err := back.Load(p, ""); err == nil {
+			_, found = back.Lookup([]byte("u:kept"))
+		}
+	}
+	if !found {
+		t.Fatalf("the saved sync state is gone (moved aside: %q)", aside)
 	}
 }

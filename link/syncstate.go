@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"time"
@@ -50,7 +51,15 @@ func (l *Link) loadSyncState() {
 	case errors.Is(err, os.ErrNotExist):
 		l.log.Info().Str("file", path).Msg("no sync state yet: keys that differ at the first resync follow the conflict policy")
 	default:
+		// Unreadable (damaged, or an I/O error, too many open files...):
+		// moved aside rather than overwritten by the empty table, so that
+		// nothing of it is destroyed; the link goes on without it.
 		l.fail(err, "load sync state (keys that differ at the first resync follow the conflict policy)")
+		if !l.setAsideSyncState() {
+			l.persistOff = true
+			l.fail(errors.New("the sync state files can be neither read nor moved aside: not saving the sync state in this run, so as not to overwrite them"), "sync state")
+			return
+		}
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		l.fail(err, "sync state directory")
@@ -68,41 +77,68 @@ func (l *Link) loadSyncState() {
 	l.savedChanges = l.synced.Changes()
 }
 
-// saveSyncState folds the journal into the snapshot when it changed.
-func (l *Link) saveSyncState() {
+// setAsideSyncState renames the state file and its journal to
+// "<name>.unreadable-<unix time>"; false if one of them exists and cannot be.
+func (l *Link) setAsideSyncState() bool {
+	suffix := fmt.Sprintf(".unreadable-%d", time.Now().Unix())
+	ok := true
+	for _, p := range []string{l.StateFile(), l.journalFile()} {
+		if err := os.Rename(p, p+suffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			l.fail(err, "move the unreadable sync state aside")
+			ok = false
+		} else if err == nil {
+			l.log.Warn().Str("file", p+suffix).Msg("unreadable sync state moved aside")
+		}
+	}
+	return ok
+}
+
+// saveSyncState folds the journal into the snapshot when it changed, and
+// says whether the state on disk is then whole.
+func (l *Link) saveSyncState() bool {
+	if l.persistOff {
+		return false
+	}
 	n := l.synced.Changes()
 	if n == l.savedChanges {
-		return
+		return true
 	}
 	if err := l.synced.Checkpoint(l.StateFile()); err != nil {
 		l.fail(err, "save sync state")
-		return
+		return false
 	}
 	l.savedChanges = n
+	return true
 }
 
 // saveSyncStateLoop syncs the journal every dedup.JournalEvery and folds it
 // into the snapshot when it grows large (or, without a journal, saves the
 // snapshot every saveStateEvery).
 func (l *Link) saveSyncStateLoop(ctx context.Context) {
+	if l.persistOff {
+		return
+	}
 	flush := time.NewTicker(dedup.JournalEvery)
 	defer flush.Stop()
 	save := time.NewTicker(saveStateEvery)
 	defer save.Stop()
-	failing := false
+	failing := false // a flush failed: only a checkpoint clears it
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-flush.C:
-			err := l.synced.Flush()
-			if err != nil && !failing {
-				l.fail(err, "sync journal")
+			if err := l.synced.Flush(); err != nil {
+				if !failing {
+					l.fail(err, "sync journal (the sync state is saved whole every 10 s until it works again)")
+				}
+				failing = true
 			}
-			failing = err != nil
 		case <-save.C:
 			if failing || !l.synced.Journaling() || l.synced.JournalSize() > compactJournalAt(l.synced.Len()) {
-				l.saveSyncState()
+				if l.saveSyncState() {
+					failing = false
+				}
 			}
 		}
 	}
