@@ -45,6 +45,7 @@ type queued struct {
 	key   string
 	since int64 // unix ns of the change that made it dirty
 	why   uint8 // (delayed keys only)
+	retry bool  // (delayed keys only) waiting after a failure, not for being hot
 }
 
 // hotDelay is how long a key that changed during its copy waits.
@@ -102,6 +103,13 @@ func (d *dirtySet) addLocked(key []byte, why uint8) {
 	}
 	if q, ok := d.delayed[string(key)]; ok {
 		q.why |= why
+		if q.retry {
+			// A key waiting after it failed changed again (fixed, maybe):
+			// try it now. Its timer's release finds it gone and skips it.
+			delete(d.delayed, string(key))
+			d.pushLocked(string(key), q.why, q.since)
+			return
+		}
 		d.delayed[string(key)] = q
 		return
 	}
@@ -213,7 +221,7 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 			d.delayed[k] = queued{since: since, why: again}
 			hot = append(hot, k)
 		default:
-			d.delayed[k] = queued{since: since, why: again}
+			d.delayed[k] = queued{since: since, why: again, retry: true}
 			time.AfterFunc(wait, func() { d.release([]string{k}) })
 		}
 	}

@@ -135,3 +135,24 @@ func TestDirtySetHotKeyWaits(t *testing.T) {
 		t.Fatalf("got %v after %v, want [hot] after at least %v", keys, waited, hotDelay)
 	}
 }
+
+// A key that failed alone waits its delay, unless it changes again: then it
+// is tried at once (it may have been fixed).
+func TestDirtySetRetryWaitEndsOnChange(t *testing.T) {
+	d := newDirtySet(10)
+	d.Add([]byte("a"), changedLocal)
+	keys, whys := take(t, d, 1)
+	d.Done(&batch{keys: keys, whys: whys, since: make([]int64, 1), later: []time.Duration{time.Hour}}, false)
+	if d.Len() != 1 || !d.Has([]byte("a")) {
+		t.Fatalf("the failed key is not waiting: len %d", d.Len())
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	if b := d.Take(ctx, 1); b != nil {
+		t.Fatalf("taken before its delay: %v", b.keys)
+	}
+	cancel()
+	d.Add([]byte("a"), changedLocal) // it changed again
+	if keys, _ := take(t, d, 1); fmt.Sprint(keys) != "[a]" {
+		t.Fatalf("a changed key still waits out its retry delay: %v", keys)
+	}
+}
