@@ -105,10 +105,12 @@ func (l *Link) healthy() bool {
 	return true
 }
 
-// setLive makes the link live, unless a side is unhealthy.
+// setLive makes the link live, or degraded while a side is unhealthy.
 func (l *Link) setLive() {
 	if l.healthy() {
 		l.setState(Live)
+	} else {
+		l.setState(Degraded)
 	}
 }
 

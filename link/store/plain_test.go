@@ -418,3 +418,17 @@ func TestPlainStreamTooBigReported(t *testing.T) {
 	}
 	t.Logf("reported: %v", err)
 }
+
+// A side that refuses everything, not scripts alone (a gateway that knows
+// no tenant for the certificate yet answers 403 to all), does not switch
+// the store to plain commands for good: the refusal is returned.
+func TestRefusalOfEverythingKeepsScripts(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA", "EXISTS"}, Front: webdistest.FrontNginx})
+	rs := webdisStore(t, hub, "r:")
+	fell := 0
+	rs.OnFallback = func(error) { fell++ }
+	_, err := rs.Read(context.Background(), bs("r:a"))
+	if webdis.KindOf(err) != webdis.KindForbidden || rs.Path() != PathEval || fell != 0 {
+		t.Fatalf("read: %v, path %s, %d fallbacks: want the refusal, scripts kept", err, rs.Path(), fell)
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/redisrepl/redisrepl/webdis"
 )
@@ -134,13 +135,24 @@ func (s *Store) run(f func(o ops) error) error {
 		return f(s.plain)
 	}
 	err := f(s.eval)
-	if err != nil && webdis.KindOf(err) == webdis.KindForbidden {
+	if err != nil && webdis.KindOf(err) == webdis.KindForbidden && s.onlyScriptsRefused() {
 		if s.path.CompareAndSwap(int32(PathEval), int32(PathPlain)) && s.OnFallback != nil {
 			s.OnFallback(err)
 		}
 		return f(s.plain)
 	}
 	return err
+}
+
+// onlyScriptsRefused says whether the side, which just refused a script,
+// answers a plain read of the namespace: a refusal of everything (a
+// gateway that knows no tenant for the certificate yet, say) must not
+// switch the store to plain commands for good.
+func (s *Store) onlyScriptsRefused() bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	_, err := s.do.Do(ctx, []byte("EXISTS"), CanaryKey(s.Prefix))
+	return webdis.KindOf(err) != webdis.KindForbidden
 }
 
 // Read reads the whole state of each key (atomically with scripts), in as
