@@ -136,11 +136,15 @@ func TestRefillFlushedRemote(t *testing.T) {
 	waitEqual(t, hub, "f:", 10*time.Second)
 }
 
-// The local Redis restarted (with other data, as after a restore): the link
-// resubscribes and mirrors the new state.
+// The local Redis restarted (with other data, as after a restore): with
+// on_local_reset = "mirror" the link resubscribes and mirrors the new state
+// (the default, keep, keeps the hub's keys the local side lacks:
+// TestLocalResetPush).
 func TestConvergeAfterLocalRestart(t *testing.T) {
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
-	startLink(t, linkConfig(hub, "l:"))
+	cfg := linkConfig(hub, "l:")
+	cfg.OnLocalReset = config.MirrorReset
+	startLink(t, cfg)
 	local, _ := conns(t, hub)
 	churn(t, local, "l:", 100, 300)
 	waitEqual(t, hub, "l:", 10*time.Second)

@@ -42,7 +42,7 @@ func TestLocalResetKeptThenRestoredByVerify(t *testing.T) {
 		return ok && l.LocalReset != nil && l.LocalReset.KeptKeys == 300 && l.State == "degraded"
 	})
 	noticed := time.Since(restarted)
-	if body := waitHealthz(t, addr, 503); !strings.Contains(body, "local namespace is empty") {
+	if body := waitHealthz(t, addr, 503); !strings.Contains(body, "local side lacks 300 keys the hub holds") {
 		t.Errorf("/healthz does not say why: %s", body)
 	}
 	if n := hubKeys(); n != 300 {
