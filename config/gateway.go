@@ -3,7 +3,6 @@ package config
 import (
 	"context"
 	"crypto/tls"
-	"errors"
 	"fmt"
 	"maps"
 	"os"
@@ -11,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
 
 // The gateway's file (redisrepl gateway -config FILE) has one [gateway]
@@ -102,15 +99,9 @@ func WatchGateway(ctx context.Context, path string, debounce time.Duration, onCh
 // certificate, key and CA files are read to check them. The error is an
 // *Error, or an ErrorList when there are several problems.
 func ParseGateway(path string, data []byte) (*Gateway, error) {
-	p := &parser{file: path, dir: filepath.Dir(path), lines: indexLines(data),
-		seen: map[string]bool{}, files: map[string]fileCheck{}}
-	var raw map[string]any
-	if _, err := toml.Decode(string(data), &raw); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, &Error{File: path, Line: pe.Position.Line, Msg: pe.Message}
-		}
-		return nil, &Error{File: path, Msg: err.Error()}
+	p, raw, err := decode(path, data)
+	if err != nil {
+		return nil, err
 	}
 	g := &Gateway{Path: path, URLPath: DefaultGatewayPath, LogLevel: "info",
 		MaxBodyBytes: DefaultGatewayMaxBody, MaxStreams: DefaultGatewayMaxStreams,

@@ -55,16 +55,26 @@ type fileCheck struct {
 	err  error
 }
 
-func parse(path string, data []byte) (*Config, error) {
+// decode reads data, the TOML file at path, into raw tables and a parser of
+// its values; a syntax error is an *Error naming the line.
+func decode(path string, data []byte) (*parser, map[string]any, error) {
 	p := &parser{file: path, dir: filepath.Dir(path), lines: indexLines(data),
 		seen: map[string]bool{}, files: map[string]fileCheck{}}
 	var raw map[string]any
 	if _, err := toml.Decode(string(data), &raw); err != nil {
 		var pe toml.ParseError
 		if errors.As(err, &pe) {
-			return nil, &Error{File: path, Line: pe.Position.Line, Msg: pe.Message}
+			return nil, nil, &Error{File: path, Line: pe.Position.Line, Msg: pe.Message}
 		}
-		return nil, &Error{File: path, Msg: err.Error()}
+		return nil, nil, &Error{File: path, Msg: err.Error()}
+	}
+	return p, raw, nil
+}
+
+func parse(path string, data []byte) (*Config, error) {
+	p, raw, err := decode(path, data)
+	if err != nil {
+		return nil, err
 	}
 	cfg := &Config{Path: path, Service: Service{LogLevel: "info"}}
 	base := draft{Link: Link{}.WithDefaults(), from: map[string]origin{}, urlDB: -1, dbField: -1}
