@@ -17,7 +17,8 @@
 // goes to stderr, prefixed by "#".
 //
 // Scenarios (-only REGEX selects by these names): ceilings, burst, lag,
-// hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side: gateway.go). burst needs the ceilings of the same run for
+// hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side: gateway.go), links (many links
+// in one process: links.go). burst needs the ceilings of the same run for
 // its ratios, so it measures them first when -only left ceilings out.
 package main
 
@@ -79,6 +80,7 @@ var scenarios = []scenario{
 	{"rc", runRC},
 	{"bigkeys", runBigKeys},
 	{"gateway", runGateway},
+	{"links", runLinks},
 }
 
 func main() { os.Exit(run()) }
