@@ -32,7 +32,7 @@ type Options struct {
 	KeyFile  string // its private key (PEM)
 	CAFile   string // CA(s) that must have signed the proxy's certificate (PEM)
 
-	MaxConns      int           // parallel HTTPS connections; default 8
+	MaxConns      int           // parallel HTTPS connections of requests (event streams have their own); default 8
 	Timeout       time.Duration // per request; default 60s
 	MaxReplyBytes int64         // larger replies are refused; default 1 GiB
 }
@@ -40,9 +40,14 @@ type Options struct {
 // Client sends Redis commands to Webdis. It is safe for concurrent use; each
 // request in flight takes one of MaxConns keep-alive connections.
 type Client struct {
-	url      string // ends with "/"
-	display  string // url without credentials, for messages
-	http     *http.Client
+	url     string // ends with "/"
+	display string // url without credentials, for messages
+	http    *http.Client
+	// streams carries the event streams (Subscribe): each holds its
+	// connection for as long as it lasts, so they are kept apart from the
+	// MaxConns connections of requests, which they would otherwise starve
+	// (a Client shared by many links holds many streams).
+	streams  *http.Client
 	timeout  time.Duration
 	maxReply int64
 	bufs     sync.Pool
@@ -87,6 +92,12 @@ func New(o Options) (*Client, error) {
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true,
 	}
+	// A stream sends one small request and reads small messages: net/http's
+	// default buffers (4 KiB) rather than a batch's, as a process may hold
+	// hundreds of streams.
+	st := tr.Clone()
+	st.MaxConnsPerHost, st.MaxIdleConns, st.MaxIdleConnsPerHost = 0, 2, 2
+	st.WriteBufferSize, st.ReadBufferSize = 0, 0
 	path := u.String()
 	if !strings.HasSuffix(path, "/") {
 		path += "/"
@@ -97,6 +108,7 @@ func New(o Options) (*Client, error) {
 		url:      path,
 		display:  display,
 		http:     &http.Client{Transport: tr},
+		streams:  &http.Client{Transport: st},
 		timeout:  o.Timeout,
 		maxReply: o.MaxReplyBytes,
 	}, nil
@@ -128,7 +140,10 @@ func TLSConfig(certFile, keyFile, caFile string) (*tls.Config, error) {
 func (c *Client) URL() string { return c.display }
 
 // Close drops the idle connections.
-func (c *Client) Close() { c.http.CloseIdleConnections() }
+func (c *Client) Close() {
+	c.http.CloseIdleConnections()
+	c.streams.CloseIdleConnections()
+}
 
 // Do sends one command and returns its reply as redigo would: an error reply
 // of Redis comes back as a redis.Error error, a failure of the request as an

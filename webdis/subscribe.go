@@ -15,8 +15,9 @@ import (
 // keeps open (raw RESP arrays, one per message, binary-safe), calling
 // onSubscribed once Webdis confirms and onMessage for each message. It
 // returns when ctx is done (nil) or the stream fails or ends (an error: the
-// proxy or Webdis closed it, or it was cut). The stream holds one of the
-// client's connections, and one Redis connection on the hub.
+// proxy or Webdis closed it, or it was cut). The stream holds a connection
+// of its own, not one of the MaxConns of requests, and one Redis connection
+// on the hub.
 // maxEventBytes bounds one message of an event stream: key names of up to
 // 64 MiB pass (a key name of 1 MiB, which cannot be replicated through a
 // hub of nginx's default limit, must not cut every other key's events).
@@ -29,7 +30,7 @@ func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed fun
 		return &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	resp, err := c.http.Do(req)
+	resp, err := c.streams.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
 			return nil

@@ -359,6 +359,9 @@ func dial(addr string) (redis.Conn, error) {
 // waitChain waits until a PING posted through nginx gets 200 "PONG", that
 // is until nginx, webdis and the remote redis all serve.
 func (h *Hub) waitChain() error {
+	// The probe's connection is not kept: a test counts the connections
+	// its process holds to the hub.
+	defer h.probe.CloseIdleConnections()
 	deadline := time.Now().Add(readyTimeout)
 	var last error
 	for {
