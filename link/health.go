@@ -128,6 +128,15 @@ func (l *Link) canarySeen(s Side) {
 	}
 }
 
+// provedWithin says whether a canary's event of side s arrived within d:
+// its subscription delivers.
+func (l *Link) provedWithin(s Side, d time.Duration) bool {
+	h := &l.health[s]
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.lastProof.IsZero() && time.Since(h.lastProof) < d
+}
+
 // canaryLoop writes the canary on side s and checks that its events come.
 func (l *Link) canaryLoop(ctx context.Context, s Side) {
 	h := &l.health[s]
@@ -196,9 +205,17 @@ func (l *Link) lapsed(ctx context.Context, s Side, since time.Time) {
 	l.requestResync(false)
 }
 
-// probeLoop asks side s PING every probeEvery.
+// probeLoop asks side s PING every probeEvery; a link built by Hubs
+// follows the probes it shares instead (hubs.go).
 func (l *Link) probeLoop(ctx context.Context, s Side) {
-	h := &l.health[s]
+	switch {
+	case s == RemoteSide && l.hub != nil:
+		l.follow(ctx, s, &l.hub.probe)
+		return
+	case s == LocalSide && l.localProbe != nil:
+		l.follow(ctx, s, &l.localProbe.probe)
+		return
+	}
 	do := l.local.Doer()
 	if s == RemoteSide {
 		do = l.client // unmeasured: the probe is not replication traffic
@@ -218,21 +235,27 @@ func (l *Link) probeLoop(ctx context.Context, s Side) {
 		if ctx.Err() != nil {
 			return
 		}
-		if err != nil && refused(err) {
-			err = nil // it answered: PING is refused, not the side down
-		}
-		h.mu.Lock()
-		was := h.down
-		h.down = err != nil
-		h.mu.Unlock()
-		switch {
-		case err != nil && !was:
-			l.fail(fmt.Errorf("%s does not answer (PING, %v): %w", s, time.Since(start).Round(time.Millisecond), err), "probe")
-			l.setState(Degraded)
-		case err == nil && was:
-			l.log.Info().Str("side", s.String()).Msg("answers again: resyncing")
-			l.requestResync(false)
-		}
+		l.probed(s, err, time.Since(start))
+	}
+}
+
+// probed handles the outcome of a PING of side s that took took.
+func (l *Link) probed(s Side, err error, took time.Duration) {
+	if err != nil && refused(err) {
+		err = nil // it answered: PING is refused, not the side down
+	}
+	h := &l.health[s]
+	h.mu.Lock()
+	was := h.down
+	h.down = err != nil
+	h.mu.Unlock()
+	switch {
+	case err != nil && !was:
+		l.fail(fmt.Errorf("%s does not answer (PING, %v): %w", s, took.Round(time.Millisecond), err), "probe")
+		l.setState(Degraded)
+	case err == nil && was:
+		l.log.Info().Str("side", s.String()).Msg("answers again: resyncing")
+		l.requestResync(false)
 	}
 }
 

@@ -78,11 +78,19 @@ type Link struct {
 	errMu   sync.Mutex
 	lastErr string
 	errAt   time.Time
+
+	// Shared with other links built by the same Hubs (hubs.go), nil for a
+	// link of its own: the hub of client, and the probe of the local Redis.
+	hub        *hub
+	localProbe *localRedis
 }
 
 // New checks cfg (settings left zero take config's defaults) and loads its
-// certificates; it contacts nothing.
-func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
+// certificates; it contacts nothing. The link has a Webdis client of its
+// own: links that share a hub are built by Hubs.New (hubs.go).
+func New(cfg config.Link, log zerolog.Logger) (*Link, error) { return newLink(cfg, log, nil) }
+
+func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 	cfg = cfg.WithDefaults()
 	l := &Link{
 		cfg:       cfg,
@@ -92,9 +100,7 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		synced:    dedup.New(syncedCap(cfg.Direction)),
 		resyncReq: make(chan struct{}, 1),
 	}
-	sides, err := store.Open(cfg, cfg.Workers+2, func(d store.Doer) store.Doer {
-		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
-	})
+	sides, err := l.openSides(hubs)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +189,7 @@ func (l *Link) Resync() { l.requestResync(false) }
 // (up to shutdownGrace) and returns nil. It returns an error only when the
 // link cannot run at all.
 func (l *Link) Run(ctx context.Context) error {
-	defer l.client.Close()
+	defer l.closeClient()
 	defer l.pool.Close()
 	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
 		Str("namespace", fmt.Sprintf("%q", l.cfg.Namespace)).Str("direction", string(l.cfg.Direction)).Msg("link starting")

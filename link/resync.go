@@ -10,6 +10,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/link/store"
+	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // Resync is anti-entropy: keyspace events are fire-and-forget, so after
@@ -23,6 +24,12 @@ import (
 // Live events keep flowing meanwhile and cannot be overwritten by the
 // resync: it only marks keys dirty; the copy always reads the current state.
 
+// overflowCheckEvery is how often resyncLoop looks whether the dirty set
+// overflowed (its keys were dropped: only a resync finds them again). A
+// flag read in memory, but a wake-up of every link: with hundreds of idle
+// links in one process, the wake-ups are most of their cost.
+const overflowCheckEvery = time.Second
+
 // resyncLoop runs a resync whenever one is requested, when the dirty set
 // overflows and every resync_interval.
 func (l *Link) resyncLoop(ctx context.Context) {
@@ -32,7 +39,7 @@ func (l *Link) resyncLoop(ctx context.Context) {
 		defer t.Stop()
 		every = t.C
 	}
-	overflow := time.NewTicker(200 * time.Millisecond)
+	overflow := time.NewTicker(overflowCheckEvery)
 	defer overflow.Stop()
 	for {
 		select {
@@ -191,7 +198,7 @@ const resetResyncTicks = 6
 func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(flushProbeEvery)
 	defer t.Stop()
-	lastID, _ := l.remoteRunID(ctx)
+	lastID, _ := l.remoteRunID(ctx) // its own read: a shared hub's may not be there yet
 	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
@@ -204,7 +211,7 @@ func (l *Link) watchRemote(ctx context.Context) {
 			// with redisrepl verify while the link runs).
 			l.requestResync(false)
 		}
-		if id, err := l.remoteRunID(ctx); err == nil {
+		if id, err := l.watchedRunID(ctx); err == nil {
 			if lastID != "" && id != lastID {
 				l.requestResync(false) // the resync sees the new run_id
 			}
@@ -269,8 +276,21 @@ func (l *Link) stillClean(keys [][]byte) bool {
 	return true
 }
 
-func (l *Link) remoteRunID(ctx context.Context) (string, error) {
-	v, err := l.client.Do(ctx, []byte("INFO"), []byte("server"))
+// watchedRunID is the remote's run_id for watchRemote: read now, or on a
+// shared hub the one its watch read last (a restart is noticed a few
+// seconds later; a resync still reads its own, remoteRunID).
+func (l *Link) watchedRunID(ctx context.Context) (string, error) {
+	if l.hub != nil {
+		return l.hub.lastRunID()
+	}
+	return l.remoteRunID(ctx)
+}
+
+func (l *Link) remoteRunID(ctx context.Context) (string, error) { return remoteRunID(ctx, l.client) }
+
+// remoteRunID reads the run_id of the Redis behind c.
+func remoteRunID(ctx context.Context, c *webdis.Client) (string, error) {
+	v, err := c.Do(ctx, []byte("INFO"), []byte("server"))
 	if err != nil {
 		return "", err
 	}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -58,6 +59,7 @@ func runLinks(ctx context.Context, b *bench) error {
 	}
 	defer done()
 	counts := []int{1, 50, 200}
+
 	idle := 30 * time.Second
 	if b.quick {
 		idle = 5 * time.Second
@@ -106,7 +108,6 @@ func linksOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 		return nil, err
 	}
 	links := b.newLinkSet()
-	defer links.close()
 	ls := make([]*runningLink, 0, n)
 	defer func() {
 		for _, l := range ls {
@@ -174,6 +175,17 @@ func linksOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 		return nil, ctx.Err()
 	}
 	cpu0, hub0 := rusage(), cpuSnapshot(hub)
+	if b.idleProfile != "" && n == 200 {
+		// Only the idle window: the figure the target is about.
+		f, err := os.Create(b.idleProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if !sleepCtx(ctx, idle) {
 		return nil, ctx.Err()
 	}
@@ -252,14 +264,17 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// linkSet starts the links of one measurement.
-type linkSet struct{}
+// linkSet starts the links of one measurement, sharing their hub as the
+// service's links do.
+type linkSet struct{ hubs *link.Hubs }
 
-func (b *bench) newLinkSet() *linkSet { return &linkSet{} }
-
-func (s *linkSet) close() {}
+func (b *bench) newLinkSet() *linkSet { return &linkSet{hubs: link.NewHubs()} }
 
 // start runs a link without waiting for it to be live.
 func (s *linkSet) start(ctx context.Context, b *bench, cfg config.Link) (*runningLink, error) {
-	return b.startLink(ctx, cfg, false)
+	l, err := s.hubs.New(cfg, b.logger())
+	if err != nil {
+		return nil, err
+	}
+	return b.runLink(ctx, l, false)
 }

@@ -56,7 +56,10 @@ type bench struct {
 	// gatewayBin is the redisrepl binary the gateway scenario runs ("" =
 	// build it).
 	gatewayBin string
-	failed     bool
+	// idleProfile: the links scenario writes a CPU profile of its idle
+	// window of 200 links here ("" = none).
+	idleProfile string
+	failed      bool
 
 	// ceilings measured in this run (medians of keys/s), 0 = not yet.
 	ceilSet8, ceilMset8 float64
@@ -90,12 +93,13 @@ func run() int {
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression ("+scenarioNames()+")")
 	quick := flag.Bool("quick", false, "smoke run: smaller N, shorter runs, 1 round unless -rounds is given")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the process during the scenarios to this file")
+	idleProfile := flag.String("idleprofile", "", "links: write a CPU profile of the idle window of 200 links to this file (not with -cpuprofile)")
 	verbose := flag.Bool("v", false, "log the link's warnings and errors to stderr")
 	gatewayBin := flag.String("gateway-bin", "", "the redisrepl binary the gateway scenario runs (default: built from this tree)")
 	flag.Parse()
 
 	b := &bench{rounds: *rounds, quick: *quick, verbose: *verbose, out: os.Stdout, hubs: map[*webdistest.Hub]bool{},
-		gatewayBin: *gatewayBin}
+		gatewayBin: *gatewayBin, idleProfile: *idleProfile}
 	if b.quick && !flagGiven("rounds") {
 		b.rounds = 1
 	}

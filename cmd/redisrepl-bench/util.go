@@ -84,6 +84,11 @@ func (b *bench) startLink(ctx context.Context, cfg config.Link, live bool) (*run
 	if err != nil {
 		return nil, err
 	}
+	return b.runLink(ctx, l, live)
+}
+
+// runLink is startLink for a link built.
+func (b *bench) runLink(ctx context.Context, l *link.Link, live bool) (*runningLink, error) {
 	lctx, cancel := context.WithCancel(ctx)
 	r := &runningLink{Link: l, cancel: cancel, done: make(chan error, 1), started: time.Now()}
 	go func() { r.done <- l.Run(lctx) }()

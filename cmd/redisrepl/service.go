@@ -60,6 +60,9 @@ type service struct {
 	poke         chan struct{}                  // re-check now: a reload was refused for a certificate file
 	load         func() (*config.Config, error) // reads the file again; nil in the one-link form
 	bar          io.Writer                      // a terminal for resync progress bars, or nil
+	// hubs: links to the same hub (URL and certificate files) share its
+	// HTTPS connections and its health probes (link/hubs.go).
+	hubs *link.Hubs
 }
 
 type running struct {
@@ -90,6 +93,7 @@ func newService(log zerolog.Logger, path string) *service {
 		reload: make(chan *config.Config, 1),
 		poke:   make(chan struct{}, 1),
 		bar:    bar,
+		hubs:   link.NewHubs(),
 	}
 }
 
@@ -290,7 +294,7 @@ func (s *service) apply(ctx context.Context, cfg *config.Config, reload bool) er
 		if _, ok := s.links[l.Name]; ok {
 			continue
 		}
-		lk, err := link.New(l, s.log)
+		lk, err := s.hubs.New(l, s.log)
 		if err == nil && s.bar != nil {
 			lk.SetProgressBar(s.bar)
 		}

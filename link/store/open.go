@@ -30,10 +30,19 @@ func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
 	if err != nil {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
+	s, err := OpenOn(cfg, client, conns, wrap)
+	if err != nil {
+		client.Close()
+	}
+	return s, err
+}
+
+// OpenOn is Open on a Webdis client given (one several links share): only
+// the pool to the local Redis is the link's own.
+func OpenOn(cfg config.Link, client *webdis.Client, conns int, wrap func(Doer) Doer) (*Sides, error) {
 	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS,
 		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey}
 	if err := addr.LoadTLS(); err != nil {
-		client.Close()
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
 	pool := NewPool(addr, conns)

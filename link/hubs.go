@@ -1,0 +1,345 @@
+package link
+
+import (
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link/store"
+	"github.com/redisrepl/redisrepl/webdis"
+)
+
+// Many links in one process (docs/ARCHITECTURE.md, "Many links, one hub"):
+// links built by the same Hubs whose hub is the same (its URL, and the
+// contents of the certificate, key and CA files) share one *webdis.Client,
+// so one bounded set of HTTPS connections, and the per-hub work of health:
+// one PING probe and one run_id watch (INFO) per hub, whose results every
+// link of the hub handles as its own probe's. The rest stays per link: its
+// local pool and subscription, its canaries (they prove its own
+// subscription), its workers, resyncs and flush probes (they sample its own
+// synced keys). The PING probe of a local Redis is shared the same way by
+// the links that reach it with the same address and credentials.
+
+// HubConns bounds the HTTPS connections of requests to one hub shared by
+// links: enough for a few links copying at full speed at once (a link uses
+// up to workers+2, 10 by default), and well under what a hub's nginx
+// accepts from a process running hundreds of links. Event streams
+// (direction both) are not counted: each holds a connection of its own
+// while open (webdis.Client.Subscribe).
+const HubConns = 32
+
+// Hubs is the set of hubs shared by the links it builds. Create it with
+// NewHubs, build links with its New; a hub's client is closed when the last
+// of its links stops (Run returns). The zero value is not usable.
+type Hubs struct {
+	// MaxConns bounds each hub's connections of requests; 0 means
+	// HubConns. Set it before building links.
+	MaxConns int
+
+	mu     sync.Mutex
+	hubs   map[string]*hub
+	locals map[string]*localRedis
+}
+
+// NewHubs returns an empty set.
+func NewHubs() *Hubs { return &Hubs{hubs: map[string]*hub{}, locals: map[string]*localRedis{}} }
+
+// New is link.New for a link that shares its hub with the other links of
+// hs. The link holds its hub from now until its Run returns: build only
+// links that will run.
+func (hs *Hubs) New(cfg config.Link, log zerolog.Logger) (*Link, error) {
+	return newLink(cfg, log, hs)
+}
+
+// Clients is the number of hub clients open: one per distinct hub of the
+// links running.
+func (hs *Hubs) Clients() int {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	return len(hs.hubs)
+}
+
+// hub is one shared client and the health work done once for its links.
+type hub struct {
+	hs     *Hubs
+	key    string
+	client *webdis.Client
+	refs   int // links holding it; guarded by hs.mu
+	stop   context.CancelFunc
+	done   chan struct{}
+
+	probe bulletin[probeResult] // the last PING's outcome
+	runMu sync.Mutex
+	runID string // the last run_id read, "" if the last INFO failed
+	runEr error
+}
+
+// localRedis is the PING probe of a local Redis done once for the links
+// of hs that reach it the same way (address, database, user, password,
+// TLS files), on a connection of its own.
+type localRedis struct {
+	hs    *Hubs
+	key   string
+	pool  *store.Pool // of one connection
+	refs  int         // guarded by hs.mu
+	stop  context.CancelFunc
+	done  chan struct{}
+	probe bulletin[probeResult]
+}
+
+// acquireLocal returns the local probe of addr, starting it for the first
+// link.
+func (hs *Hubs) acquireLocal(addr store.RedisAddr) *localRedis {
+	key := fmt.Sprintf("%q %d %q %q %v %q %q %q", addr.Addr, addr.DB, addr.User, addr.Password, addr.TLS, addr.CAFile, addr.CertFile, addr.KeyFile)
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if lr := hs.locals[key]; lr != nil {
+		lr.refs++
+		return lr
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	lr := &localRedis{hs: hs, key: key, pool: store.NewPool(addr, 1), refs: 1, stop: stop, done: make(chan struct{})}
+	lr.probe.init()
+	hs.locals[key] = lr
+	go func() {
+		defer close(lr.done)
+		t := time.NewTicker(probeEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			r := ping(ctx, lr.pool)
+			if ctx.Err() != nil {
+				return
+			}
+			lr.probe.post(r)
+		}
+	}()
+	return lr
+}
+
+func (lr *localRedis) release() {
+	lr.hs.mu.Lock()
+	lr.refs--
+	last := lr.refs == 0
+	if last {
+		delete(lr.hs.locals, lr.key)
+	}
+	lr.hs.mu.Unlock()
+	if last {
+		lr.stop()
+		<-lr.done
+		lr.pool.Close()
+	}
+}
+
+// ping asks do PING within probeTimeout.
+func ping(ctx context.Context, do store.Doer) probeResult {
+	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	start := time.Now()
+	_, err := do.Do(pctx, []byte("PING"))
+	return probeResult{err, time.Since(start)}
+}
+
+// probeResult is one PING of a side.
+type probeResult struct {
+	err  error
+	took time.Duration
+}
+
+// hubKey identifies a hub by its URL and the contents of the files the
+// client loads: a link whose certificate was renewed in place gets a client
+// of its own, with the new files, while links still on the old ones keep
+// theirs.
+func hubKey(cfg config.Link) (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%q\n", cfg.Remote)
+	for _, f := range []string{cfg.Cert, cfg.Key, cfg.CA} {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return "", fmt.Errorf("link %q: %w", cfg.Name, err)
+		}
+		fmt.Fprintf(h, "%d\n", len(data))
+		h.Write(data)
+	}
+	return string(h.Sum(nil)), nil
+}
+
+// acquire returns the hub of cfg, opening it for the first link.
+func (hs *Hubs) acquire(cfg config.Link) (*hub, error) {
+	key, err := hubKey(cfg)
+	if err != nil {
+		return nil, err
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if h := hs.hubs[key]; h != nil {
+		h.refs++
+		return h, nil
+	}
+	conns := hs.MaxConns
+	if conns <= 0 {
+		conns = HubConns
+	}
+	client, err := webdis.New(webdis.Options{URL: cfg.Remote, CertFile: cfg.Cert, KeyFile: cfg.Key, CAFile: cfg.CA, MaxConns: conns})
+	if err != nil {
+		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	h := &hub{hs: hs, key: key, client: client, refs: 1, stop: stop, done: make(chan struct{})}
+	h.probe.init()
+	hs.hubs[key] = h
+	go func() {
+		defer close(h.done)
+		h.watch(ctx)
+	}()
+	return h, nil
+}
+
+// release gives the hub back; the last link's release stops its watch and
+// closes its client.
+func (h *hub) release() {
+	h.hs.mu.Lock()
+	h.refs--
+	last := h.refs == 0
+	if last {
+		delete(h.hs.hubs, h.key)
+	}
+	h.hs.mu.Unlock()
+	if last {
+		h.stop()
+		<-h.done
+		h.client.Close()
+	}
+}
+
+// watch probes the hub (PING every probeEvery, as a link's own probeLoop)
+// and reads its run_id (INFO every flushProbeEvery, as watchRemote) until
+// ctx is done.
+func (h *hub) watch(ctx context.Context) {
+	probe := time.NewTicker(probeEvery)
+	defer probe.Stop()
+	info := time.NewTicker(flushProbeEvery)
+	defer info.Stop()
+	h.readRunID(ctx)
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-probe.C:
+			r := ping(ctx, h.client)
+			if ctx.Err() != nil {
+				return
+			}
+			h.probe.post(r)
+		case <-info.C:
+			h.readRunID(ctx)
+		}
+	}
+}
+
+func (h *hub) readRunID(ctx context.Context) {
+	id, err := remoteRunID(ctx, h.client)
+	h.runMu.Lock()
+	h.runID, h.runEr = id, err
+	h.runMu.Unlock()
+}
+
+// lastRunID is the run_id the hub's watch read last.
+func (h *hub) lastRunID() (string, error) {
+	h.runMu.Lock()
+	defer h.runMu.Unlock()
+	return h.runID, h.runEr
+}
+
+// follow is probeLoop for side s of a link whose probe is shared (hubs.go):
+// each of the shared probe's outcomes is handled as the link's own.
+func (l *Link) follow(ctx context.Context, s Side, b *bulletin[probeResult]) {
+	c := b.current()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-c:
+		}
+		var r probeResult
+		r, c = b.next()
+		l.probed(s, r.err, r.took)
+	}
+}
+
+// bulletin holds the latest of a series of values and wakes its readers
+// at each new one.
+type bulletin[T any] struct {
+	mu sync.Mutex
+	v  T
+	c  chan struct{} // closed when v is replaced
+}
+
+func (b *bulletin[T]) init() { b.c = make(chan struct{}) }
+
+func (b *bulletin[T]) post(v T) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.v = v
+	close(b.c)
+	b.c = make(chan struct{})
+}
+
+// current is the channel closed by the next post.
+func (b *bulletin[T]) current() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.c
+}
+
+// next is the latest value and the channel closed by the post after it.
+func (b *bulletin[T]) next() (T, <-chan struct{}) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.v, b.c
+}
+
+// openSides opens the link's two sides: on its own Webdis client, or on
+// the shared client of its hub in hs.
+func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
+	wrap := func(d store.Doer) store.Doer {
+		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
+	}
+	conns := l.cfg.Workers + 2
+	if hs == nil {
+		return store.Open(l.cfg, conns, wrap)
+	}
+	h, err := hs.acquire(l.cfg)
+	if err != nil {
+		return nil, err
+	}
+	sides, err := store.OpenOn(l.cfg, h.client, conns, wrap)
+	if err != nil {
+		h.release()
+		return nil, err
+	}
+	l.hub, l.localProbe = h, hs.acquireLocal(sides.Pool.Addr())
+	return sides, nil
+}
+
+// closeClient closes the link's own client, or gives its hub and local
+// probe back.
+func (l *Link) closeClient() {
+	if l.hub == nil {
+		l.client.Close()
+		return
+	}
+	l.hub.release()
+	l.localProbe.release()
+}
