@@ -72,6 +72,9 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			case <-done:
 				return
 			case <-pinger.C:
+				if l.provedWithin(LocalSide, pingEvery) {
+					continue // the canary's event came on this stream: it is alive
+				}
 				if psc.Ping("") != nil {
 					return
 				}
@@ -155,9 +158,10 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	last.Store(time.Now().UnixNano())
 	stalled := make(chan struct{})
 	// The keepalive publishes to the link's own channel, so that the stream
-	// is never idle (proxies close idle streams); the canary's events come
-	// too. Each PUBLISH has a deadline, and the stall check runs apart from
-	// it: a hung hub must not hide a hung stream.
+	// is never idle (proxies close idle streams), unless a canary's event
+	// came within keepaliveEvery: it keeps the stream busy already. Each
+	// PUBLISH has a deadline, and the stall check runs apart from it: a hung
+	// hub must not hide a hung stream.
 	go func() {
 		t := time.NewTicker(keepaliveEvery)
 		defer t.Stop()
@@ -166,6 +170,9 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			case <-ctx.Done():
 				return
 			case <-t.C:
+			}
+			if l.provedWithin(RemoteSide, keepaliveEvery) {
+				continue // the canary's events keep the stream busy
 			}
 			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
 			_, _ = l.client.Do(pctx, []byte("PUBLISH"), keepalive, []byte("1"))
