@@ -74,7 +74,7 @@ type hub struct {
 	stop   context.CancelFunc
 	done   chan struct{}
 
-	probe bulletin[probeResult] // the last PING's outcome
+	probe prober // the hub's PING
 	runMu sync.Mutex
 	runID string // the last run_id read, "" if the last INFO failed
 	runEr error
@@ -90,7 +90,7 @@ type localRedis struct {
 	refs  int         // guarded by hs.mu
 	stop  context.CancelFunc
 	done  chan struct{}
-	probe bulletin[probeResult]
+	probe prober
 }
 
 // acquireLocal returns the local probe of addr, starting it for the first
@@ -121,7 +121,7 @@ func (hs *Hubs) acquireLocal(addr store.RedisAddr) *localRedis {
 			if ctx.Err() != nil {
 				return
 			}
-			lr.probe.post(r)
+			lr.probe.probed(r)
 		}
 	}()
 	return lr
@@ -241,7 +241,7 @@ func (h *hub) watch(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			h.probe.post(r)
+			h.probe.probed(r)
 		case <-info.C:
 			h.readRunID(ctx)
 		}
@@ -263,27 +263,28 @@ func (h *hub) lastRunID() (string, error) {
 }
 
 // follow is probeLoop for side s of a link whose probe is shared (hubs.go):
-// each of the shared probe's outcomes is handled as the link's own.
-func (l *Link) follow(ctx context.Context, s Side, b *bulletin[probeResult]) {
-	c := b.current()
+// each change the shared probe sees is handled as the link's own probe's.
+func (l *Link) follow(ctx context.Context, s Side, p *prober) {
 	for {
+		r, ok, c := p.b.next()
+		if ok {
+			l.probed(s, r.err, r.took)
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-c:
 		}
-		var r probeResult
-		r, c = b.next()
-		l.probed(s, r.err, r.took)
 	}
 }
 
 // bulletin holds the latest of a series of values and wakes its readers
 // at each new one.
 type bulletin[T any] struct {
-	mu sync.Mutex
-	v  T
-	c  chan struct{} // closed when v is replaced
+	mu  sync.Mutex
+	v   T
+	set bool          // a value was posted
+	c   chan struct{} // closed when v is replaced
 }
 
 func (b *bulletin[T]) init() { b.c = make(chan struct{}) }
@@ -291,23 +292,36 @@ func (b *bulletin[T]) init() { b.c = make(chan struct{}) }
 func (b *bulletin[T]) post(v T) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	b.v = v
+	b.v, b.set = v, true
 	close(b.c)
 	b.c = make(chan struct{})
 }
 
-// current is the channel closed by the next post.
-func (b *bulletin[T]) current() <-chan struct{} {
+// next is the latest value (ok: one was posted) and the channel closed by
+// the post after it.
+func (b *bulletin[T]) next() (v T, ok bool, c <-chan struct{}) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.c
+	return b.v, b.set, b.c
 }
 
-// next is the latest value and the channel closed by the post after it.
-func (b *bulletin[T]) next() (T, <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.v, b.c
+// prober posts the outcomes of a side's PING that change whether it
+// answers: idle links wake only when their side goes down or comes back.
+type prober struct {
+	b    bulletin[probeResult]
+	down bool
+}
+
+func (p *prober) init() { p.b.init() }
+
+func (p *prober) probed(r probeResult) {
+	if r.err != nil && refused(r.err) {
+		r.err = nil // it answered: PING is refused, not the side down
+	}
+	if down := r.err != nil; down != p.down || !p.b.set {
+		p.down = down
+		p.b.post(r)
+	}
 }
 
 // openSides opens the link's two sides: on its own Webdis client, or on
