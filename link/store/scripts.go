@@ -33,7 +33,11 @@ func newScript(src string) *Script {
 // the side lacks the script (EVALSHA is smaller): requests are packed to
 // fit it.
 func (sc *Script) evalLen(args ...[]byte) int {
-	return webdis.CommandLen(append([][]byte{[]byte("EVAL")}, args...)...) + 1 + sc.srcLen
+	n := webdis.CommandLen([]byte("EVAL")) + 1 + sc.srcLen
+	for _, a := range args {
+		n += argLen(a)
+	}
+	return n
 }
 
 // luaSum is the order-independent combination of the element hashes of a
@@ -156,11 +160,16 @@ end
 
 // readScript reads whole keys. KEYS: the keys; ARGV: max elements and max
 // bytes of one key, max bytes of the whole reply (past it, the remaining keys
-// are not read: n is -2, and the caller asks again later).
-// Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
-// elements; for a key too big to read in one go, which is then copied in
-// chunks, the digest is ” (see BigDigest), n is -1, and one field follows:
-// its size in bytes (estimated for collections).
+// are not read, and the caller asks again later).
+// Reply, per key, a header "type expire-at n" (expire-at in unix ms, 0 =
+// none), then n elements; n is -2 for a key not read, and -1 for a key too
+// big to read in one go, which is then copied in chunks: its header is
+// "type expire-at -1 size", the size in bytes (estimated for collections).
+//
+// It computes no digest: the reader does, from the elements it receives
+// (digestOf), which keeps SHA-1 off the single-threaded Redis; and one
+// header field per key instead of three costs less on both ends
+// (docs/ARCHITECTURE.md, "The path of a change").
 var readScript = newScript(luaLib + `
 local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
@@ -172,18 +181,12 @@ for _, k in ipairs(KEYS) do
   if ty ~= 'none' then exp = expire_at(k, now) end
   local v = nil
   if total <= batch_bytes then v = contents(k, ty, max_elems, max_bytes) end
-  out[#out + 1] = ty
-  out[#out + 1] = tostring(exp)
   if total > batch_bytes then
-    out[#out + 1] = ''
-    out[#out + 1] = '-2'
+    out[#out + 1] = ty .. ' ' .. exp .. ' -2'
   elseif v == nil then
-    out[#out + 1] = ''
-    out[#out + 1] = '-1'
-    out[#out + 1] = tostring(size(k, ty))
+    out[#out + 1] = ty .. ' ' .. exp .. ' -1 ' .. size(k, ty)
   else
-    out[#out + 1] = digest(ty, v)
-    out[#out + 1] = tostring(#v)
+    out[#out + 1] = ty .. ' ' .. exp .. ' ' .. #v
     for i = 1, #v do
       out[#out + 1] = v[i]
       total = total + #v[i]

@@ -21,7 +21,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"strconv"
 	"sync/atomic"
 	"time"
 
@@ -291,7 +290,20 @@ func (s *Store) Apply(ctx context.Context, states []State) error {
 // states: the script's source (sent when the side lost its script cache)
 // and the namespace.
 func applyOverhead(prefix []byte, n int) int {
-	return casApplyScript.evalLen([]byte(strconv.Itoa(n)), prefix)
+	return casApplyScript.evalLen(prefix) + 1 + intLen(int64(n))
+}
+
+// intLen is the length of n in decimal, as a request carries it (digits
+// and '-' need no percent-encoding).
+func intLen(n int64) int {
+	l, u := 1, uint64(n)
+	if n < 0 {
+		l, u = 2, -u
+	}
+	for ; u >= 10; u /= 10 {
+		l++
+	}
+	return l
 }
 
 // keysOverhead is the size of a request of sc with nargs numeric arguments

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,7 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("ReadReturnsWhatWasWritten", func(t *testing.T) { testRead(t, b) })
 			t.Run("ScanAndExistsSeeOnlyTheNamespace", func(t *testing.T) { testScan(t, b) })
 			t.Run("ApplyRefusesKeysOutsideTheNamespace", func(t *testing.T) { testOutside(t, b) })
+			t.Run("StringsOnlyBatchReplacesWholeKeys", func(t *testing.T) { testStringsOnly(t, b) })
 			t.Run("StreamsCopiedOrNamed", func(t *testing.T) { testStream(t, b) })
 			t.Run("ConditionalApply", func(t *testing.T) { testConditional(t, b) })
 			t.Run("BigKeysCopiedAndDigestedInChunks", func(t *testing.T) { testBig(t, b) })
@@ -346,6 +348,62 @@ func testOutside(t *testing.T, b backend) {
 	if n, _ := redis.Int(c.Do("EXISTS", "o:ok", "p:out")); n != 0 {
 		t.Fatal("a write with a key outside the namespace wrote something")
 	}
+}
+
+// testStringsOnly: a batch of strings without expiry (one MSET with
+// scripts) replaces keys of any type and drops their TTL, byte-exact, as
+// the script does.
+func testStringsOnly(t *testing.T, b backend) {
+	s, c := b.open(t, "m:")
+	do(t, c, "HSET", "m:was-hash", "f", "v")
+	do(t, c, "PEXPIRE", "m:was-hash", 100000)
+	do(t, c, "SET", "m:was-ttl", "old", "EX", 100)
+	do(t, c, "RPUSH", "m:was-list", "a", "b")
+	values := map[string]string{"m:was-hash": "a/b%2F\x00c", "m:was-ttl": "\xff\x00", "m:was-list": "", "m:new": "new value"}
+	var states []State
+	for _, k := range []string{"m:was-hash", "m:was-ttl", "m:was-list", "m:new"} {
+		states = append(states, State{Key: []byte(k), Type: "string", Elems: bs(values[k])})
+	}
+	msets := commandCalls(t, c, "mset")
+	if err := s.Apply(context.Background(), states); err != nil {
+		t.Fatal(err)
+	}
+	if b.path == PathEval {
+		if n := commandCalls(t, c, "mset") - msets; n != 1 {
+			t.Errorf("%d MSET for a batch of strings without expiry, want 1", n)
+		}
+	}
+	got, err := webdistest.Dump(c, "m:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(values) {
+		t.Errorf("%d keys, want %d: %v", len(got), len(values), got)
+	}
+	for k, v := range values {
+		g := got[k]
+		if g.Type != "string" || g.ExpireAt != 0 {
+			t.Errorf("%q: a %s expiring at %d, want a string without expiry", k, g.Type, g.ExpireAt)
+		}
+		if raw, _ := redis.Bytes(c.Do("GET", k)); string(raw) != v {
+			t.Errorf("%q = %q, want %q", k, raw, v)
+		}
+	}
+}
+
+// commandCalls is how many times c's server ran cmd (INFO commandstats).
+func commandCalls(t *testing.T, c redis.Conn, cmd string) int {
+	info, err := redis.String(c.Do("INFO", "commandstats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
 }
 
 func testStream(t *testing.T, b backend) {
