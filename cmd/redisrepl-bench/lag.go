@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -11,16 +13,20 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
 // Lag: writes at a fixed rate (1,000/s and 5,000/s) of distinct keys
-// "lag:r<rate>:<round>:<seq>:<unix ns of the write>" whose value is that
-// timestamp too. An observer independent of the link subscribes directly to
-// the REMOTE redis-server's keyspace events for them (notify-keyspace-events
-// enabled there by the bench) and takes, per key, the delay from the write
-// (just before the local SET was sent) to the arrival of its first "set"
-// event: the moment the remote holds it. Both clocks are this process's.
+// "lag:<way>:r<rate>:<round>:<seq>:<unix ns of the write>" whose value is
+// that timestamp too. An observer independent of the link subscribes
+// directly to the keyspace events of the redis-server written TO
+// (notify-keyspace-events enabled there by the bench) and takes, per key,
+// the delay from the write (just before the SET was sent) to the arrival of
+// its first "set" event: the moment the other side holds it. Both clocks
+// are this process's. Three ways (lagWays): lag (push, local → hub),
+// lagboth (direction both, local → hub) and lagrc (direction both,
+// hub → local), all against the same targets.
 //
 // The writer sends what is due every ~0.5 ms, pipelined (each key stamped
 // as it is queued), so "fixed rate" holds at millisecond granularity.
@@ -30,7 +36,21 @@ import (
 // latency of its requests to the remote (Stats.RemoteLatency, bucket upper
 // bounds).
 
-var lagTargets = map[int]float64{1000: 20, 5000: 50} // p99 ms
+var lagTargets = map[int]float64{1000: 5, 5000: 15} // p99 ms (issue 11)
+
+// lagWay is one direction measured: the link's direction, and whether the
+// writes happen on the hub (copied to the local Redis) instead.
+type lagWay struct {
+	name       string // figure prefix: lag1k, lagboth1k, lagrc1k
+	dir        config.Direction
+	fromRemote bool
+}
+
+var lagWays = []lagWay{
+	{"lag", config.Push, false},
+	{"lagboth", config.Both, false}, // local → hub through a link in direction both
+	{"lagrc", config.Both, true},    // hub → local
+}
 
 func runLag(ctx context.Context, b *bench) error {
 	hub, local, remote, done, err := b.openStack(ctx)
@@ -46,57 +66,85 @@ func runLag(ctx context.Context, b *bench) error {
 	rates := []int{1000, 5000}
 	s := series{}
 	for round := range b.rounds {
-		if err := flush(local, remote); err != nil {
+		for _, way := range lagWays {
+			if err := lagRound(ctx, b, hub, local, remote, way, rates, round, dur, s); err != nil {
+				return err
+			}
+		}
+	}
+	for _, way := range lagWays {
+		for _, rate := range rates {
+			k := way.name + kn(rate)
+			p99 := s.med(k + "/p99")
+			b.emit(k, append([]any{"p50_ms", s.med(k + "/p50")}, append(s.headline("p99_ms", k+"/p99"),
+				"max_ms", s.med(k+"/max"),
+				"target_p99_ms", lagTargets[rate],
+				"pass", yesNo(p99 <= lagTargets[rate] && s.med(k+"/missing") == 0),
+				"missing", s.med(k+"/missing"),
+				"writes_per_s", s.med(k+"/rate"),
+				"link_hist_p50_ms_le", s.med(k+"/link_p50"),
+				"link_hist_p99_ms_le", s.med(k+"/link_p99"),
+				"remote_requests", s.med(k+"/reqs"),
+				"request_p50_ms_le", s.med(k+"/req_p50"),
+				"request_p99_ms_le", s.med(k+"/req_p99"),
+				"secs", dur.Seconds(), "rounds", b.rounds)...)...)
+		}
+	}
+	return nil
+}
+
+// lagRound measures one way at each rate with a fresh link.
+func lagRound(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote redis.Conn, way lagWay, rates []int, round int, dur time.Duration, s series) error {
+	if err := flush(local, remote); err != nil {
+		return err
+	}
+	// The link turns notifications on where it listens; the observer
+	// needs them where it listens too.
+	for _, c := range []redis.Conn{local, remote} {
+		if _, err := c.Do("CONFIG", "SET", "notify-keyspace-events", "KA"); err != nil {
 			return err
 		}
-		// The link does not touch the remote's notification settings in push
-		// mode; the observer needs them.
-		if _, err := remote.Do("CONFIG", "SET", "notify-keyspace-events", "KA"); err != nil {
-			return err
-		}
-		l, err := b.startLink(ctx, linkConfig(hub, "lag:"), true)
+	}
+	cfg := linkConfig(hub, "lag:")
+	cfg.Direction = way.dir
+	if way.dir == config.Both {
+		dir, err := os.MkdirTemp("", "redisrepl-bench-")
 		if err != nil {
 			return err
 		}
-		for _, rate := range rates {
-			before, reqBefore := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
-			r, err := lagOnce(ctx, hub, local, rate, round, dur)
-			if err != nil {
-				l.stop()
-				return fmt.Errorf("lag at %d/s: %w", rate, err)
-			}
-			after, reqAfter := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
-			k := kn(rate)
-			s.add(k+"/p50", r.p50)
-			s.add(k+"/p99", r.p99)
-			s.add(k+"/max", r.max)
-			s.add(k+"/rate", r.rate)
-			s.add(k+"/missing", float64(r.missing))
-			s.add(k+"/link_p50", after.quantileSince(before, 0.5))
-			s.add(k+"/link_p99", after.quantileSince(before, 0.99))
-			s.add(k+"/req_p50", reqAfter.quantileSince(reqBefore, 0.5))
-			s.add(k+"/req_p99", reqAfter.quantileSince(reqBefore, 0.99))
-			s.add(k+"/reqs", float64(reqAfter.n-reqBefore.n))
-			progress("round %d lag%s: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing (%.0f writes/s)",
-				round+1, k, r.p50, r.p99, r.max, r.missing, r.rate)
-		}
-		l.stop()
+		defer os.RemoveAll(dir)
+		cfg.StateFile = filepath.Join(dir, "lag.state")
+	}
+	l, err := b.startLink(ctx, cfg, true)
+	if err != nil {
+		return err
+	}
+	defer l.stop()
+	writer, observed := local, hub.Remote
+	if way.fromRemote {
+		writer, observed = remote, hub.Local
 	}
 	for _, rate := range rates {
-		k := kn(rate)
-		p99 := s.med(k + "/p99")
-		b.emit("lag"+k, append([]any{"p50_ms", s.med(k + "/p50")}, append(s.headline("p99_ms", k+"/p99"),
-			"max_ms", s.med(k+"/max"),
-			"target_p99_ms", lagTargets[rate],
-			"pass", yesNo(p99 <= lagTargets[rate] && s.med(k+"/missing") == 0),
-			"missing", s.med(k+"/missing"),
-			"writes_per_s", s.med(k+"/rate"),
-			"link_hist_p50_ms_le", s.med(k+"/link_p50"),
-			"link_hist_p99_ms_le", s.med(k+"/link_p99"),
-			"remote_requests", s.med(k+"/reqs"),
-			"request_p50_ms_le", s.med(k+"/req_p50"),
-			"request_p99_ms_le", s.med(k+"/req_p99"),
-			"secs", dur.Seconds(), "rounds", b.rounds)...)...)
+		before, reqBefore := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
+		prefix := fmt.Sprintf("lag:%s:r%d:%d:", way.name, rate, round)
+		r, err := lagOnce(ctx, writer, observed, prefix, rate, dur)
+		if err != nil {
+			return fmt.Errorf("%s at %d/s: %w", way.name, rate, err)
+		}
+		after, reqAfter := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
+		k := way.name + kn(rate)
+		s.add(k+"/p50", r.p50)
+		s.add(k+"/p99", r.p99)
+		s.add(k+"/max", r.max)
+		s.add(k+"/rate", r.rate)
+		s.add(k+"/missing", float64(r.missing))
+		s.add(k+"/link_p50", after.quantileSince(before, 0.5))
+		s.add(k+"/link_p99", after.quantileSince(before, 0.99))
+		s.add(k+"/req_p50", reqAfter.quantileSince(reqBefore, 0.5))
+		s.add(k+"/req_p99", reqAfter.quantileSince(reqBefore, 0.99))
+		s.add(k+"/reqs", float64(reqAfter.n-reqBefore.n))
+		progress("round %d %s: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing (%.0f writes/s)",
+			round+1, k, r.p50, r.p99, r.max, r.missing, r.rate)
 	}
 	return nil
 }
@@ -106,9 +154,11 @@ type lagResult struct {
 	missing             int
 }
 
-func lagOnce(ctx context.Context, hub *webdistest.Hub, local redis.Conn, rate, round int, dur time.Duration) (*lagResult, error) {
-	prefix := fmt.Sprintf("lag:r%d:%d:", rate, round)
-	obs, err := observe(hub, prefix)
+// lagOnce writes on w at rate for dur, and observes on the Redis that
+// dial reaches when each key arrives.
+func lagOnce(ctx context.Context, w redis.Conn, dial func() (redis.Conn, error), prefix string, rate int, dur time.Duration) (*lagResult, error) {
+	local := w
+	obs, err := observe(dial, prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -162,7 +212,7 @@ func lagOnce(ctx context.Context, hub *webdistest.Hub, local redis.Conn, rate, r
 	return r, nil
 }
 
-// observer records, per key of a prefix, when the remote redis-server
+// observer records, per key of a prefix, when the observed redis-server
 // announced its first "set".
 type observer struct {
 	conn   redis.Conn
@@ -173,8 +223,8 @@ type observer struct {
 	once   sync.Once
 }
 
-func observe(hub *webdistest.Hub, prefix string) (*observer, error) {
-	c, err := hub.Remote()
+func observe(dial func() (redis.Conn, error), prefix string) (*observer, error) {
+	c, err := dial()
 	if err != nil {
 		return nil, err
 	}
