@@ -15,27 +15,51 @@ import (
 // mode by copying their local state to the remote, in both mode by deciding
 // per key which side wins (dedup.Decide).
 func (l *Link) copyBatch(ctx context.Context, b *batch) error {
+	p, err := l.prepare(ctx, b)
+	if err != nil {
+		return err
+	}
+	return l.commit(ctx, p)
+}
+
+// plan is what copying a batch writes, read and decided by prepare.
+type plan struct {
+	toRemote, toLocal []copyJob
+}
+
+// commit writes what p says.
+func (l *Link) commit(ctx context.Context, p *plan) error {
+	if err := l.copyStates(ctx, l.local, l.remote, p.toRemote); err != nil {
+		return err
+	}
+	return l.copyStates(ctx, l.remote, l.local, p.toLocal)
+}
+
+// prepare reads the keys of b and decides what to write where. It writes
+// nothing, so that a worker prepares its next batch while the writes of
+// the previous one are on their way (link.go, worker).
+func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 	keys := make([][]byte, len(b.keys))
 	for i, k := range b.keys {
 		keys[i] = []byte(k)
 	}
 	local, err := l.local.Read(ctx, keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var remote []*store.State
 	if l.both() {
 		if remote, err = l.readRemoteFor(ctx, keys, b.whys); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := l.digestBig(ctx, l.local, local); err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range remote {
 		if r != nil && r.Big && !r.Deferred {
 			if r.Digest, err = l.remote.BigDigest(ctx, r.Key, r.Type); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -81,10 +105,7 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			toLocal = append(toLocal, copyJob{remote[i], b.since[i]})
 		}
 	}
-	if err := l.copyStates(ctx, l.local, l.remote, toRemote); err != nil {
-		return err
-	}
-	return l.copyStates(ctx, l.remote, l.local, toLocal)
+	return &plan{toRemote, toLocal}, nil
 }
 
 // digestBig computes the digests of the big keys among states, which the

@@ -61,6 +61,7 @@ type bench struct {
 	// gatewayBin is the redisrepl binary the gateway scenario runs ("" =
 	// build it).
 	gatewayBin string
+	workers    int // the links' workers, 0 = config's default
 	failed     bool
 
 	// ceilings measured in this run (medians of keys/s), 0 = not yet.
@@ -97,10 +98,11 @@ func run() int {
 	traceFile := flag.String("trace", "", "write an execution trace of the process during the scenarios to this file (go tool trace)")
 	verbose := flag.Bool("v", false, "log the link's warnings and errors to stderr")
 	gatewayBin := flag.String("gateway-bin", "", "the redisrepl binary the gateway scenario runs (default: built from this tree)")
+	workers := flag.Int("workers", 0, "workers per link (default: config's default)")
 	flag.Parse()
 
 	b := &bench{rounds: *rounds, quick: *quick, verbose: *verbose, out: os.Stdout, hubs: map[*webdistest.Hub]bool{},
-		gatewayBin: *gatewayBin}
+		gatewayBin: *gatewayBin, workers: *workers}
 	if b.quick && !flagGiven("rounds") {
 		b.rounds = 1
 	}
