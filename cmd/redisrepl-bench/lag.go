@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/webdis"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -71,6 +73,27 @@ func runLag(ctx context.Context, b *bench) error {
 				return err
 			}
 		}
+	}
+	// The ceiling of the ways that listen to the hub: how late its own
+	// keyspace events arrive through the front, with no link at all.
+	for round := range b.rounds {
+		for _, rate := range rates {
+			r, err := hubEventLag(ctx, hub, remote, rate, round, dur)
+			if err != nil {
+				return fmt.Errorf("hub events at %d/s: %w", rate, err)
+			}
+			k := "hub_events" + kn(rate)
+			s.add(k+"/p50", r.p50)
+			s.add(k+"/p99", r.p99)
+			s.add(k+"/max", r.max)
+			s.add(k+"/missing", float64(r.missing))
+		}
+	}
+	for _, rate := range rates {
+		k := "hub_events" + kn(rate)
+		b.emit("ceiling_"+k, append([]any{"p50_ms", s.med(k + "/p50")}, append(s.headline("p99_ms", k+"/p99"),
+			"max_ms", s.med(k+"/max"), "missing", s.med(k+"/missing"), "front", frontName(hub.Front()),
+			"secs", dur.Seconds(), "rounds", b.rounds)...)...)
 	}
 	for _, way := range lagWays {
 		for _, rate := range rates {
@@ -149,6 +172,74 @@ func lagRound(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote 
 	return nil
 }
 
+func frontName(f webdistest.Front) string {
+	if f == webdistest.FrontGateway {
+		return "gateway"
+	}
+	return "nginx+webdis"
+}
+
+// hubEventLag writes on the hub's Redis at rate for dur and measures when
+// each key's event arrives through the hub's front (Webdis's PSUBSCRIBE
+// stream over HTTPS, as a link in direction both listens).
+func hubEventLag(ctx context.Context, hub *webdistest.Hub, remote redis.Conn, rate, round int, dur time.Duration) (*lagResult, error) {
+	c, err := webdis.New(webdis.Options{URL: hub.URL, CertFile: hub.Cert, KeyFile: hub.Key, CAFile: hub.CA})
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	if _, err := remote.Do("CONFIG", "SET", "notify-keyspace-events", "KA"); err != nil {
+		return nil, err
+	}
+	prefix := fmt.Sprintf("hubev:r%d:%d:", rate, round)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	var delays []float64
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	subscribed := make(chan struct{})
+	ended := make(chan error, 1)
+	go func() {
+		ended <- c.Subscribe(sctx, []byte("__keyspace@0__:"+prefix+"*"), func() { close(subscribed) }, func(ch, data []byte) {
+			now := time.Now().UnixNano()
+			if string(data) != "set" {
+				return
+			}
+			key := string(ch)
+			ts, err := strconv.ParseInt(key[strings.LastIndexByte(key, ':')+1:], 10, 64)
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			if !seen[key] {
+				seen[key] = true
+				delays = append(delays, float64(now-ts)/1e6)
+			}
+			mu.Unlock()
+		})
+	}()
+	select {
+	case <-subscribed:
+	case err := <-ended:
+		return nil, fmt.Errorf("subscribe: %v", err)
+	case <-time.After(10 * time.Second):
+		return nil, errors.New("subscribe: no confirmation within 10s")
+	}
+	sent, wrote, err := writeAtRate(ctx, remote, prefix, rate, dur)
+	if err != nil {
+		return nil, err
+	}
+	_ = waitUntil(ctx, 5*time.Second, 10*time.Millisecond, func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(delays) >= sent
+	})
+	cancel()
+	mu.Lock()
+	defer mu.Unlock()
+	return lagFrom(delays, sent, wrote), nil
+}
+
 type lagResult struct {
 	p50, p99, max, rate float64
 	missing             int
@@ -157,13 +248,39 @@ type lagResult struct {
 // lagOnce writes on w at rate for dur, and observes on the Redis that
 // dial reaches when each key arrives.
 func lagOnce(ctx context.Context, w redis.Conn, dial func() (redis.Conn, error), prefix string, rate int, dur time.Duration) (*lagResult, error) {
-	local := w
 	obs, err := observe(dial, prefix)
 	if err != nil {
 		return nil, err
 	}
 	defer obs.close()
 
+	sent, wrote, err := writeAtRate(ctx, w, prefix, rate, dur)
+	if err != nil {
+		return nil, err
+	}
+	// Whatever has not arrived 5 s after the last write is missing.
+	_ = waitUntil(ctx, 5*time.Second, 10*time.Millisecond, func() bool { return obs.count() >= sent })
+	delays := obs.close()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	return lagFrom(delays, sent, wrote), nil
+}
+
+// lagFrom summarizes the delays (ms) of the keys that arrived out of sent
+// written in wrote.
+func lagFrom(delays []float64, sent int, wrote time.Duration) *lagResult {
+	slices.Sort(delays)
+	r := &lagResult{rate: float64(sent) / wrote.Seconds(), missing: sent - len(delays)}
+	if len(delays) > 0 {
+		r.p50, r.p99, r.max = percentile(delays, 0.5), percentile(delays, 0.99), delays[len(delays)-1]
+	}
+	return r
+}
+
+// writeAtRate SETs keys prefix<seq>:<unix ns> on c at rate for dur, and
+// returns how many it wrote in how long.
+func writeAtRate(ctx context.Context, c redis.Conn, prefix string, rate int, dur time.Duration) (int, time.Duration, error) {
 	start := time.Now()
 	sent := 0
 	for ctx.Err() == nil {
@@ -177,39 +294,24 @@ func lagOnce(ctx context.Context, w redis.Conn, dial func() (redis.Conn, error),
 		for due := int(el.Seconds() * float64(rate)); sent < due; sent++ {
 			ts := time.Now().UnixNano()
 			key := prefix + strconv.Itoa(sent) + ":" + strconv.FormatInt(ts, 10)
-			if err := local.Send("SET", key, ts); err != nil {
-				return nil, err
+			if err := c.Send("SET", key, ts); err != nil {
+				return 0, 0, err
 			}
 			n++
 		}
 		if n > 0 {
-			if err := local.Flush(); err != nil {
-				return nil, err
+			if err := c.Flush(); err != nil {
+				return 0, 0, err
 			}
 			for range n {
-				if _, err := local.Receive(); err != nil {
-					return nil, err
+				if _, err := c.Receive(); err != nil {
+					return 0, 0, err
 				}
 			}
 		}
 		time.Sleep(500 * time.Microsecond)
 	}
-	wrote := time.Since(start)
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	// Whatever has not arrived 5 s after the last write is missing.
-	_ = waitUntil(ctx, 5*time.Second, 10*time.Millisecond, func() bool { return obs.count() >= sent })
-	delays := obs.close()
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	slices.Sort(delays)
-	r := &lagResult{rate: float64(sent) / wrote.Seconds(), missing: sent - len(delays)}
-	if len(delays) > 0 {
-		r.p50, r.p99, r.max = percentile(delays, 0.5), percentile(delays, 0.99), delays[len(delays)-1]
-	}
-	return r, nil
+	return sent, time.Since(start), ctx.Err()
 }
 
 // observer records, per key of a prefix, when the observed redis-server
