@@ -68,12 +68,13 @@ type Link struct {
 	Stats          Stats
 
 	resyncs      resyncInfo
-	retries      keyRetries    // keys that failed alone
-	health       [2]sideHealth // by Side: events proved, probes answered
-	canary       []byte        // store.CanaryKey of the namespace
-	reset        localReset    // a kept local reset (direction push)
-	savedChanges uint64        // synced.Changes() when the sync state was last saved
-	persistOff   bool          // the sync state files could be neither read nor moved aside: not saved
+	retries      keyRetries     // keys that failed alone
+	health       [2]sideHealth  // by Side: events proved, probes answered
+	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
+	canary       []byte         // store.CanaryKey of the namespace
+	reset        localReset     // a kept local reset (direction push)
+	savedChanges uint64         // synced.Changes() when the sync state was last saved
+	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
 
 	errMu   sync.Mutex
 	lastErr string
@@ -91,6 +92,7 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) {
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(syncedCap(cfg.Direction)),
 		resyncReq: make(chan struct{}, 1),
+		echoes:    [2]*echoFilter{newEchoFilter(), newEchoFilter()},
 	}
 	sides, err := store.Open(cfg, cfg.Workers+2, func(d store.Doer) store.Doer {
 		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}

@@ -93,14 +93,21 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			if store.IsStaging(l.local.Prefix, key) {
 				if bytes.Equal(key, l.canary) {
 					l.canarySeen(LocalSide)
+				} else if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
+					l.echoes[LocalSide].release(t)
 				}
 				continue
 			}
 			l.Stats.EventsLocal.Add(1)
+			if l.echoes[LocalSide].drop(key) {
+				l.Stats.EchoesDropped.Add(1)
+				continue
+			}
 			l.dirty.Add(key, changedLocal)
 		case "psubscribe":
 			if !subscribed {
 				subscribed = true
+				l.echoes[LocalSide].reset() // marks sent before are lost
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
 				l.requestResync(false)
@@ -230,6 +237,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	}()
 	err := l.client.Subscribe(ctx, pattern, func() {
 		bo.reset()
+		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
 	}, func(ch, _ []byte) {
@@ -241,10 +249,16 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
 			if bytes.Equal(key, l.canary) {
 				l.canarySeen(RemoteSide)
+			} else if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
+				l.echoes[RemoteSide].release(t)
 			}
 			return
 		}
 		l.Stats.EventsRemote.Add(1)
+		if l.echoes[RemoteSide].drop(key) {
+			l.Stats.EchoesDropped.Add(1)
+			return
+		}
 		l.dirty.Add(key, changedRemote)
 	})
 	select {

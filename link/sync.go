@@ -218,9 +218,33 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		}
 	}
 	if len(whole) > 0 {
+		// In direction both, the write's own events on dst are dropped
+		// until its mark comes (echoes.go).
+		var echoes *echoFilter
+		var token uint64
+		if l.both() {
+			echoes = l.echoes[RemoteSide]
+			if !toRemote {
+				echoes = l.echoes[LocalSide]
+			}
+			keys := make([]string, len(whole))
+			for i := range whole {
+				keys[i] = string(whole[i].Key)
+			}
+			token = echoes.expect(keys)
+		}
+		var err error
+		if echoes != nil {
+			var marked bool
+			marked, err = dst.ApplyMarked(ctx, whole, l.writeMark(toRemote, token))
+			if !marked || err != nil {
+				echoes.release(token)
+			}
+		} else {
+			err = dst.Apply(ctx, whole)
+		}
 		// A key the plain fallback cannot write (a stream) is reported, not
 		// retried: the next change or resync reports it again.
-		err := dst.Apply(ctx, whole)
 		var unsup *store.UnsupportedError
 		if err != nil && !errors.As(err, &unsup) {
 			return err
@@ -230,6 +254,9 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 			case whole[i].Skipped:
 				// Changed on dst since it was read: decide again, with
 				// both sides read (its event is on its way too).
+				if echoes != nil {
+					echoes.releaseKey(string(j.st.Key), token)
+				}
 				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
 			case unsup == nil || !unsup.Has(j.st.Key):
 				l.written(j, toRemote, "")
@@ -255,6 +282,14 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		l.written(j, toRemote, " in chunks")
 	}
 	return nil
+}
+
+// writeMark is the mark of write token on the remote side, or the local.
+func (l *Link) writeMark(toRemote bool, token uint64) []byte {
+	if toRemote {
+		return store.WriteMark(l.cfg.RemoteDB, l.remote.Prefix, token)
+	}
+	return store.WriteMark(l.cfg.LocalDB, l.local.Prefix, token)
 }
 
 // written records a copied key: synced state, counters, lag, debug log.

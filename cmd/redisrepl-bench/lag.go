@@ -147,6 +147,12 @@ func lagRound(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote 
 	if way.fromRemote {
 		writer, observed = remote, hub.Local
 	}
+	// Steady state is measured: half a second of writes first opens the
+	// link's connections and loads its scripts (TLS handshakes would be
+	// the slowest samples of a fresh link).
+	if _, err := lagOnce(ctx, writer, observed, fmt.Sprintf("lag:%s:warm:%d:", way.name, round), 1000, 500*time.Millisecond); err != nil {
+		return fmt.Errorf("%s warm-up: %w", way.name, err)
+	}
 	for _, rate := range rates {
 		before, reqBefore := snap(l.Stats.Lag), snap(l.Stats.RemoteLatency)
 		prefix := fmt.Sprintf("lag:%s:r%d:%d:", way.name, rate, round)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"math"
 	"strconv"
 	"testing"
@@ -8,9 +9,10 @@ import (
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
-// The apply request is packed by arithmetic (applyOverhead, applyLen),
-// without building it: the sum must be exactly the size of the request
-// sent when the side lacks the script, EVAL with casApplyScript's source.
+// The apply request is packed by arithmetic (applyOverhead, markReserve,
+// applyLen), without building it: the sum must be exactly the size of the
+// request sent when the side lacks the script, EVAL with casApplyScript's
+// source and the longest write mark.
 func TestApplySizeIsTheEncodedRequestSize(t *testing.T) {
 	prefix := []byte("ns/ \x00:")
 	states := []State{
@@ -25,7 +27,7 @@ func TestApplySizeIsTheEncodedRequestSize(t *testing.T) {
 		for _, st := range part {
 			args = append(args, st.Key)
 		}
-		args = append(args, prefix)
+		args = append(args, prefix, WriteMark(math.MaxInt32, prefix, math.MaxUint64))
 		for _, st := range part {
 			args = append(args, []byte(st.Expect))
 		}
@@ -35,7 +37,7 @@ func TestApplySizeIsTheEncodedRequestSize(t *testing.T) {
 			args = append(args, st.Elems...)
 		}
 		want = webdis.CommandLen(args...)
-		got := applyOverhead(prefix, n)
+		got := applyOverhead(prefix, n) + markReserve(prefix)
 		for i := range part {
 			got += part[i].applyLen()
 		}
@@ -80,4 +82,26 @@ func BenchmarkParseStates(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/key")
+}
+
+func TestWriteMarkParsesBack(t *testing.T) {
+	prefix := []byte("lab/1:\x00*")
+	for _, tok := range []uint64{0, 7, math.MaxUint64} {
+		m := WriteMark(3, prefix, tok)
+		key, ok := bytes.CutPrefix(m, []byte("__keyspace@3__:"))
+		if !ok {
+			t.Fatalf("%q is not a keyspace channel of db 3", m)
+		}
+		if got, ok := ParseWriteMark(prefix, key); !ok || got != tok {
+			t.Errorf("ParseWriteMark(%q) = %d, %v; want %d", key, got, ok, tok)
+		}
+		if !IsStaging(prefix, key) {
+			t.Errorf("%q is not a staging name: links that know no marks would replicate it", key)
+		}
+	}
+	for _, key := range []string{"lab/1:\x00*x", "other:\x00redisrepl-staging\x00written:1", "lab/1:\x00*\x00redisrepl-staging\x00canary", "lab/1:\x00*\x00redisrepl-staging\x00written:x"} {
+		if _, ok := ParseWriteMark(prefix, []byte(key)); ok {
+			t.Errorf("%q parsed as a write mark", key)
+		}
+	}
 }

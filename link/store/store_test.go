@@ -744,3 +744,102 @@ func TestRestoreMissingLeavesPresentKeys(t *testing.T) {
 		t.Errorf("m:b = %q: a local write was overwritten by the restore", v)
 	}
 }
+
+// A write mark reaches a subscriber of the namespace's keyspace events
+// after every event of the writes it was sent with: through Webdis and
+// directly; plain commands and a side refusing PUBLISH say they sent none,
+// and still write.
+func TestApplyMarkedPublishesTheMarkAfterItsWrites(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	noEval := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA"}, Front: webdistest.FrontNginx})
+	direct := func(h *webdistest.Hub) redis.Conn {
+		c, err := h.Remote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	do(t, direct(hub), "ACL", "SETUSER", "nopub", "on", ">pw", "~*", "&*", "+@all", "-publish")
+	cases := []struct {
+		name       string
+		hub        *webdistest.Hub
+		store      func(prefix []byte) *Store
+		wantMarked bool
+	}{
+		{"eval/webdis", hub, func(p []byte) *Store { return New("remote", webdisClient(t, hub), p, testLimits()) }, true},
+		{"eval/redis", hub, func(p []byte) *Store { return New("remote", pool(t, hub.RemoteAddr), p, testLimits()) }, true},
+		{"eval/redis-no-publish", hub, func(p []byte) *Store {
+			pl := NewPool(RedisAddr{Addr: hub.RemoteAddr, User: "nopub", Password: "pw"}, 4)
+			t.Cleanup(func() { pl.Close() })
+			return New("remote", pl, p, testLimits())
+		}, false},
+		{"plain/webdis", noEval, func(p []byte) *Store { return New("remote", webdisClient(t, noEval), p, testLimits()) }, false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := []byte(fmt.Sprintf("mk%d:", i))
+			c := direct(tc.hub)
+			do(t, c, "CONFIG", "SET", "notify-keyspace-events", "KA")
+			do(t, c, "SET", string(prefix)+"gone", "x")
+			sub := direct(tc.hub)
+			psc := redis.PubSubConn{Conn: sub}
+			if err := psc.PSubscribe("__keyspace@0__:" + string(prefix) + "*"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := psc.Receive().(redis.Subscription); !ok {
+				t.Fatal("no subscription")
+			}
+			states := []State{
+				{Key: []byte(string(prefix) + "h"), Type: "hash", ExpireAt: time.Now().Add(time.Hour).UnixMilli(), Elems: bs("f", "v")},
+				{Key: []byte(string(prefix) + "s"), Type: "string", Elems: bs("v")},
+				{Key: []byte(string(prefix) + "gone"), Type: "none"},
+			}
+			mark := WriteMark(0, prefix, 42)
+			marked, err := tc.store(prefix).ApplyMarked(context.Background(), states, mark)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if marked != tc.wantMarked {
+				t.Fatalf("marked = %v, want %v", marked, tc.wantMarked)
+			}
+			if n, _ := redis.Int(c.Do("EXISTS", string(prefix)+"h", string(prefix)+"s", string(prefix)+"gone")); n != 2 {
+				t.Fatalf("%d of the 2 keys written exist", n)
+			}
+			// The events of h, s and gone, then the mark; then a write of
+			// another client, whose event must come after the mark.
+			do(t, c, "SET", string(prefix)+"later", "x")
+			seen := map[string]bool{}
+			markAt, laterAt := -1, -1
+			for n := 0; laterAt < 0; n++ {
+				m, ok := psc.ReceiveWithTimeout(5 * time.Second).(redis.Message)
+				if !ok {
+					t.Fatalf("events so far %v: then no message", seen)
+				}
+				key := strings.TrimPrefix(m.Channel, "__keyspace@0__:")
+				switch {
+				case key == string(mark[len("__keyspace@0__:"):]):
+					markAt = n
+				case key == string(prefix)+"later":
+					laterAt = n
+				case IsStaging(prefix, []byte(key)):
+					// plain mode builds the hash in a staging key
+				default:
+					if markAt >= 0 {
+						t.Errorf("event %s of %q after the mark", m.Data, key)
+					}
+					seen[key] = true
+				}
+			}
+			if tc.wantMarked && (markAt < 0 || markAt > laterAt) {
+				t.Errorf("mark at %d, the later write at %d", markAt, laterAt)
+			}
+			if !tc.wantMarked && markAt >= 0 {
+				t.Errorf("a mark published although marked is false")
+			}
+			if len(seen) != 3 {
+				t.Errorf("events of %v, want the 3 keys written", seen)
+			}
+		})
+	}
+}
