@@ -152,32 +152,40 @@ func (d *dirtySet) signal() {
 // hands out at most max of them, marking them in flight.
 func (d *dirtySet) Take(ctx context.Context, max int) *batch {
 	for {
-		d.mu.Lock()
-		if d.head < len(d.queue) {
-			n := min(max, len(d.queue)-d.head)
-			b := &batch{keys: make([]string, n), whys: make([]uint8, n), since: make([]int64, n)}
-			for i, q := range d.queue[d.head : d.head+n] {
-				b.keys[i], b.since[i] = q.key, q.since
-				b.whys[i] = d.pending[q.key]
-				delete(d.pending, q.key)
-				d.inflight[q.key] = 0
-			}
-			clear(d.queue[d.head : d.head+n])
-			d.head += n
-			more := d.head < len(d.queue)
-			d.mu.Unlock()
-			if more {
-				d.signal() // let another worker take the rest
-			}
+		if b := d.TryTake(max); b != nil {
 			return b
 		}
-		d.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-d.wake:
 		}
 	}
+}
+
+// TryTake is Take without waiting: nil when no key is pending.
+func (d *dirtySet) TryTake(max int) *batch {
+	d.mu.Lock()
+	if d.head >= len(d.queue) {
+		d.mu.Unlock()
+		return nil
+	}
+	n := min(max, len(d.queue)-d.head)
+	b := &batch{keys: make([]string, n), whys: make([]uint8, n), since: make([]int64, n)}
+	for i, q := range d.queue[d.head : d.head+n] {
+		b.keys[i], b.since[i] = q.key, q.since
+		b.whys[i] = d.pending[q.key]
+		delete(d.pending, q.key)
+		d.inflight[q.key] = 0
+	}
+	clear(d.queue[d.head : d.head+n])
+	d.head += n
+	more := d.head < len(d.queue)
+	d.mu.Unlock()
+	if more {
+		d.signal() // let another worker take the rest
+	}
+	return b
 }
 
 // Done ends the flight of b's keys. A key that changed meanwhile is queued

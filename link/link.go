@@ -68,12 +68,13 @@ type Link struct {
 	Stats          Stats
 
 	resyncs      resyncInfo
-	retries      keyRetries    // keys that failed alone
-	health       [2]sideHealth // by Side: events proved, probes answered
-	canary       []byte        // store.CanaryKey of the namespace
-	reset        localReset    // a kept local reset (direction push)
-	savedChanges uint64        // synced.Changes() when the sync state was last saved
-	persistOff   bool          // the sync state files could be neither read nor moved aside: not saved
+	retries      keyRetries     // keys that failed alone
+	health       [2]sideHealth  // by Side: events proved, probes answered
+	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
+	canary       []byte         // store.CanaryKey of the namespace
+	reset        localReset     // a kept local reset (direction push)
+	savedChanges uint64         // synced.Changes() when the sync state was last saved
+	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
 
 	errMu   sync.Mutex
 	lastErr string
@@ -99,6 +100,7 @@ func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 		dirty:     newDirtySet(cfg.MaxDirtyKeys),
 		synced:    dedup.New(syncedCap(cfg.Direction)),
 		resyncReq: make(chan struct{}, 1),
+		echoes:    [2]*echoFilter{newEchoFilter(), newEchoFilter()},
 	}
 	sides, err := l.openSides(hubs)
 	if err != nil {
@@ -236,36 +238,81 @@ func (l *Link) Run(ctx context.Context) error {
 	return nil
 }
 
-// worker copies batches of dirty keys until ctx is done.
+// worker copies batches of dirty keys until ctx is done. It reads and
+// decides a batch (prepare) while the writes of the previous one are on
+// their way (commit): the local read of batch n+1 overlaps the remote write
+// of batch n, one write in flight per worker. Their keys differ: a key is
+// in flight until its batch is done (dirty.go).
 func (l *Link) worker(ctx, opCtx context.Context) {
 	bo := newBackoff()
+	var writing *batch // the batch being written, if any
+	written := make(chan error, 1)
+	// settle waits for the batch being written, and says whether the
+	// worker goes on (false: ctx is done) and whether that write failed.
+	settle := func() (goOn, failed bool) {
+		if writing == nil {
+			return true, false
+		}
+		err := <-written
+		b := writing
+		writing = nil
+		return l.done(ctx, opCtx, b, err, bo), err != nil
+	}
 	for {
-		b := l.dirty.Take(ctx, l.cfg.BatchKeys)
+		b := l.dirty.TryTake(l.cfg.BatchKeys)
 		if b == nil {
+			if goOn, _ := settle(); !goOn {
+				return
+			}
+			if b = l.dirty.Take(ctx, l.cfg.BatchKeys); b == nil {
+				return
+			}
+		}
+		p, err := l.prepare(opCtx, b)
+		goOn, failed := settle()
+		switch {
+		case !goOn:
+			l.dirty.Done(b, true)
 			return
-		}
-		err := l.copyBatch(opCtx, b)
-		if err != nil && !sideWide(err) {
-			// Maybe one key's fault: the others must go through.
-			err = l.isolate(opCtx, b)
-		} else if err == nil {
-			l.retries.ok(b.keys)
-		}
-		l.dirty.Done(b, err != nil)
-		if err != nil {
-			l.fail(err, "copy")
-			l.setState(Degraded)
-			if !sleepCtx(ctx, bo.next()) {
+		case err != nil:
+			if !l.done(ctx, opCtx, b, err, bo) {
 				return
 			}
 			continue
+		case failed:
+			// The side just failed and the worker backed off: what was
+			// read before is stale, read it again.
+			l.dirty.Done(b, true)
+			continue
 		}
-		if bo.reset() {
-			// The first success after failures: events may have been lost
-			// meanwhile (Redis drops them for nobody), so compare all.
-			l.requestResync(false)
-		}
+		writing = b
+		go func() { written <- l.commit(opCtx, p) }()
 	}
+}
+
+// done ends the copy of batch b whose outcome is err: a batch that failed
+// for a reason other than its side is copied key by key (one bad key must
+// not hold up the others), failures are reported and backed off. It says
+// whether the worker goes on (false: ctx is done).
+func (l *Link) done(ctx, opCtx context.Context, b *batch, err error, bo *backoff) bool {
+	if err != nil && !sideWide(err) {
+		// Maybe one key's fault: the others must go through.
+		err = l.isolate(opCtx, b)
+	} else if err == nil {
+		l.retries.ok(b.keys)
+	}
+	l.dirty.Done(b, err != nil)
+	if err != nil {
+		l.fail(err, "copy")
+		l.setState(Degraded)
+		return sleepCtx(ctx, bo.next())
+	}
+	if bo.reset() {
+		// The first success after failures: events may have been lost
+		// meanwhile (Redis drops them for nobody), so compare all.
+		l.requestResync(false)
+	}
+	return true
 }
 
 // backoff is capped exponential backoff with jitter.

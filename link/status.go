@@ -61,6 +61,7 @@ type Stats struct {
 	BytesToRemote  atomic.Int64 // value bytes written on the remote
 	BytesToLocal   atomic.Int64
 	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
+	EchoesDropped  atomic.Int64 // events of the link's own marked writes, dropped unread (echoes.go)
 	RemoteRequests atomic.Int64 // requests sent to the remote
 	Errors         atomic.Int64
 	KeyErrors      atomic.Int64    // keys that failed alone (see keyerrors.go)

@@ -83,29 +83,76 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	}()
 	subscribed := false
 	for {
-		switch v := psc.ReceiveWithTimeout(3 * pingEvery).(type) {
-		case redis.Message:
-			key := []byte(v.Channel[len(channel):])
+		kind, ch, err := receiveEvent(conn, 3*pingEvery)
+		if err != nil {
+			return fmt.Errorf("%s: events: %w", l.local.Name, err)
+		}
+		switch kind {
+		case "pmessage":
+			if len(ch) < len(channel) {
+				continue
+			}
+			key := ch[len(channel):]
 			if store.IsStaging(l.local.Prefix, key) {
 				if bytes.Equal(key, l.canary) {
 					l.canarySeen(LocalSide)
+				} else if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
+					l.echoes[LocalSide].release(t)
 				}
 				continue
 			}
 			l.Stats.EventsLocal.Add(1)
+			if l.echoes[LocalSide].drop(key) {
+				l.Stats.EchoesDropped.Add(1)
+				continue
+			}
 			l.dirty.Add(key, changedLocal)
-		case redis.Subscription:
+		case "psubscribe":
 			if !subscribed {
 				subscribed = true
+				l.echoes[LocalSide].reset() // marks sent before are lost
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
 				l.requestResync(false)
 			}
-		case redis.Pong:
-		case error:
-			return fmt.Errorf("%s: events: %w", l.local.Name, v)
 		}
 	}
+}
+
+// receiveEvent reads one reply of a subscribed connection: its kind
+// ("pmessage", "psubscribe", "pong", ...) and, for a message, its channel.
+// It does what redigo's PubSubConn.Receive does without its
+// reflection-based Scan and string copies, which cost more than the rest
+// of an event's path (the channel is the reply's own bytes).
+func receiveEvent(c redis.Conn, timeout time.Duration) (kind string, channel []byte, err error) {
+	reply, err := redis.ReceiveWithTimeout(c, timeout)
+	if err != nil {
+		return "", nil, err
+	}
+	vs, ok := reply.([]any)
+	if !ok || len(vs) == 0 {
+		return "", nil, fmt.Errorf("unexpected reply %T on a subscribed connection", reply)
+	}
+	k, ok := vs[0].([]byte)
+	if !ok {
+		return "", nil, fmt.Errorf("unexpected reply kind %T on a subscribed connection", vs[0])
+	}
+	switch string(k) {
+	case "pmessage":
+		if len(vs) != 4 {
+			return "", nil, fmt.Errorf("a pmessage of %d fields", len(vs))
+		}
+		ch, ok := vs[2].([]byte)
+		if !ok {
+			return "", nil, fmt.Errorf("a pmessage whose channel is %T", vs[2])
+		}
+		return "pmessage", ch, nil
+	case "psubscribe":
+		return "psubscribe", nil, nil
+	case "pong":
+		return "pong", nil, nil
+	}
+	return string(k), nil, nil
 }
 
 // keepaliveMark follows the namespace in the channel the link publishes to
@@ -197,6 +244,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	}()
 	err := l.client.Subscribe(ctx, pattern, func() {
 		bo.reset()
+		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
 	}, func(ch, _ []byte) {
@@ -208,10 +256,16 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
 			if bytes.Equal(key, l.canary) {
 				l.canarySeen(RemoteSide)
+			} else if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
+				l.echoes[RemoteSide].release(t)
 			}
 			return
 		}
 		l.Stats.EventsRemote.Add(1)
+		if l.echoes[RemoteSide].drop(key) {
+			l.Stats.EchoesDropped.Add(1)
+			return
+		}
 		l.dirty.Add(key, changedRemote)
 	})
 	select {

@@ -15,27 +15,51 @@ import (
 // mode by copying their local state to the remote, in both mode by deciding
 // per key which side wins (dedup.Decide).
 func (l *Link) copyBatch(ctx context.Context, b *batch) error {
+	p, err := l.prepare(ctx, b)
+	if err != nil {
+		return err
+	}
+	return l.commit(ctx, p)
+}
+
+// plan is what copying a batch writes, read and decided by prepare.
+type plan struct {
+	toRemote, toLocal []copyJob
+}
+
+// commit writes what p says.
+func (l *Link) commit(ctx context.Context, p *plan) error {
+	if err := l.copyStates(ctx, l.local, l.remote, p.toRemote); err != nil {
+		return err
+	}
+	return l.copyStates(ctx, l.remote, l.local, p.toLocal)
+}
+
+// prepare reads the keys of b and decides what to write where. It writes
+// nothing, so that a worker prepares its next batch while the writes of
+// the previous one are on their way (link.go, worker).
+func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 	keys := make([][]byte, len(b.keys))
 	for i, k := range b.keys {
 		keys[i] = []byte(k)
 	}
 	local, err := l.local.Read(ctx, keys)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var remote []*store.State
 	if l.both() {
 		if remote, err = l.readRemoteFor(ctx, keys, b.whys); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if err := l.digestBig(ctx, l.local, local); err != nil {
-		return err
+		return nil, err
 	}
 	for _, r := range remote {
 		if r != nil && r.Big && !r.Deferred {
 			if r.Digest, err = l.remote.BigDigest(ctx, r.Key, r.Type); err != nil {
-				return err
+				return nil, err
 			}
 		}
 	}
@@ -81,10 +105,7 @@ func (l *Link) copyBatch(ctx context.Context, b *batch) error {
 			toLocal = append(toLocal, copyJob{remote[i], b.since[i]})
 		}
 	}
-	if err := l.copyStates(ctx, l.local, l.remote, toRemote); err != nil {
-		return err
-	}
-	return l.copyStates(ctx, l.remote, l.local, toLocal)
+	return &plan{toRemote, toLocal}, nil
 }
 
 // digestBig computes the digests of the big keys among states, which the
@@ -197,9 +218,33 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		}
 	}
 	if len(whole) > 0 {
+		// In direction both, the write's own events on dst are dropped
+		// until its mark comes (echoes.go).
+		var echoes *echoFilter
+		var token uint64
+		if l.both() {
+			echoes = l.echoes[RemoteSide]
+			if !toRemote {
+				echoes = l.echoes[LocalSide]
+			}
+			keys := make([]string, len(whole))
+			for i := range whole {
+				keys[i] = string(whole[i].Key)
+			}
+			token = echoes.expect(keys)
+		}
+		var err error
+		if echoes != nil {
+			var marked bool
+			marked, err = dst.ApplyMarked(ctx, whole, l.writeMark(toRemote, token))
+			if !marked || err != nil {
+				echoes.release(token)
+			}
+		} else {
+			err = dst.Apply(ctx, whole)
+		}
 		// A key the plain fallback cannot write (a stream) is reported, not
 		// retried: the next change or resync reports it again.
-		err := dst.Apply(ctx, whole)
 		var unsup *store.UnsupportedError
 		if err != nil && !errors.As(err, &unsup) {
 			return err
@@ -209,6 +254,9 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 			case whole[i].Skipped:
 				// Changed on dst since it was read: decide again, with
 				// both sides read (its event is on its way too).
+				if echoes != nil {
+					echoes.releaseKey(string(j.st.Key), token)
+				}
 				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
 			case unsup == nil || !unsup.Has(j.st.Key):
 				l.written(j, toRemote, "")
@@ -234,6 +282,14 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		l.written(j, toRemote, " in chunks")
 	}
 	return nil
+}
+
+// writeMark is the mark of write token on the remote side, or the local.
+func (l *Link) writeMark(toRemote bool, token uint64) []byte {
+	if toRemote {
+		return store.WriteMark(l.cfg.RemoteDB, l.remote.Prefix, token)
+	}
+	return store.WriteMark(l.cfg.LocalDB, l.local.Prefix, token)
 }
 
 // written records a copied key: synced state, counters, lag, debug log.

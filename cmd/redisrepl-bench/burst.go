@@ -3,6 +3,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
+	"runtime"
+	"runtime/debug"
+	"runtime/pprof"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -22,14 +26,12 @@ import (
 const (
 	burstTargetSingle = 10.0
 	burstTargetMset   = 0.3
+	burstTargetRSSMB  = 40.0 // peak RSS of the process during a 20k burst
 )
 
 func runBurst(ctx context.Context, b *bench) error {
-	if b.ceilSet8 == 0 || b.ceilMset8 == 0 {
-		progress("burst compares with the ceilings of the same run: measuring them first")
-		if err := runCeilings(ctx, b); err != nil {
-			return fmt.Errorf("ceilings: %w", err)
-		}
+	if err := b.needCeilings(ctx); err != nil {
+		return err
 	}
 	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
@@ -58,6 +60,7 @@ func runBurst(ctx context.Context, b *bench) error {
 			s.add(k+"/complete", boolf(r.complete))
 			s.add(k+"/req_p50", r.reqP50)
 			s.add(k+"/req_p99", r.reqP99)
+			s.add(k+"/peak_rss", float64(r.peakRSS)/(1<<20))
 			r.cpu.addPerKey(s, k+"/", n)
 			progress("round %d burst%s: %.0f keys/s (%d requests, %d keys written, complete=%v)",
 				round+1, k, r.keysPerS, r.requests, r.keysToRemote, r.complete)
@@ -79,6 +82,11 @@ func runBurst(ctx context.Context, b *bench) error {
 			"events_missed", s.med(k+"/lost"),
 			"resyncs_during", s.med(k+"/resyncs"),
 			"complete_rounds", fmt.Sprintf("%d/%d", int(sum(s[k+"/complete"])), len(s[k+"/complete"])))
+		kv = append(kv, "peak_rss_mb", s.med(k+"/peak_rss"))
+		if n == 20_000 {
+			kv = append(kv, "target_peak_rss_mb", fmt.Sprintf("<=%g", burstTargetRSSMB),
+				"pass_rss", yesNo(s.med(k+"/peak_rss") <= burstTargetRSSMB))
+		}
 		kv = append(kv, cpuFields(s, k+"/")...)
 		b.emit("burst"+k, append(kv, "rounds", b.rounds)...)
 	}
@@ -91,6 +99,7 @@ type burstResult struct {
 	events, resyncs         int64
 	complete                bool
 	reqP50, reqP99          float64 // ms, bucket upper bounds
+	peakRSS                 int64   // bytes, of this process (link and writer)
 	cpu                     cpuTimes
 }
 
@@ -103,6 +112,7 @@ func burstOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 		return nil, err
 	}
 	defer l.stop()
+	resetPeakRSS()
 	reqs0, keys0 := l.Stats.RemoteRequests.Load(), l.Stats.KeysToRemote.Load()
 	ev0, rs0 := l.Stats.EventsLocal.Load(), l.Stats.Resyncs.Load()
 	req0 := snap(l.Stats.RemoteLatency)
@@ -148,6 +158,7 @@ func burstOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 		complete:      p.seen >= n,
 	}
 	r.cpu = cpuSnapshot(hub).since(cpu0)
+	_, r.peakRSS = vm()
 	req1 := snap(l.Stats.RemoteLatency)
 	r.reqP50, r.reqP99 = req1.quantileSince(req0, 0.5), req1.quantileSince(req0, 0.99)
 	if !r.complete {
@@ -155,6 +166,32 @@ func burstOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 			n, p.seen, timeout, l.State(), l.Pending(), l.LastError())
 	}
 	return r, nil
+}
+
+// needCeilings measures the ceilings unless this run has them: ratios are
+// taken against the ceilings of the same run.
+func (b *bench) needCeilings(ctx context.Context) error {
+	if b.ceilSet8 != 0 && b.ceilMset8 != 0 {
+		return nil
+	}
+	progress("ratios are taken against the ceilings of the same run: measuring them first")
+	var err error
+	pprof.Do(ctx, pprof.Labels("scenario", "ceilings"), func(ctx context.Context) { err = runCeilings(ctx, b) })
+	if err != nil {
+		return fmt.Errorf("ceilings: %w", err)
+	}
+	return nil
+}
+
+// resetPeakRSS returns free memory to the OS and resets VmHWM to the
+// current RSS (Linux: "5" to /proc/self/clear_refs), so that vm's hwm is
+// the peak from now on, not of an earlier scenario.
+func resetPeakRSS() {
+	runtime.GC()
+	debug.FreeOSMemory()
+	if err := os.WriteFile("/proc/self/clear_refs", []byte("5"), 0); err != nil {
+		progress("peak RSS not reset (%v): peak_rss_mb is since the start", err)
+	}
 }
 
 func boolf(b bool) float64 {

@@ -17,9 +17,15 @@
 // goes to stderr, prefixed by "#".
 //
 // Scenarios (-only REGEX selects by these names): ceilings, burst, lag,
-// hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side: gateway.go), links (many links
-// in one process: links.go). burst needs the ceilings of the same run for
-// its ratios, so it measures them first when -only left ceilings out.
+// hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side:
+// gateway.go), links (many links in one process: links.go). burst and rc
+// need the ceilings of the same run for their ratios, so they measure them
+// first when -only left ceilings out.
+//
+// Profiling: -cpuprofile FILE labels samples by scenario (go tool pprof
+// -tagfocus scenario=burst), -trace FILE writes an execution trace with a
+// region per scenario (go tool trace), -idleprofile FILE profiles the idle
+// window of 200 links alone.
 package main
 
 import (
@@ -35,6 +41,7 @@ import (
 	"regexp"
 	"runtime"
 	"runtime/pprof"
+	"runtime/trace"
 	"strings"
 	"sync"
 	"syscall"
@@ -59,6 +66,7 @@ type bench struct {
 	// idleProfile: the links scenario writes a CPU profile of its idle
 	// window of 200 links here ("" = none).
 	idleProfile string
+	workers     int // the links' workers, 0 = config's default
 	failed      bool
 
 	// ceilings measured in this run (medians of keys/s), 0 = not yet.
@@ -92,14 +100,16 @@ func run() int {
 	rounds := flag.Int("rounds", 3, "rounds per scenario: the median is reported, with min and max")
 	only := flag.String("only", "", "run only the scenarios whose name matches this regular expression ("+scenarioNames()+")")
 	quick := flag.Bool("quick", false, "smoke run: smaller N, shorter runs, 1 round unless -rounds is given")
-	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the process during the scenarios to this file")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the process during the scenarios to this file (samples carry the label scenario=NAME: go tool pprof -tagfocus scenario=burst)")
+	traceFile := flag.String("trace", "", "write an execution trace of the process during the scenarios to this file (go tool trace)")
 	idleProfile := flag.String("idleprofile", "", "links: write a CPU profile of the idle window of 200 links to this file (not with -cpuprofile)")
 	verbose := flag.Bool("v", false, "log the link's warnings and errors to stderr")
 	gatewayBin := flag.String("gateway-bin", "", "the redisrepl binary the gateway scenario runs (default: built from this tree)")
+	workers := flag.Int("workers", 0, "workers per link (default: config's default)")
 	flag.Parse()
 
 	b := &bench{rounds: *rounds, quick: *quick, verbose: *verbose, out: os.Stdout, hubs: map[*webdistest.Hub]bool{},
-		gatewayBin: *gatewayBin, idleProfile: *idleProfile}
+		gatewayBin: *gatewayBin, idleProfile: *idleProfile, workers: *workers}
 	if b.quick && !flagGiven("rounds") {
 		b.rounds = 1
 	}
@@ -144,6 +154,19 @@ func run() int {
 		}
 		defer pprof.StopCPUProfile()
 	}
+	if *traceFile != "" {
+		f, err := os.Create(*traceFile)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
+			return 1
+		}
+		defer f.Close()
+		if err := trace.Start(f); err != nil {
+			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
+			return 1
+		}
+		defer trace.Stop()
+	}
 
 	b.header()
 	start := time.Now()
@@ -156,7 +179,10 @@ func run() int {
 		}
 		progress("scenario %s", s.name)
 		t := time.Now()
-		err := s.run(ctx, b)
+		var err error
+		pprof.Do(ctx, pprof.Labels("scenario", s.name), func(ctx context.Context) {
+			trace.WithRegion(ctx, s.name, func() { err = s.run(ctx, b) })
+		})
 		b.closeHubs() // whatever an early return left running
 		if err != nil {
 			if ctx.Err() != nil {
@@ -309,7 +335,9 @@ func (b *bench) logger() zerolog.Logger {
 	if b.verbose {
 		return zerolog.New(zerolog.ConsoleWriter{Out: os.Stderr}).Level(zerolog.WarnLevel).With().Timestamp().Logger()
 	}
-	return zerolog.New(io.Discard)
+	// Discarded at the level a service logs at: debug events cost CPU per
+	// key even when discarded.
+	return zerolog.New(io.Discard).Level(zerolog.InfoLevel)
 }
 
 // emit prints one figure: name, then key=value pairs.

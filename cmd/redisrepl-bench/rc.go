@@ -11,6 +11,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/link"
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
 // rc: direction "both". First a probe: a link with direction both, live, and
@@ -23,6 +24,9 @@ import (
 // (Stats.KeysToRemote): the keys it brought must not travel back.
 
 func runRC(ctx context.Context, b *bench) error {
+	if err := b.needCeilings(ctx); err != nil {
+		return err
+	}
 	hub, local, remote, done, err := b.openStack(ctx)
 	if err != nil {
 		return err
@@ -44,7 +48,7 @@ func runRC(ctx context.Context, b *bench) error {
 	}
 	s := series{}
 	for round := range b.rounds {
-		r, err := rcOnce(ctx, b, cfg, local, remote, n)
+		r, err := rcOnce(ctx, b, hub, cfg, local, remote, n)
 		if err != nil {
 			return err
 		}
@@ -53,13 +57,19 @@ func runRC(ctx context.Context, b *bench) error {
 		}
 		progress("round %d rc%s: %.0f keys/s (complete=%v)", round+1, kn(n), r["kps"], r["complete"] == 1)
 	}
-	b.emit("rc"+kn(n), append(s.headline("keys_per_s", "kps"),
+	med := s.med("kps")
+	kv := append(s.headline("keys_per_s", "kps"),
+		"vs_single_set", ratio(med/b.ceilSet8), "vs_mset100", ratio(med/b.ceilMset8),
+		"target", fmt.Sprintf(">=%gx,>=%gx", burstTargetSingle, burstTargetMset),
+		"pass", yesNo(med/b.ceilSet8 >= burstTargetSingle && med/b.ceilMset8 >= burstTargetMset))
+	kv = append(kv,
 		"keys_to_local", s.med("to_local"),
 		"events_remote", s.med("events"),
 		"echo_writes", s.med("echo"),
 		"keys_skipped", s.med("skipped"),
-		"complete_rounds", fmt.Sprintf("%d/%d", int(sum(s["complete"])), len(s["complete"])),
-		"rounds", b.rounds)...)
+		"complete_rounds", fmt.Sprintf("%d/%d", int(sum(s["complete"])), len(s["complete"])))
+	kv = append(kv, cpuFields(s, "")...)
+	b.emit("rc"+kn(n), append(kv, "rounds", b.rounds)...)
 	return nil
 }
 
@@ -102,7 +112,7 @@ func rcProbe(ctx context.Context, b *bench, cfg config.Link, local, remote redis
 	return "", nil
 }
 
-func rcOnce(ctx context.Context, b *bench, cfg config.Link, local, remote redis.Conn, n int) (map[string]float64, error) {
+func rcOnce(ctx context.Context, b *bench, hub *webdistest.Hub, cfg config.Link, local, remote redis.Conn, n int) (map[string]float64, error) {
 	if err := flush(local, remote); err != nil {
 		return nil, err
 	}
@@ -121,6 +131,7 @@ func rcOnce(ctx context.Context, b *bench, cfg config.Link, local, remote redis.
 	}
 	defer l.stop()
 	toLocal0, ev0, echo0, skip0 := l.Stats.KeysToLocal.Load(), l.Stats.EventsRemote.Load(), l.Stats.KeysToRemote.Load(), l.Stats.KeysSkipped.Load()
+	cpu0 := cpuSnapshot(hub)
 	start := time.Now()
 	if err := pipelineSet(ctx, remote, n, func(i int) []byte { return numKey("rc:", i) }, func(int) []byte { return value100 }); err != nil {
 		return nil, err
@@ -132,6 +143,7 @@ func rcOnce(ctx context.Context, b *bench, cfg config.Link, local, remote redis.
 		return seen >= n
 	})
 	took := time.Since(start)
+	cpu := cpuSnapshot(hub).since(cpu0)
 	if err != nil && ctx.Err() != nil {
 		return nil, err
 	}
@@ -140,12 +152,18 @@ func rcOnce(ctx context.Context, b *bench, cfg config.Link, local, remote redis.
 	}
 	// Echoes, if any, come right after: give them a moment.
 	time.Sleep(500 * time.Millisecond)
-	return map[string]float64{
+	r := map[string]float64{
 		"kps":      float64(seen) / took.Seconds(),
 		"to_local": float64(l.Stats.KeysToLocal.Load() - toLocal0),
 		"events":   float64(l.Stats.EventsRemote.Load() - ev0),
 		"echo":     float64(l.Stats.KeysToRemote.Load() - echo0),
 		"skipped":  float64(l.Stats.KeysSkipped.Load() - skip0),
 		"complete": boolf(seen >= n),
-	}, nil
+	}
+	s := series{}
+	cpu.addPerKey(s, "", n)
+	for k, v := range s {
+		r[k] = v[0]
+	}
+	return r, nil
 }

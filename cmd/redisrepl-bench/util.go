@@ -80,6 +80,9 @@ type runningLink struct {
 // startLink runs a link until stop (or ctx) and, with live, waits until it
 // is live (subscribed and done with its first resync).
 func (b *bench) startLink(ctx context.Context, cfg config.Link, live bool) (*runningLink, error) {
+	if b.workers > 0 {
+		cfg.Workers = b.workers
+	}
 	l, err := link.New(cfg, b.logger())
 	if err != nil {
 		return nil, err

@@ -15,21 +15,43 @@ import (
 // order joined by ','. Unordered types (hash, set): sha1 hex of ty, '|',
 // then their elemSum.
 func digestOf(ty string, elems [][]byte) string {
+	var d digester
+	return d.digest(ty, elems)
+}
+
+// digester computes digestOf for many keys with the same two hashes.
+type digester struct {
+	h, p hash.Hash
+	buf  [64]byte // a field's length, then an element hash and its hex
+}
+
+func (d *digester) digest(ty string, elems [][]byte) string {
 	if unordered(ty) {
 		var s elemSum
 		s.addElems(ty, elems)
 		return s.digest(ty)
 	}
-	h := sha1.New()
-	h.Write([]byte(ty))
-	h.Write([]byte{'|'})
-	for i, p := range elementHashes(ty, elems) {
-		if i > 0 {
-			h.Write([]byte{','})
-		}
-		h.Write([]byte(p))
+	if d.h == nil {
+		d.h, d.p = sha1.New(), sha1.New()
 	}
-	return hex.EncodeToString(h.Sum(nil))
+	h, p, buf := d.h, d.p, &d.buf
+	h.Reset()
+	h.Write(append(append(buf[:0], ty...), '|'))
+	for i, e := range elems {
+		p.Reset()
+		writeField(p, e, buf)
+		sum := p.Sum(buf[:0])
+		out := buf[sha1.Size:]
+		if i > 0 {
+			out[0], out = ',', out[:1+2*sha1.Size]
+			hex.Encode(out[1:], sum)
+		} else {
+			out = out[:2*sha1.Size]
+			hex.Encode(out, sum)
+		}
+		h.Write(out)
+	}
+	return hex.EncodeToString(h.Sum(buf[:0]))
 }
 
 // unordered says whether a type's digest ignores the order of its elements.
@@ -40,10 +62,11 @@ func unordered(ty string) bool { return ty == "hash" || ty == "set" }
 func elementHashes(ty string, elems [][]byte) []string {
 	parts := make([]string, len(elems))
 	p := sha1.New()
+	var buf [64]byte
 	for i, e := range elems {
 		p.Reset()
-		writeField(p, e)
-		parts[i] = hex.EncodeToString(p.Sum(nil))
+		writeField(p, e, &buf)
+		parts[i] = hex.EncodeToString(p.Sum(buf[:0]))
 	}
 	return parts
 }
@@ -80,7 +103,7 @@ func (s *elemSum) addHash(h []byte) {
 // addElems adds the elements laid out as in State.
 func (s *elemSum) addElems(ty string, elems [][]byte) {
 	p := sha1.New()
-	var buf [sha1.Size]byte
+	var buf [64]byte
 	step := 1
 	if ty == "hash" {
 		step = 2
@@ -88,7 +111,7 @@ func (s *elemSum) addElems(ty string, elems [][]byte) {
 	for i := 0; i+step <= len(elems); i += step {
 		p.Reset()
 		for _, e := range elems[i : i+step] {
-			writeField(p, e)
+			writeField(p, e, &buf)
 		}
 		s.addHash(p.Sum(buf[:0]))
 	}
@@ -130,9 +153,9 @@ func (s elemSum) digest(ty string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// writeField writes luaLib's field(s): its length, ':', then s.
-func writeField(h hash.Hash, b []byte) {
-	h.Write(strconv.AppendInt(nil, int64(len(b)), 10))
-	h.Write([]byte{':'})
+// writeField writes luaLib's field(s): its length, ':', then s. buf is
+// scratch space, so that nothing is allocated per element.
+func writeField(h hash.Hash, b []byte, buf *[64]byte) {
+	h.Write(append(strconv.AppendInt(buf[:0], int64(len(b)), 10), ':'))
 	h.Write(b)
 }

@@ -81,10 +81,27 @@ func (e evalOps) exists(ctx context.Context, keys [][]byte) ([]bool, error) {
 	return out, nil
 }
 
-// apply sends applyScript, or casApplyScript when a state has a condition.
-func (e evalOps) apply(ctx context.Context, prefix []byte, states []State) error {
+// apply sends applyScript, or casApplyScript when a state has a condition,
+// publishing mark after the writes when it is not nil. A batch of strings
+// without expiry, condition or mark, the common case of a burst in push
+// mode, is one MSET instead: as atomic, with two arguments per key instead
+// of five and no script to run (the namespace is checked here, before
+// anything is sent).
+func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark []byte) (bool, error) {
+	if mark == nil && msetable(states) {
+		args := make([][]byte, 0, 1+2*len(states))
+		args = append(args, []byte("MSET"))
+		for i := range states {
+			if !bytes.HasPrefix(states[i].Key, prefix) {
+				return false, fmt.Errorf("key %q is outside the namespace %q", states[i].Key, prefix)
+			}
+			args = append(args, states[i].Key, states[i].Elems[0])
+		}
+		_, err := e.do.Do(ctx, args...)
+		return false, err
+	}
 	keys := make([][]byte, len(states))
-	nargs := 1
+	nargs := 2
 	conditional := false
 	for i := range states {
 		keys[i] = states[i].Key
@@ -92,7 +109,7 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State) error
 		conditional = conditional || states[i].Expect != ""
 	}
 	args := make([][]byte, 0, nargs)
-	args = append(args, prefix)
+	args = append(args, prefix, mark)
 	script := applyScript
 	if conditional {
 		script = casApplyScript
@@ -100,25 +117,43 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State) error
 			args = append(args, []byte(states[i].Expect))
 		}
 	}
+	// The numbers of all states share one buffer (20 digits at most each).
+	nums := make([]byte, 0, 40*len(states))
 	for i := range states {
 		st := &states[i]
-		args = append(args, []byte(st.Type), strconv.AppendInt(nil, st.ExpireAt, 10), itoa(len(st.Elems)))
+		at := len(nums)
+		nums = strconv.AppendInt(nums, st.ExpireAt, 10)
+		mid := len(nums)
+		nums = strconv.AppendInt(nums, int64(len(st.Elems)), 10)
+		args = append(args, []byte(st.Type), nums[at:mid:mid], nums[mid:len(nums):len(nums)])
 		args = append(args, st.Elems...)
 	}
 	reply, err := e.eval(ctx, script, keys, args...)
-	if err != nil || !conditional {
-		return err
-	}
-	skipped, err := redis.Strings(reply, nil)
 	if err != nil {
-		return errors.New("bad reply")
+		return false, err
 	}
-	for _, v := range skipped {
+	out, err := redis.Strings(reply, nil)
+	if err != nil || len(out) == 0 {
+		return false, errors.New("bad reply")
+	}
+	for _, v := range out[1:] {
 		if i, err := strconv.Atoi(v); err == nil && i >= 1 && i <= len(states) {
 			states[i-1].Skipped = true
 		}
 	}
-	return nil
+	return out[0] == "1", nil
+}
+
+// msetable says whether states can be written by one MSET: strings without
+// expiry, unconditional.
+func msetable(states []State) bool {
+	for i := range states {
+		st := &states[i]
+		if st.Type != "string" || st.ExpireAt != 0 || st.Expect != "" || len(st.Elems) != 1 {
+			return false
+		}
+	}
+	return len(states) > 0
 }
 
 func (e evalOps) chunk(ctx context.Context, key []byte, ty, cursor string, count int) (Chunk, error) {

@@ -116,6 +116,7 @@ func (p plainOps) stringHash(ctx context.Context, k []byte, max int64) (string, 
 		return "", err
 	}
 	h := sha1.New()
-	writeField(h, v)
+	var buf [64]byte
+	writeField(h, v, &buf)
 	return hex.EncodeToString(h.Sum(nil)), nil
 }

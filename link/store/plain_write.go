@@ -27,8 +27,13 @@ const maxPlainArgs = 1 << 16
 // apply writes each key on its own, atomically. It checks every key is in
 // the namespace before writing any; a key of a type plain commands cannot
 // write is left out, and the error naming it is returned once the others
-// are written.
-func (p plainOps) apply(ctx context.Context, prefix []byte, states []State) error {
+// are written. It publishes no mark: plain commands cannot write and
+// publish in one step.
+func (p plainOps) apply(ctx context.Context, prefix []byte, states []State, _ []byte) (bool, error) {
+	return false, p.applyAll(ctx, prefix, states)
+}
+
+func (p plainOps) applyAll(ctx context.Context, prefix []byte, states []State) error {
 	for i := range states {
 		if !bytes.HasPrefix(states[i].Key, prefix) {
 			return fmt.Errorf("key %q is outside the namespace %q", states[i].Key, prefix)

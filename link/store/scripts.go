@@ -33,7 +33,11 @@ func newScript(src string) *Script {
 // the side lacks the script (EVALSHA is smaller): requests are packed to
 // fit it.
 func (sc *Script) evalLen(args ...[]byte) int {
-	return webdis.CommandLen(append([][]byte{[]byte("EVAL")}, args...)...) + 1 + sc.srcLen
+	n := webdis.CommandLen([]byte("EVAL")) + 1 + sc.srcLen
+	for _, a := range args {
+		n += argLen(a)
+	}
+	return n
 }
 
 // luaSum is the order-independent combination of the element hashes of a
@@ -156,11 +160,16 @@ end
 
 // readScript reads whole keys. KEYS: the keys; ARGV: max elements and max
 // bytes of one key, max bytes of the whole reply (past it, the remaining keys
-// are not read: n is -2, and the caller asks again later).
-// Reply, per key: type, expire-at (unix ms, 0 = none), digest, n, then n
-// elements; for a key too big to read in one go, which is then copied in
-// chunks, the digest is ” (see BigDigest), n is -1, and one field follows:
-// its size in bytes (estimated for collections).
+// are not read, and the caller asks again later).
+// Reply, per key, a header "type expire-at n" (expire-at in unix ms, 0 =
+// none), then n elements; n is -2 for a key not read, and -1 for a key too
+// big to read in one go, which is then copied in chunks: its header is
+// "type expire-at -1 size", the size in bytes (estimated for collections).
+//
+// It computes no digest: the reader does, from the elements it receives
+// (digestOf), which keeps SHA-1 off the single-threaded Redis; and one
+// header field per key instead of three costs less on both ends
+// (docs/ARCHITECTURE.md, "The path of a change").
 var readScript = newScript(luaLib + `
 local max_elems, max_bytes, batch_bytes = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local now = now_ms()
@@ -172,18 +181,12 @@ for _, k in ipairs(KEYS) do
   if ty ~= 'none' then exp = expire_at(k, now) end
   local v = nil
   if total <= batch_bytes then v = contents(k, ty, max_elems, max_bytes) end
-  out[#out + 1] = ty
-  out[#out + 1] = tostring(exp)
   if total > batch_bytes then
-    out[#out + 1] = ''
-    out[#out + 1] = '-2'
+    out[#out + 1] = ty .. ' ' .. exp .. ' -2'
   elseif v == nil then
-    out[#out + 1] = ''
-    out[#out + 1] = '-1'
-    out[#out + 1] = tostring(size(k, ty))
+    out[#out + 1] = ty .. ' ' .. exp .. ' -1 ' .. size(k, ty)
   else
-    out[#out + 1] = digest(ty, v)
-    out[#out + 1] = tostring(#v)
+    out[#out + 1] = ty .. ' ' .. exp .. ' ' .. #v
     for i = 1, #v do
       out[#out + 1] = v[i]
       total = total + #v[i]
@@ -327,31 +330,48 @@ local function apply_states(a, skip)
 end
 `
 
+// luaMark publishes the write mark ARGV[2] (WriteMark), if any, after the
+// writes: keyspace events and messages reach a subscriber in the order they
+// were made, and a script runs alone, so every event the script caused
+// comes before the mark and none of another client's between them. It
+// returns '1' when the mark was published, '0' when there was none or it
+// was refused (an ACL without PUBLISH on that channel).
+const luaMark = `
+local function mark()
+  if ARGV[2] == '' then return '0' end
+  local ok = redis.pcall('PUBLISH', ARGV[2], '1')
+  if type(ok) == 'table' and ok.err then return '0' end
+  return '1'
+end
+`
+
 // applyScript replaces whole keys by the states given. KEYS: the keys;
 // ARGV[1]: the namespace, which every key must start with (checked before
-// anything is written, since a script is not rolled back on error); then per
-// key: type, expire-at, n, n elements, laid out as readScript returns them.
-// A type of 'none' deletes the key.
-var applyScript = newScript(luaWrite + luaApplyStates + `
+// anything is written, since a script is not rolled back on error);
+// ARGV[2]: the write mark to publish after the writes, or empty; then per key:
+// type, expire-at, n, n elements, laid out as readScript returns them. A
+// type of 'none' deletes the key. Reply: {marked} ('1' or '0').
+var applyScript = newScript(luaWrite + luaApplyStates + luaMark + `
 local err = check_namespace(ARGV[1], KEYS)
 if err then return err end
-apply_states(2, {})
-return #KEYS
+apply_states(3, {})
+return {mark()}
 `)
 
 // casApplyScript is applyScript made conditional, for direction both: a
 // key is written only if it still holds the state the decision was made on,
 // so that a write made on this side between the link's read and its write
-// is not lost. ARGV[1]: the namespace; ARGV[2..1+#KEYS]: per key, the first
-// 16 hex digits of the digest the key must hold (” = no condition; a key
-// too big to digest in one go is written unconditionally); then the states as
-// for applyScript. Reply: the 1-based indexes of the keys not written.
-var casApplyScript = newScript(luaLib + luaWrite + luaApplyStates + `
+// is not lost. ARGV[1]: the namespace; ARGV[2]: the write mark or empty;
+// ARGV[3..2+#KEYS]: per key, the first 16 hex digits of the digest the key
+// must hold (empty = no condition; a key too big to digest in one go is written
+// unconditionally); then the states as for applyScript. Reply: marked ('1'
+// or '0'), then the 1-based indexes of the keys not written.
+var casApplyScript = newScript(luaLib + luaWrite + luaApplyStates + luaMark + `
 local err = check_namespace(ARGV[1], KEYS)
 if err then return err end
-local skip, out = {}, {}
+local skip, out = {}, {''}
 for i, k in ipairs(KEYS) do
-  local want = ARGV[1 + i]
+  local want = ARGV[2 + i]
   if want ~= '' then
     local ty = redis.call('TYPE', k)['ok']
     local v = {}
@@ -362,7 +382,8 @@ for i, k in ipairs(KEYS) do
     end
   end
 end
-apply_states(2 + #KEYS, skip)
+apply_states(3 + #KEYS, skip)
+out[1] = mark()
 return out
 `)
 

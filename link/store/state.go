@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"fmt"
@@ -45,8 +46,8 @@ func (s *State) Exists() bool { return s.Type != "none" }
 // applyLen is the number of bytes the state adds to an apply request: its
 // key, type, expiry, element count, elements and condition.
 func (s *State) applyLen() int {
-	n := argLen(s.Key) + argLen([]byte(s.Type)) + argLen(strconv.AppendInt(nil, s.ExpireAt, 10)) +
-		argLen(itoa(len(s.Elems))) + argLen([]byte(s.Expect))
+	n := argLen(s.Key) + argLen([]byte(s.Type)) + 1 + intLen(s.ExpireAt) +
+		1 + intLen(int64(len(s.Elems))) + argLen([]byte(s.Expect))
 	for _, e := range s.Elems {
 		n += argLen(e)
 	}
@@ -71,49 +72,55 @@ func (s *State) Size() int64 {
 	return int64(s.size())
 }
 
-// parseStates decodes readScript's reply for keys.
+// parseStates decodes readScript's reply for keys, and computes the
+// digest of each key read whole.
 func parseStates(keys [][]byte, reply any) ([]State, error) {
 	vs, err := redis.Values(reply, nil)
 	if err != nil {
 		return nil, fmt.Errorf("read reply: %w", err)
 	}
 	states := make([]State, len(keys))
+	// The elements of all keys share one backing array: fewer than the
+	// fields of the reply.
+	pool := make([][]byte, max(len(vs)-len(keys), 0))
+	var dg digester
 	p := 0
-	next := func() ([]byte, error) {
+	for i, k := range keys {
 		if p >= len(vs) {
 			return nil, fmt.Errorf("read reply: truncated after %d fields", p)
 		}
-		b, ok := vs[p].([]byte)
+		head, ok := vs[p].([]byte)
 		p++
-		if !ok {
-			return nil, fmt.Errorf("read reply: field %d is %T, not a string", p, vs[p-1])
-		}
-		return b, nil
-	}
-	for i, k := range keys {
 		var f [4][]byte
-		for j := range f {
-			if f[j], err = next(); err != nil {
-				return nil, err
+		nf := 0
+		for ok && nf < len(f) {
+			field, rest, more := bytes.Cut(head, []byte{' '})
+			f[nf], head, nf = field, rest, nf+1
+			if !more {
+				break
 			}
 		}
-		exp, err1 := strconv.ParseInt(string(f[1]), 10, 64)
-		n, err2 := strconv.Atoi(string(f[3]))
-		if err1 != nil || err2 != nil || n < -2 || n > len(vs)-p {
+		if !ok || nf < 3 {
 			return nil, fmt.Errorf("read reply: bad header for key %d", i)
 		}
-		st := State{Key: k, Type: string(f[0]), ExpireAt: exp, Digest: string(f[2])}
-		if n == -2 {
-			st.Deferred, st.Digest = true, ""
-		} else if n == -1 {
+		exp, err1 := parseInt(f[1])
+		n, err2 := parseInt(f[2])
+		if err1 != nil || err2 != nil || n < -2 || n > int64(len(vs)-p) || (n == -1) != (nf == 4) {
+			return nil, fmt.Errorf("read reply: bad header for key %d", i)
+		}
+		st := &states[i]
+		st.Key, st.Type, st.ExpireAt = k, typeName(f[0]), exp
+		switch n {
+		case -2:
+			st.Deferred = true
+		case -1:
 			st.Big = true
-			size, err := next()
-			if err != nil {
-				return nil, err
+			st.BigSize, _ = parseInt(f[3])
+		default:
+			if int(n) > len(pool) {
+				return nil, fmt.Errorf("read reply: bad header for key %d", i)
 			}
-			st.BigSize, _ = strconv.ParseInt(string(size), 10, 64)
-		} else {
-			st.Elems = make([][]byte, n)
+			st.Elems, pool = pool[:n:n], pool[n:]
 			for j := range st.Elems {
 				b, ok := vs[p].([]byte)
 				st.Elems[j] = b
@@ -122,13 +129,58 @@ func parseStates(keys [][]byte, reply any) ([]State, error) {
 				}
 				p++
 			}
+			st.Digest = dg.digest(st.Type, st.Elems)
 		}
-		states[i] = st
 	}
 	if p != len(vs) {
 		return nil, fmt.Errorf("read reply: %d fields left over", len(vs)-p)
 	}
 	return states, nil
+}
+
+// parseInt parses a decimal integer without converting b to a string.
+func parseInt(b []byte) (int64, error) {
+	neg := len(b) > 0 && b[0] == '-'
+	d := b
+	if neg {
+		d = b[1:]
+	}
+	if len(d) == 0 || len(d) > 18 {
+		return strconv.ParseInt(string(b), 10, 64) // its error, or a long number
+	}
+	var n int64
+	for _, c := range d {
+		if c < '0' || c > '9' {
+			return strconv.ParseInt(string(b), 10, 64)
+		}
+		n = n*10 + int64(c-'0')
+	}
+	if neg {
+		n = -n
+	}
+	return n, nil
+}
+
+// typeName is the type name b as a string, without allocating one for the
+// types Redis has.
+func typeName(b []byte) string {
+	switch string(b) {
+	case "string":
+		return "string"
+	case "hash":
+		return "hash"
+	case "list":
+		return "list"
+	case "set":
+		return "set"
+	case "zset":
+		return "zset"
+	case "stream":
+		return "stream"
+	case "none":
+		return "none"
+	}
+	return string(b)
 }
 
 // Summary is a key's type, expiry and digest, as digestScript returns them.

@@ -21,6 +21,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -248,7 +249,7 @@ func (s *Store) Fits(st *State) bool {
 	if st.Big {
 		return false
 	}
-	return s.MaxRequest <= 0 || applyOverhead(s.Prefix, 1)+st.applyLen() <= s.MaxRequest
+	return s.MaxRequest <= 0 || applyOverhead(s.Prefix, 1)+markReserve(s.Prefix)+st.applyLen() <= s.MaxRequest
 }
 
 // Apply writes states (none of them Big), each atomically, packing as many
@@ -262,36 +263,96 @@ func (s *Store) Fits(st *State) bool {
 // it (plain_dump.go); otherwise they are left out and named in an
 // *UnsupportedError, returned once every other key is written.
 func (s *Store) Apply(ctx context.Context, states []State) error {
+	_, err := s.ApplyMarked(ctx, states, nil)
+	return err
+}
+
+// ApplyMarked is Apply publishing mark (WriteMark) in each write request,
+// in the same atomic step, after its writes. It says whether every request
+// published it: not on plain commands, which cannot write and publish in
+// one step, nor where the side refuses PUBLISH.
+func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (bool, error) {
 	var left unsupportedKeys
 	all := states
+	marked := mark != nil
+	overhead := func(n int) int { return applyOverhead(s.Prefix, n) + markReserve(s.Prefix) }
 	for len(states) > 0 {
 		n, size := 0, 0
 		for n < len(states) {
 			l := states[n].applyLen()
-			if s.MaxRequest > 0 && applyOverhead(s.Prefix, n+1)+size+l > s.MaxRequest {
+			if s.MaxRequest > 0 && overhead(n+1)+size+l > s.MaxRequest {
 				break
 			}
 			size += l
 			n++
 		}
 		if n == 0 {
-			return fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest)
+			return false, fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest)
 		}
 		part := states[:n]
-		err := s.run(func(o ops) error { return o.apply(ctx, s.Prefix, part) })
+		var ok bool
+		err := s.run(func(o ops) (err error) { ok, err = o.apply(ctx, s.Prefix, part, mark); return err })
+		marked = marked && ok
 		if err != nil && !left.add(err) {
-			return fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
+			return false, fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
 		}
 		states = states[n:]
 	}
-	return s.carryLeft(ctx, all, &left)
+	return marked, s.carryLeft(ctx, all, &left)
+}
+
+// writeMarkTag follows the namespace and stagingMark in a write mark: a
+// staging name, so a link that does not know marks ignores them.
+var writeMarkTag = []byte("written:")
+
+// WriteMark is the channel a write marked token publishes to on a side
+// whose keyspace events of db are listened to for namespace prefix: the
+// keyspace channel of a staging key, so that the link's own subscription
+// receives it after the write's events (ParseWriteMark reads it back).
+func WriteMark(db int, prefix []byte, token uint64) []byte {
+	m := fmt.Appendf(nil, "__keyspace@%d__:", db)
+	m = append(append(append(m, prefix...), stagingMark...), writeMarkTag...)
+	return strconv.AppendUint(m, token, 10)
+}
+
+// ParseWriteMark is the token of key (a keyspace channel without its
+// "__keyspace@db__:" part) if it is a write mark of namespace prefix.
+func ParseWriteMark(prefix, key []byte) (uint64, bool) {
+	if !IsStaging(prefix, key) {
+		return 0, false
+	}
+	rest, ok := bytes.CutPrefix(key[len(prefix)+len(stagingMark):], writeMarkTag)
+	if !ok {
+		return 0, false
+	}
+	t, err := strconv.ParseUint(string(rest), 10, 64)
+	return t, err == nil
+}
+
+// markReserve is the room a request keeps for a write mark: the longest
+// WriteMark of the namespace.
+func markReserve(prefix []byte) int {
+	return argLen(WriteMark(math.MaxInt32, prefix, math.MaxUint64))
 }
 
 // applyOverhead is the size of an apply request of n keys besides their
 // states: the script's source (sent when the side lost its script cache)
 // and the namespace.
 func applyOverhead(prefix []byte, n int) int {
-	return casApplyScript.evalLen([]byte(strconv.Itoa(n)), prefix)
+	return casApplyScript.evalLen(prefix) + 1 + intLen(int64(n))
+}
+
+// intLen is the length of n in decimal, as a request carries it (digits
+// and '-' need no percent-encoding).
+func intLen(n int64) int {
+	l, u := 1, uint64(n)
+	if n < 0 {
+		l, u = 2, -u
+	}
+	for ; u >= 10; u /= 10 {
+		l++
+	}
+	return l
 }
 
 // keysOverhead is the size of a request of sc with nargs numeric arguments

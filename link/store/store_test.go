@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -182,6 +183,7 @@ func TestStoreConformance(t *testing.T) {
 			t.Run("ReadReturnsWhatWasWritten", func(t *testing.T) { testRead(t, b) })
 			t.Run("ScanAndExistsSeeOnlyTheNamespace", func(t *testing.T) { testScan(t, b) })
 			t.Run("ApplyRefusesKeysOutsideTheNamespace", func(t *testing.T) { testOutside(t, b) })
+			t.Run("StringsOnlyBatchReplacesWholeKeys", func(t *testing.T) { testStringsOnly(t, b) })
 			t.Run("StreamsCopiedOrNamed", func(t *testing.T) { testStream(t, b) })
 			t.Run("ConditionalApply", func(t *testing.T) { testConditional(t, b) })
 			t.Run("BigKeysCopiedAndDigestedInChunks", func(t *testing.T) { testBig(t, b) })
@@ -346,6 +348,62 @@ func testOutside(t *testing.T, b backend) {
 	if n, _ := redis.Int(c.Do("EXISTS", "o:ok", "p:out")); n != 0 {
 		t.Fatal("a write with a key outside the namespace wrote something")
 	}
+}
+
+// testStringsOnly: a batch of strings without expiry (one MSET with
+// scripts) replaces keys of any type and drops their TTL, byte-exact, as
+// the script does.
+func testStringsOnly(t *testing.T, b backend) {
+	s, c := b.open(t, "m:")
+	do(t, c, "HSET", "m:was-hash", "f", "v")
+	do(t, c, "PEXPIRE", "m:was-hash", 100000)
+	do(t, c, "SET", "m:was-ttl", "old", "EX", 100)
+	do(t, c, "RPUSH", "m:was-list", "a", "b")
+	values := map[string]string{"m:was-hash": "a/b%2F\x00c", "m:was-ttl": "\xff\x00", "m:was-list": "", "m:new": "new value"}
+	var states []State
+	for _, k := range []string{"m:was-hash", "m:was-ttl", "m:was-list", "m:new"} {
+		states = append(states, State{Key: []byte(k), Type: "string", Elems: bs(values[k])})
+	}
+	msets := commandCalls(t, c, "mset")
+	if err := s.Apply(context.Background(), states); err != nil {
+		t.Fatal(err)
+	}
+	if b.path == PathEval {
+		if n := commandCalls(t, c, "mset") - msets; n != 1 {
+			t.Errorf("%d MSET for a batch of strings without expiry, want 1", n)
+		}
+	}
+	got, err := webdistest.Dump(c, "m:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(values) {
+		t.Errorf("%d keys, want %d: %v", len(got), len(values), got)
+	}
+	for k, v := range values {
+		g := got[k]
+		if g.Type != "string" || g.ExpireAt != 0 {
+			t.Errorf("%q: a %s expiring at %d, want a string without expiry", k, g.Type, g.ExpireAt)
+		}
+		if raw, _ := redis.Bytes(c.Do("GET", k)); string(raw) != v {
+			t.Errorf("%q = %q, want %q", k, raw, v)
+		}
+	}
+}
+
+// commandCalls is how many times c's server ran cmd (INFO commandstats).
+func commandCalls(t *testing.T, c redis.Conn, cmd string) int {
+	info, err := redis.String(c.Do("INFO", "commandstats"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(info, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_"+cmd+":calls="); ok {
+			n, _ := strconv.Atoi(rest[:strings.IndexByte(rest, ',')])
+			return n
+		}
+	}
+	return 0
 }
 
 func testStream(t *testing.T, b backend) {
@@ -684,5 +742,104 @@ func TestRestoreMissingLeavesPresentKeys(t *testing.T) {
 	}
 	if v, _ := redis.String(local.Do("GET", "m:b")); v != "written locally meanwhile" {
 		t.Errorf("m:b = %q: a local write was overwritten by the restore", v)
+	}
+}
+
+// A write mark reaches a subscriber of the namespace's keyspace events
+// after every event of the writes it was sent with: through Webdis and
+// directly; plain commands and a side refusing PUBLISH say they sent none,
+// and still write.
+func TestApplyMarkedPublishesTheMarkAfterItsWrites(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	noEval := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"EVAL", "EVALSHA"}, Front: webdistest.FrontNginx})
+	direct := func(h *webdistest.Hub) redis.Conn {
+		c, err := h.Remote()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	do(t, direct(hub), "ACL", "SETUSER", "nopub", "on", ">pw", "~*", "&*", "+@all", "-publish")
+	cases := []struct {
+		name       string
+		hub        *webdistest.Hub
+		store      func(prefix []byte) *Store
+		wantMarked bool
+	}{
+		{"eval/webdis", hub, func(p []byte) *Store { return New("remote", webdisClient(t, hub), p, testLimits()) }, true},
+		{"eval/redis", hub, func(p []byte) *Store { return New("remote", pool(t, hub.RemoteAddr), p, testLimits()) }, true},
+		{"eval/redis-no-publish", hub, func(p []byte) *Store {
+			pl := NewPool(RedisAddr{Addr: hub.RemoteAddr, User: "nopub", Password: "pw"}, 4)
+			t.Cleanup(func() { pl.Close() })
+			return New("remote", pl, p, testLimits())
+		}, false},
+		{"plain/webdis", noEval, func(p []byte) *Store { return New("remote", webdisClient(t, noEval), p, testLimits()) }, false},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			prefix := []byte(fmt.Sprintf("mk%d:", i))
+			c := direct(tc.hub)
+			do(t, c, "CONFIG", "SET", "notify-keyspace-events", "KA")
+			do(t, c, "SET", string(prefix)+"gone", "x")
+			sub := direct(tc.hub)
+			psc := redis.PubSubConn{Conn: sub}
+			if err := psc.PSubscribe("__keyspace@0__:" + string(prefix) + "*"); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := psc.Receive().(redis.Subscription); !ok {
+				t.Fatal("no subscription")
+			}
+			states := []State{
+				{Key: []byte(string(prefix) + "h"), Type: "hash", ExpireAt: time.Now().Add(time.Hour).UnixMilli(), Elems: bs("f", "v")},
+				{Key: []byte(string(prefix) + "s"), Type: "string", Elems: bs("v")},
+				{Key: []byte(string(prefix) + "gone"), Type: "none"},
+			}
+			mark := WriteMark(0, prefix, 42)
+			marked, err := tc.store(prefix).ApplyMarked(context.Background(), states, mark)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if marked != tc.wantMarked {
+				t.Fatalf("marked = %v, want %v", marked, tc.wantMarked)
+			}
+			if n, _ := redis.Int(c.Do("EXISTS", string(prefix)+"h", string(prefix)+"s", string(prefix)+"gone")); n != 2 {
+				t.Fatalf("%d of the 2 keys written exist", n)
+			}
+			// The events of h, s and gone, then the mark; then a write of
+			// another client, whose event must come after the mark.
+			do(t, c, "SET", string(prefix)+"later", "x")
+			seen := map[string]bool{}
+			markAt, laterAt := -1, -1
+			for n := 0; laterAt < 0; n++ {
+				m, ok := psc.ReceiveWithTimeout(5 * time.Second).(redis.Message)
+				if !ok {
+					t.Fatalf("events so far %v: then no message", seen)
+				}
+				key := strings.TrimPrefix(m.Channel, "__keyspace@0__:")
+				switch {
+				case key == string(mark[len("__keyspace@0__:"):]):
+					markAt = n
+				case key == string(prefix)+"later":
+					laterAt = n
+				case IsStaging(prefix, []byte(key)):
+					// plain mode builds the hash in a staging key
+				default:
+					if markAt >= 0 {
+						t.Errorf("event %s of %q after the mark", m.Data, key)
+					}
+					seen[key] = true
+				}
+			}
+			if tc.wantMarked && (markAt < 0 || markAt > laterAt) {
+				t.Errorf("mark at %d, the later write at %d", markAt, laterAt)
+			}
+			if !tc.wantMarked && markAt >= 0 {
+				t.Errorf("a mark published although marked is false")
+			}
+			if len(seen) != 3 {
+				t.Errorf("events of %v, want the 3 keys written", seen)
+			}
+		})
 	}
 }
