@@ -7,13 +7,21 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"sync/atomic"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // evalOps runs each operation as one of the Lua scripts of scripts.go: one
 // EVAL is atomic on the server, holds many keys, and returns a flat reply.
-type evalOps struct{ do Doer }
+type evalOps struct {
+	do Doer
+	// noMSET: the side refused MSET (an ACL, Webdis's disabled list), so
+	// batches of plain strings go through the apply script too.
+	noMSET *atomic.Bool
+}
 
 // eval runs a script by its SHA, sending its source when the server lacks it
 // (first use, or after a restart emptied its script cache).
@@ -88,7 +96,7 @@ func (e evalOps) exists(ctx context.Context, keys [][]byte) ([]bool, error) {
 // of five and no script to run (the namespace is checked here, before
 // anything is sent).
 func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark []byte) (bool, error) {
-	if mark == nil && msetable(states) {
+	if mark == nil && !e.noMSET.Load() && msetable(states) {
 		args := make([][]byte, 0, 1+2*len(states))
 		args = append(args, []byte("MSET"))
 		for i := range states {
@@ -98,7 +106,12 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark 
 			args = append(args, states[i].Key, states[i].Elems[0])
 		}
 		_, err := e.do.Do(ctx, args...)
-		return false, err
+		if err == nil || !commandRefused(err) {
+			return false, err
+		}
+		// Refused, before anything was written: the script writes
+		// strings as well, from now on.
+		e.noMSET.Store(true)
 	}
 	keys := make([][]byte, len(states))
 	nargs := 2
@@ -142,6 +155,16 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark 
 		}
 	}
 	return out[0] == "1", nil
+}
+
+// commandRefused says whether err is the side refusing a command (Webdis's
+// 403, an ACL's NOPERM, a renamed command) rather than failing to run it.
+func commandRefused(err error) bool {
+	var re redis.Error
+	if errors.As(err, &re) {
+		return strings.HasPrefix(string(re), "NOPERM") || strings.HasPrefix(string(re), "ERR unknown command")
+	}
+	return webdis.KindOf(err) == webdis.KindForbidden
 }
 
 // msetable says whether states can be written by one MSET: strings without

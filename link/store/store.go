@@ -101,7 +101,7 @@ type Store struct {
 
 // New returns a store of namespace prefix on the Redis behind do.
 func New(name string, do Doer, prefix []byte, lim Limits) *Store {
-	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do}}
+	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do, noMSET: new(atomic.Bool)}}
 	s.plain = plainOps{do: do, budget: lim.MaxRequest, streams: s.streamsByDump}
 	return s
 }

@@ -843,3 +843,36 @@ func TestApplyMarkedPublishesTheMarkAfterItsWrites(t *testing.T) {
 		})
 	}
 }
+
+// A hub refusing MSET (Webdis's disabled list, an ACL) still takes batches
+// of plain strings, through the apply script, and the store stays on
+// scripts: MSET is only a shortcut.
+func TestMSETRefusedWritesStringsWithTheScript(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf, Disabled: []string{"MSET"}})
+	c, err := hub.Remote()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	s := New("remote", webdisClient(t, hub), []byte("ms:"), testLimits())
+	for round := range 2 {
+		v := fmt.Sprintf("v%d", round)
+		if err := s.Apply(context.Background(), []State{
+			{Key: []byte("ms:a"), Type: "string", Elems: bs(v)},
+			{Key: []byte("ms:b"), Type: "string", Elems: bs(v)},
+		}); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		for _, k := range []string{"ms:a", "ms:b"} {
+			if got, _ := redis.String(c.Do("GET", k)); got != v {
+				t.Errorf("round %d: %s = %q, want %q", round, k, got, v)
+			}
+		}
+	}
+	if s.Path() != PathEval {
+		t.Errorf("path %s after MSET was refused, want eval", s.Path())
+	}
+	if n := commandCalls(t, c, "mset"); n != 0 {
+		t.Errorf("the hub ran MSET %d times although it refuses it", n)
+	}
+}
