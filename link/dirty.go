@@ -39,6 +39,9 @@ type dirtySet struct {
 	max      int
 	overflow bool
 	wake     chan struct{}
+	// overflowed is signalled when the set overflows (TakeOverflow says
+	// whether it still has to be handled).
+	overflowed chan struct{}
 }
 
 type queued struct {
@@ -71,6 +74,8 @@ func newDirtySet(max int) *dirtySet {
 		delayed:  make(map[string]queued),
 		max:      max,
 		wake:     make(chan struct{}, 1),
+
+		overflowed: make(chan struct{}, 1),
 	}
 }
 
@@ -139,6 +144,10 @@ func (d *dirtySet) dropLocked() {
 	d.delayed = make(map[string]queued)
 	d.queue, d.head = nil, 0
 	d.overflow = true
+	select {
+	case d.overflowed <- struct{}{}:
+	default:
+	}
 }
 
 func (d *dirtySet) signal() {

@@ -73,6 +73,11 @@ func TestDirtySetOverflowDropsAndFlags(t *testing.T) {
 	for i := range 4 {
 		d.Add([]byte{byte('a' + i)}, changedLocal)
 	}
+	select {
+	case <-d.overflowed: // the resync loop waits on it instead of polling
+	default:
+		t.Fatal("the overflow was not signalled")
+	}
 	if !d.TakeOverflow() || d.TakeOverflow() {
 		t.Fatal("overflow not reported exactly once")
 	}

@@ -24,12 +24,6 @@ import (
 // Live events keep flowing meanwhile and cannot be overwritten by the
 // resync: it only marks keys dirty; the copy always reads the current state.
 
-// overflowCheckEvery is how often resyncLoop looks whether the dirty set
-// overflowed (its keys were dropped: only a resync finds them again). A
-// flag read in memory, but a wake-up of every link: with hundreds of idle
-// links in one process, the wake-ups are most of their cost.
-const overflowCheckEvery = time.Second
-
 // resyncLoop runs a resync whenever one is requested, when the dirty set
 // overflows and every resync_interval.
 func (l *Link) resyncLoop(ctx context.Context) {
@@ -39,15 +33,15 @@ func (l *Link) resyncLoop(ctx context.Context) {
 		defer t.Stop()
 		every = t.C
 	}
-	overflow := time.NewTicker(overflowCheckEvery)
-	defer overflow.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-l.resyncReq:
 		case <-every:
-		case <-overflow.C:
+		case <-l.dirty.overflowed:
+			// Its keys were dropped: only a resync finds them again. A
+			// signal, not a poll: hundreds of idle links would wake for it.
 			if !l.dirty.TakeOverflow() {
 				continue
 			}
