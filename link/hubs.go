@@ -78,6 +78,8 @@ type hub struct {
 	runMu sync.Mutex
 	runID string // the last run_id read, "" if the last INFO failed
 	runEr error
+
+	flush flushProbe // of the links running on it
 }
 
 // localRedis is the PING probe of a local Redis done once for the links
@@ -91,6 +93,7 @@ type localRedis struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	probe prober
+	flush flushProbe // of the links running on it
 }
 
 // acquireLocal returns the local probe of addr, starting it for the first
@@ -111,10 +114,15 @@ func (hs *Hubs) acquireLocal(addr store.RedisAddr) *localRedis {
 		defer close(lr.done)
 		t := time.NewTicker(probeEvery)
 		defer t.Stop()
+		flush := time.NewTicker(flushProbeEvery)
+		defer flush.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
+			case <-flush.C:
+				lr.flush.probe(ctx, LocalSide)
+				continue
 			case <-t.C:
 			}
 			r := ping(ctx, lr.pool)
@@ -244,6 +252,7 @@ func (h *hub) watch(ctx context.Context) {
 			h.probe.probed(r)
 		case <-info.C:
 			h.readRunID(ctx)
+			h.flush.probe(ctx, RemoteSide)
 		}
 	}
 }
@@ -347,6 +356,20 @@ func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
 	return sides, nil
 }
 
+// joinShared has the shared probes of the link's hub and local Redis look
+// for flushes for it too, until the returned function is called.
+func (l *Link) joinShared() (leave func()) {
+	if l.hub == nil {
+		return func() {}
+	}
+	l.hub.flush.join(l)
+	l.localProbe.flush.join(l)
+	return func() {
+		l.hub.flush.leave(l)
+		l.localProbe.flush.leave(l)
+	}
+}
+
 // closeClient closes the link's own client, or gives its hub and local
 // probe back.
 func (l *Link) closeClient() {
@@ -356,4 +379,70 @@ func (l *Link) closeClient() {
 	}
 	l.hub.release()
 	l.localProbe.release()
+}
+
+// flushProbe is flushedSide done once for the links sharing a side: every
+// flushProbeEvery one EXISTS of up to flushSampleShared keys the links know
+// synced, instead of one request per link. A flush (FLUSHALL, FLUSHDB: no
+// event) empties the whole database, every namespace at once, so the keys
+// of a few links tell for all; when every one of them is gone, each link
+// checks its own keys (flushedSide) and handles what it finds.
+type flushProbe struct {
+	mu    sync.Mutex
+	links map[*Link]struct{}
+}
+
+const flushSampleShared = 16
+
+func (f *flushProbe) join(l *Link) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.links == nil {
+		f.links = map[*Link]struct{}{}
+	}
+	f.links[l] = struct{}{}
+}
+
+func (f *flushProbe) leave(l *Link) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.links, l)
+}
+
+func (f *flushProbe) probe(ctx context.Context, s Side) {
+	f.mu.Lock()
+	links := make([]*Link, 0, len(f.links))
+	for l := range f.links {
+		links = append(links, l)
+	}
+	f.mu.Unlock()
+	var sample [][]byte
+	var st *store.Store
+	for _, l := range links {
+		if len(sample) >= flushSampleShared {
+			break
+		}
+		if keys := l.flushSample(); len(keys) > 0 {
+			sample = append(sample, keys[:min(len(keys), 4)]...)
+			st = l.local
+			if s == RemoteSide {
+				st = l.remote
+			}
+		}
+	}
+	if len(sample) < 4 {
+		return
+	}
+	exists, err := st.Exists(ctx, sample)
+	if err != nil {
+		return // the links' workers report errors
+	}
+	for _, e := range exists {
+		if e {
+			return
+		}
+	}
+	for _, l := range links {
+		l.suspectFlush()
+	}
 }

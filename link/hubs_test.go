@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/gomodule/redigo/redis"
+
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
@@ -271,6 +273,52 @@ func TestSharedHubRestartRefilledByEveryLink(t *testing.T) {
 	}
 	t.Logf("hub restarted empty: every namespace refilled after %v", time.Since(restarted).Round(time.Millisecond))
 	waitAllLive(t, ls, 20*time.Second)
+}
+
+// A hub flushed without a restart (FLUSHALL: no event, the same run_id)
+// is found by the hub's one shared flush probe, and every link refills its
+// namespace; a flushed local Redis is found the same way, and every push
+// link keeps the hub's keys and reports a local reset (the default keep).
+func TestSharedHubFlushFoundForEveryLink(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	local, remote := conns(t, hub)
+	hubs := link.NewHubs()
+	ls, _ := sharedLinks(t, hubs, hub, "f", 4, config.Push)
+	for i := range ls {
+		for j := range 20 {
+			do(t, local, "SET", fmt.Sprintf("f%d:k%d", i, j), j)
+		}
+	}
+	for i := range ls {
+		waitEqual(t, hub, fmt.Sprintf("f%d:", i), 10*time.Second)
+	}
+	do(t, remote, "FLUSHALL")
+	flushed := time.Now()
+	waitFor(t, 30*time.Second, "every namespace refilled", func() bool {
+		n, _ := redis.Int(remote.Do("DBSIZE"))
+		return n == 4*20
+	})
+	for i := range ls {
+		if got := waitEqual(t, hub, fmt.Sprintf("f%d:", i), 10*time.Second); len(got) != 20 {
+			t.Fatalf("namespace f%d: %d keys on both sides, want 20", i, len(got))
+		}
+	}
+	t.Logf("hub flushed: every namespace refilled after %v", time.Since(flushed).Round(time.Millisecond))
+
+	do(t, local, "FLUSHALL")
+	flushed = time.Now()
+	waitFor(t, 30*time.Second, "a local reset reported by every link", func() bool {
+		for _, l := range ls {
+			if l.Status().LocalReset == nil {
+				return false
+			}
+		}
+		return true
+	})
+	t.Logf("local Redis flushed: every link reports a local reset after %v", time.Since(flushed).Round(time.Millisecond))
+	if n, _ := redis.Int(remote.Do("DBSIZE")); n != 4*20 {
+		t.Fatalf("%d keys left on the hub after the local flush, want the 80 kept", n)
+	}
 }
 
 // A link that stops gives its hub back without closing the client the

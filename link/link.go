@@ -60,11 +60,12 @@ type Link struct {
 	synced *dedup.Table
 
 	resyncReq      chan struct{}
-	resyncForget   atomic.Bool  // the resync requested must forget the synced states
-	runIDs         runIDs       // of both Redis servers, as the last resync saw them
-	bar            io.Writer    // where resyncs draw a progress bar; nil = none
-	lastResyncKeys int          // keys the last resync compared: the next one's expected total
-	state          atomic.Value // a State
+	flushSuspect   chan struct{} // a shared flush probe found keys gone (hubs.go)
+	resyncForget   atomic.Bool   // the resync requested must forget the synced states
+	runIDs         runIDs        // of both Redis servers, as the last resync saw them
+	bar            io.Writer     // where resyncs draw a progress bar; nil = none
+	lastResyncKeys int           // keys the last resync compared: the next one's expected total
+	state          atomic.Value  // a State
 	Stats          Stats
 
 	resyncs      resyncInfo
@@ -94,13 +95,14 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) { return newLink(cf
 func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 	cfg = cfg.WithDefaults()
 	l := &Link{
-		cfg:       cfg,
-		log:       log.With().Str("link", cfg.Name).Logger(),
-		Stats:     newStats(),
-		dirty:     newDirtySet(cfg.MaxDirtyKeys),
-		synced:    dedup.New(syncedCap(cfg.Direction)),
-		resyncReq: make(chan struct{}, 1),
-		echoes:    [2]*echoFilter{newEchoFilter(), newEchoFilter()},
+		cfg:          cfg,
+		log:          log.With().Str("link", cfg.Name).Logger(),
+		Stats:        newStats(),
+		dirty:        newDirtySet(cfg.MaxDirtyKeys),
+		synced:       dedup.New(syncedCap(cfg.Direction)),
+		resyncReq:    make(chan struct{}, 1),
+		flushSuspect: make(chan struct{}, 1),
+		echoes:       [2]*echoFilter{newEchoFilter(), newEchoFilter()},
 	}
 	sides, err := l.openSides(hubs)
 	if err != nil {

@@ -193,10 +193,15 @@ func (l *Link) watchRemote(ctx context.Context) {
 	t := time.NewTicker(flushProbeEvery)
 	defer t.Stop()
 	lastID, _ := l.remoteRunID(ctx) // its own read: a shared hub's may not be there yet
+	defer l.joinShared()()
 	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
+		case <-l.flushSuspect:
+			// The shared probe found the keys of its links gone.
+			l.checkFlushed(ctx)
+			continue
 		case <-t.C:
 		}
 		if l.reset.active() && tick%resetResyncTicks == 0 {
@@ -211,13 +216,29 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 			lastID = id
 		}
-		if side := l.flushedSide(ctx); side != "" {
-			l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
-			if side == "local" && !l.both() {
-				l.reset.suspect.Store(true) // keys only on the hub are a local reset
-			}
-			l.requestResync(true)
+		if l.hub == nil { // a shared hub's links are probed together (hubs.go)
+			l.checkFlushed(ctx)
 		}
+	}
+}
+
+// checkFlushed looks whether a side was flushed (flushedSide), and if so
+// resyncs, refilling it.
+func (l *Link) checkFlushed(ctx context.Context) {
+	if side := l.flushedSide(ctx); side != "" {
+		l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
+		if side == "local" && !l.both() {
+			l.reset.suspect.Store(true) // keys only on the hub are a local reset
+		}
+		l.requestResync(true)
+	}
+}
+
+// suspectFlush asks the link to check its own keys for a flush.
+func (l *Link) suspectFlush() {
+	select {
+	case l.flushSuspect <- struct{}{}:
+	default:
 	}
 }
 
@@ -228,12 +249,7 @@ func (l *Link) watchRemote(ctx context.Context) {
 // dirty: a mass delete is not mistaken for a flush. "" if none, or if a
 // side cannot be asked.
 func (l *Link) flushedSide(ctx context.Context) string {
-	var sample [][]byte
-	for _, k := range l.synced.Sample(16, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest }) {
-		if !l.dirty.Has(k) && len(sample) < 8 {
-			sample = append(sample, k)
-		}
-	}
+	sample := l.flushSample()
 	if len(sample) < 4 {
 		return ""
 	}
@@ -256,6 +272,18 @@ func (l *Link) flushedSide(ctx context.Context) string {
 		}
 	}
 	return ""
+}
+
+// flushSample is up to 8 keys the dedup table knows were synced, without
+// TTL and with no change pending: gone from a side, they were flushed.
+func (l *Link) flushSample() [][]byte {
+	var sample [][]byte
+	for _, k := range l.synced.Sample(16, func(e dedup.Entry) bool { return e.ExpireAt == 0 && e.Digest != noneDigest }) {
+		if !l.dirty.Has(k) && len(sample) < 8 {
+			sample = append(sample, k)
+		}
+	}
+	return sample
 }
 
 // stillClean says whether, a moment later, none of keys has had an event:

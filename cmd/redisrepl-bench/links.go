@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"strings"
@@ -84,7 +85,7 @@ func runLinks(ctx context.Context, b *bench) error {
 			kv = append(kv, "idle_window", "quick")
 		}
 		kv = append(kv, "hub_idle_cpu_pct", s.med("hub_cpu"),
-			"rss_mb", s.med("rss"),
+			"rss_mb", s.med("rss"), "heap_mb", s.med("heap"), "stacks_mb", s.med("stacks"), "goroutines", s.med("goroutines"),
 			"hub_conns", s.med("conns"), "hub_conns_max", s.med("conns_max"),
 			"copy_s", s.med("copy"), "copy_keys_per_s", s.med("copy/kps"), "keys", n*linksKeysEach)
 		if n == 200 {
@@ -196,6 +197,10 @@ func linksOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 	r["conns"] = float64(hubConns(front))
 	_, rss := measureMem(false)
 	r["rss"] = float64(rss) / 1e6
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	r["heap"], r["stacks"] = float64(m.HeapInuse)/1e6, float64(m.StackInuse)/1e6
+	r["goroutines"] = float64(runtime.NumGoroutine())
 	r["conns_max"] = float64(maxConns)
 	r["copy"] = took.Seconds()
 	r["copy/kps"] = float64(total) / took.Seconds()
