@@ -37,6 +37,7 @@ type dirtySet struct {
 	inflight map[string]uint8  // keys being copied, and why they changed again since
 	delayed  map[string]queued // hot keys waiting out hotDelay (key unused)
 	max      int
+	peak     int // most keys held since the maps were last made anew
 	overflow bool
 	wake     chan struct{}
 	// overflowed is signalled when the set overflows (TakeOverflow says
@@ -131,6 +132,7 @@ func (d *dirtySet) addLocked(key []byte, why uint8) {
 
 func (d *dirtySet) pushLocked(k string, why uint8, since int64) {
 	d.pending[k] = why
+	d.peak = max(d.peak, len(d.pending)+len(d.inflight))
 	if d.head > 1024 && d.head*2 > len(d.queue) {
 		n := copy(d.queue, d.queue[d.head:])
 		clear(d.queue[n:])
@@ -242,6 +244,7 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 			time.AfterFunc(wait, func() { d.release([]string{k}) })
 		}
 	}
+	d.shrinkLocked()
 	d.mu.Unlock()
 	if requeued {
 		d.signal()
@@ -249,6 +252,20 @@ func (d *dirtySet) Done(b *batch, retry bool) {
 	if len(hot) > 0 {
 		time.AfterFunc(hotDelay, func() { d.release(hot) })
 	}
+}
+
+// shrinkPeak: once the set is empty after holding more keys than this,
+// its maps are made anew. Go maps never shrink: a link idle after a burst
+// of a million keys would keep their room, and a process of hundreds of
+// links the room of every burst.
+const shrinkPeak = 256
+
+func (d *dirtySet) shrinkLocked() {
+	if d.peak <= shrinkPeak || len(d.pending)+len(d.inflight)+len(d.delayed) > 0 {
+		return
+	}
+	d.pending, d.inflight, d.delayed = make(map[string]uint8), make(map[string]uint8), make(map[string]queued)
+	d.queue, d.head, d.peak = nil, 0, 0
 }
 
 // release queues delayed keys whose delay is over.

@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"testing"
 	"time"
 )
@@ -160,4 +161,33 @@ func TestDirtySetRetryWaitEndsOnChange(t *testing.T) {
 	if keys, _ := take(t, d, 1); fmt.Sprint(keys) != "[a]" {
 		t.Fatalf("a changed key still waits out its retry delay: %v", keys)
 	}
+}
+
+// A set emptied after a burst gives its room back (Go maps never shrink):
+// hundreds of idle links must not each keep the room of their last burst.
+func TestDirtySetGivesRoomBackWhenEmpty(t *testing.T) {
+	d := newDirtySet(0)
+	for i := range 100_000 {
+		d.Add([]byte(fmt.Sprintf("k%d", i)), changedLocal)
+	}
+	runtime.GC()
+	var full runtime.MemStats
+	runtime.ReadMemStats(&full)
+	for !d.Idle() {
+		b := d.TryTake(256)
+		if b == nil {
+			t.Fatal("keys pending but none taken")
+		}
+		d.Done(b, false)
+	}
+	runtime.GC()
+	var empty runtime.MemStats
+	runtime.ReadMemStats(&empty)
+	if d.queue != nil || d.peak != 0 {
+		t.Errorf("queue of %d and peak %d kept after the set emptied", len(d.queue), d.peak)
+	}
+	if freed := int64(full.HeapInuse) - int64(empty.HeapInuse); freed < 4<<20 {
+		t.Errorf("emptying 100,000 keys freed %d bytes of heap, want the maps' several MB", freed)
+	}
+	runtime.KeepAlive(d)
 }

@@ -80,6 +80,36 @@ type hub struct {
 	runEr error
 
 	flush flushProbe // of the links running on it
+
+	// batches bounds the batches read and not yet written by all the
+	// links of the hub: two per connection, so that every connection has
+	// the next batch ready (a worker's pipeline), and memory is bounded by
+	// the hub, not by the number of links (each batch holds at most
+	// max_batch_bytes of values). Their workers outnumber its connections,
+	// and each would otherwise hold a batch read while waiting for one.
+	batches chan struct{}
+}
+
+// takeBatch waits for room for one more batch read and not yet written
+// (false: ctx is done). A link of its own (nil hub) is bounded by its
+// workers alone.
+func (h *hub) takeBatch(ctx context.Context) bool {
+	if h == nil {
+		return true
+	}
+	select {
+	case h.batches <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// batchDone gives back the room takeBatch took.
+func (h *hub) batchDone() {
+	if h != nil {
+		<-h.batches
+	}
 }
 
 // localRedis is the PING probe of a local Redis done once for the links
@@ -204,7 +234,7 @@ func (hs *Hubs) acquire(cfg config.Link) (*hub, error) {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	h := &hub{hs: hs, key: key, client: client, refs: 1, stop: stop, done: make(chan struct{})}
+	h := &hub{hs: hs, key: key, client: client, refs: 1, stop: stop, done: make(chan struct{}), batches: make(chan struct{}, 2*conns)}
 	h.probe.init()
 	hs.hubs[key] = h
 	go func() {

@@ -270,8 +270,16 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 				return
 			}
 		}
+		if !l.hub.takeBatch(ctx) {
+			settle()
+			l.dirty.Done(b, true)
+			return
+		}
 		p, err := l.prepare(opCtx, b)
 		goOn, failed := settle()
+		if !goOn || err != nil || failed {
+			l.hub.batchDone()
+		}
 		switch {
 		case !goOn:
 			l.dirty.Done(b, true)
@@ -288,7 +296,11 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 			continue
 		}
 		writing = b
-		go func() { written <- l.commit(opCtx, p) }()
+		go func() {
+			err := l.commit(opCtx, p)
+			l.hub.batchDone() // here, not in settle: a worker may wait for a batch
+			written <- err
+		}()
 	}
 }
 
