@@ -91,8 +91,10 @@ func (t *Table) Record(key []byte, digest string, expireAt int64) {
 		t.logDel(string(key))
 		return
 	}
-	if _, present := t.m[string(key)]; !present {
-		t.makeRoom()
+	if len(t.m) >= t.max {
+		if _, present := t.m[string(key)]; !present {
+			t.makeRoom()
+		}
 	}
 	t.put(string(key), Entry{Digest: d, ExpireAt: expireAt}, t.now())
 }

@@ -37,7 +37,7 @@ func TestApplySizeIsTheEncodedRequestSize(t *testing.T) {
 			args = append(args, st.Elems...)
 		}
 		want = webdis.CommandLen(args...)
-		got := applyOverhead(prefix, n) + markReserve(prefix)
+		got := New("t", nil, prefix, Limits{}).applyOverhead(n)
 		for i := range part {
 			got += part[i].applyLen()
 		}

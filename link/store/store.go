@@ -97,11 +97,14 @@ type Store struct {
 	// (plain_dump.go); restore is whether this side accepts its payloads.
 	peer    *Store
 	restore restoreCheck
+
+	applyBase int // applyOverhead(Prefix, n) + markReserve(Prefix) but n's digits
 }
 
 // New returns a store of namespace prefix on the Redis behind do.
 func New(name string, do Doer, prefix []byte, lim Limits) *Store {
-	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do, noMSET: new(atomic.Bool)}}
+	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do, noMSET: new(atomic.Bool)},
+		applyBase: applyOverhead(prefix, 0) - 1 + markReserve(prefix)}
 	s.plain = plainOps{do: do, budget: lim.MaxRequest, streams: s.streamsByDump}
 	return s
 }
@@ -249,8 +252,13 @@ func (s *Store) Fits(st *State) bool {
 	if st.Big {
 		return false
 	}
-	return s.MaxRequest <= 0 || applyOverhead(s.Prefix, 1)+markReserve(s.Prefix)+st.applyLen() <= s.MaxRequest
+	return s.MaxRequest <= 0 || s.applyOverhead(1)+st.applyLen() <= s.MaxRequest
 }
+
+// applyOverhead is applyOverhead of the namespace with room for a write
+// mark, the part that does not depend on n computed once: it is asked for
+// every key written.
+func (s *Store) applyOverhead(n int) int { return s.applyBase + intLen(int64(n)) }
 
 // Apply writes states (none of them Big), each atomically, packing as many
 // keys into each request as MaxRequest allows. A state with Expect is
@@ -275,12 +283,11 @@ func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (b
 	var left unsupportedKeys
 	all := states
 	marked := mark != nil
-	overhead := func(n int) int { return applyOverhead(s.Prefix, n) + markReserve(s.Prefix) }
 	for len(states) > 0 {
 		n, size := 0, 0
 		for n < len(states) {
 			l := states[n].applyLen()
-			if s.MaxRequest > 0 && overhead(n+1)+size+l > s.MaxRequest {
+			if s.MaxRequest > 0 && s.applyOverhead(n+1)+size+l > s.MaxRequest {
 				break
 			}
 			size += l
