@@ -11,7 +11,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -84,7 +83,11 @@ func waitAllLive(t testing.TB, ls []*link.Link, d time.Duration) {
 // front (/proc/self/net/tcp{,6}: state 01, remote port the front's, inode
 // one of this process's fds). A gateway front runs in this process: its
 // own sockets have the front's port as their local port, not the remote.
-func hubConns(t testing.TB, hub *webdistest.Hub) int {
+func hubConns(t testing.TB, hub *webdistest.Hub) int { return len(hubConnList(t, hub)) }
+
+// hubConnList is what hubConns counts, one "local -> remote inode" line per
+// connection, for a failure to show.
+func hubConnList(t testing.TB, hub *webdistest.Hub) []string {
 	t.Helper()
 	i := strings.LastIndexByte(hub.URL, ':')
 	port, err := strconv.Atoi(strings.TrimSuffix(hub.URL[i+1:], "/redis"))
@@ -99,7 +102,7 @@ func hubConns(t testing.TB, hub *webdistest.Hub) int {
 		}
 	}
 	want := fmt.Sprintf(":%04X", port)
-	n := 0
+	var conns []string
 	for _, f := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		data, err := os.ReadFile(f)
 		if err != nil {
@@ -108,24 +111,24 @@ func hubConns(t testing.TB, hub *webdistest.Hub) int {
 		for _, line := range strings.Split(string(data), "\n")[1:] {
 			x := strings.Fields(line)
 			if len(x) >= 10 && x[3] == "01" && strings.HasSuffix(x[2], want) && mine[x[9]] {
-				n++
+				conns = append(conns, x[1]+" -> "+x[2]+" inode "+x[9])
 			}
 		}
 	}
-	return n
+	return conns
 }
 
-// watchConns samples hubConns every 2 ms until the returned function is
-// called, which returns the most seen.
-func watchConns(t testing.TB, hub *webdistest.Hub) func() int {
-	var most atomic.Int64
+// watchConns samples hubConnList every 2 ms until the returned function is
+// called, which returns the most connections seen at once, listed.
+func watchConns(t testing.TB, hub *webdistest.Hub) func() []string {
+	var most []string
 	stop := make(chan struct{})
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for {
-			if n := int64(hubConns(t, hub)); n > most.Load() {
-				most.Store(n)
+			if c := hubConnList(t, hub); len(c) > len(most) {
+				most = c
 			}
 			select {
 			case <-stop:
@@ -134,7 +137,7 @@ func watchConns(t testing.TB, hub *webdistest.Hub) func() int {
 			}
 		}
 	}()
-	return func() int { close(stop); <-done; return int(most.Load()) }
+	return func() []string { close(stop); <-done; return most }
 }
 
 // Twenty links on one hub share one client: all replicate a burst written
@@ -165,10 +168,12 @@ func TestSharedHubManyLinks(t *testing.T) {
 			t.Fatalf("namespace m%d: %d keys on both sides, want 500", i, len(got))
 		}
 	}
-	peak := most()
+	conns := most()
+	peak := len(conns)
 	t.Logf("20 links, 10,000 keys: at most %d connections to the hub (bound %d)", peak, link.HubConns)
 	if peak > link.HubConns {
-		t.Fatalf("%d connections to the hub, over the bound of %d", peak, link.HubConns)
+		t.Fatalf("%d connections to the hub, over the bound of %d (%d hub clients); at that moment:\n%s",
+			peak, link.HubConns, hubs.Clients(), strings.Join(conns, "\n"))
 	}
 	if peak == 0 {
 		t.Fatal("no connection to the hub seen: the count is broken")
