@@ -70,11 +70,17 @@ func runStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return l, runBuilt(t, l)
+}
+
+// runBuilt runs l and returns what stops it and waits for it (once; the
+// caller arranges for it to run at the test's end).
+func runBuilt(t testing.TB, l *link.Link) func() {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- l.Run(ctx) }()
 	var once sync.Once
-	stop := func() {
+	return func() {
 		once.Do(func() {
 			cancel()
 			select {
@@ -83,11 +89,10 @@ func runStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 					t.Errorf("link.Run: %v", err)
 				}
 			case <-time.After(15 * time.Second):
-				t.Errorf("link did not stop within 15s")
+				t.Errorf("link %s did not stop within 15s", l.Name())
 			}
 		})
 	}
-	return l, stop
 }
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {

@@ -166,18 +166,25 @@ func (hs *Hubs) acquireLocal(addr store.RedisAddr) *localRedis {
 }
 
 func (lr *localRedis) release() {
-	lr.hs.mu.Lock()
-	lr.refs--
-	last := lr.refs == 0
-	if last {
-		delete(lr.hs.locals, lr.key)
-	}
-	lr.hs.mu.Unlock()
-	if last {
+	if lr.hs.unref(&lr.refs, func() { delete(lr.hs.locals, lr.key) }) {
 		lr.stop()
 		<-lr.done
 		lr.pool.Close()
 	}
+}
+
+// unref drops one reference of a shared hub or local probe (refs, guarded
+// by hs.mu); the last one also runs forget, which takes it out of hs, and
+// says so: the caller then stops it, outside the lock.
+func (hs *Hubs) unref(refs *int, forget func()) (last bool) {
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	*refs--
+	if *refs > 0 {
+		return false
+	}
+	forget()
+	return true
 }
 
 // ping asks do PING within probeTimeout.
@@ -247,14 +254,7 @@ func (hs *Hubs) acquire(cfg config.Link) (*hub, error) {
 // release gives the hub back; the last link's release stops its watch and
 // closes its client.
 func (h *hub) release() {
-	h.hs.mu.Lock()
-	h.refs--
-	last := h.refs == 0
-	if last {
-		delete(h.hs.hubs, h.key)
-	}
-	h.hs.mu.Unlock()
-	if last {
+	if h.hs.unref(&h.refs, func() { delete(h.hs.hubs, h.key) }) {
 		h.stop()
 		<-h.done
 		h.client.Close()

@@ -1,7 +1,6 @@
 package link_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/x509"
 	"encoding/pem"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -29,23 +27,7 @@ func runShared(t testing.TB, hubs *link.Hubs, cfg config.Link) (*link.Link, func
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- l.Run(ctx) }()
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			cancel()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Errorf("link.Run: %v", err)
-				}
-			case <-time.After(15 * time.Second):
-				t.Errorf("link %s did not stop within 15s", l.Name())
-			}
-		})
-	}
+	stop := runBuilt(t, l)
 	t.Cleanup(stop)
 	return l, stop
 }

@@ -306,7 +306,7 @@ func TestPlainFallbackOnce(t *testing.T) {
 func TestPlainApplySwitchesMidway(t *testing.T) {
 	hub := plainHub(t)
 	rs := webdisStore(t, hub, "m:")
-	rs.MaxRequest = applyOverhead(rs.Prefix, 3) + 150 // a few keys per request
+	rs.MaxRequest = rs.applyOverhead(3) + 150 // a few keys per request
 	states := []State{{Key: []byte("m:stream"), Type: "stream", Elems: [][]byte{[]byte("1-1"), []byte("1-1"), []byte("1"), []byte("f"), []byte("v")}}}
 	for i := range 20 {
 		states = append(states, State{Key: []byte(fmt.Sprintf("m:%d", i)), Type: "string", Elems: [][]byte{[]byte("v")}})

@@ -98,13 +98,16 @@ type Store struct {
 	peer    *Store
 	restore restoreCheck
 
-	applyBase int // applyOverhead(Prefix, n) + markReserve(Prefix) but n's digits
+	// applyBase is the size of an apply request besides its states and
+	// the digits of its key count: the script's source (sent when the side
+	// lost its script cache), the namespace and room for a write mark.
+	applyBase int
 }
 
 // New returns a store of namespace prefix on the Redis behind do.
 func New(name string, do Doer, prefix []byte, lim Limits) *Store {
 	s := &Store{Name: name, Prefix: prefix, Limits: lim, do: do, eval: evalOps{do: do, noMSET: new(atomic.Bool)},
-		applyBase: applyOverhead(prefix, 0) - 1 + markReserve(prefix)}
+		applyBase: casApplyScript.evalLen(prefix) + 1 + markReserve(prefix)}
 	s.plain = plainOps{do: do, budget: lim.MaxRequest, streams: s.streamsByDump}
 	return s
 }
@@ -255,9 +258,8 @@ func (s *Store) Fits(st *State) bool {
 	return s.MaxRequest <= 0 || s.applyOverhead(1)+st.applyLen() <= s.MaxRequest
 }
 
-// applyOverhead is applyOverhead of the namespace with room for a write
-// mark, the part that does not depend on n computed once: it is asked for
-// every key written.
+// applyOverhead is the size of an apply request of n keys besides their
+// states (applyBase is computed once: it is asked for every key written).
 func (s *Store) applyOverhead(n int) int { return s.applyBase + intLen(int64(n)) }
 
 // Apply writes states (none of them Big), each atomically, packing as many
@@ -340,13 +342,6 @@ func ParseWriteMark(prefix, key []byte) (uint64, bool) {
 // WriteMark of the namespace.
 func markReserve(prefix []byte) int {
 	return argLen(WriteMark(math.MaxInt32, prefix, math.MaxUint64))
-}
-
-// applyOverhead is the size of an apply request of n keys besides their
-// states: the script's source (sent when the side lost its script cache)
-// and the namespace.
-func applyOverhead(prefix []byte, n int) int {
-	return casApplyScript.evalLen(prefix) + 1 + intLen(int64(n))
 }
 
 // intLen is the length of n in decimal, as a request carries it (digits

@@ -875,4 +875,16 @@ func TestMSETRefusedWritesStringsWithTheScript(t *testing.T) {
 	if n := commandCalls(t, c, "mset"); n != 0 {
 		t.Errorf("the hub ran MSET %d times although it refuses it", n)
 	}
+
+	// The same refused by an ACL on a Redis reached directly (NOPERM).
+	do(t, c, "ACL", "SETUSER", "nomset", "on", ">pw", "~*", "&*", "+@all", "-mset")
+	pl := NewPool(RedisAddr{Addr: hub.RemoteAddr, User: "nomset", Password: "pw"}, 2)
+	defer pl.Close()
+	d := New("remote", pl, []byte("ms:"), testLimits())
+	if err := d.Apply(context.Background(), []State{{Key: []byte("ms:acl"), Type: "string", Elems: bs("x")}}); err != nil {
+		t.Fatalf("through an ACL without MSET: %v", err)
+	}
+	if got, _ := redis.String(c.Do("GET", "ms:acl")); got != "x" || d.Path() != PathEval {
+		t.Errorf("through an ACL without MSET: ms:acl = %q, path %s; want x on scripts", got, d.Path())
+	}
 }
