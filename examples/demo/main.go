@@ -13,14 +13,13 @@
 package main
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"sort"
@@ -117,10 +116,10 @@ func run() (code int) {
 		say("  Webdis        %s  (nginx, client certificate required)", hub.URL)
 	}
 
-	var rr *child
+	var rr *webdistest.Process
 	defer func() {
 		if rr != nil {
-			if err := rr.stop(); err != nil {
+			if err := stopRedisrepl(rr); err != nil {
 				say("demo: %v", err)
 				code = 1
 			}
@@ -148,7 +147,7 @@ func run() (code int) {
 		say("  config        %s", cfgPath)
 
 		say("demo: starting %s -config redisrepl.toml (its log lines start with \"redisrepl |\")", *bin)
-		if rr, err = startChild(binPath, cfgPath); err != nil {
+		if rr, err = startRedisrepl(binPath, cfgPath); err != nil {
 			say("demo: %v", err)
 			return 1
 		}
@@ -207,71 +206,25 @@ state_file = %q
 	return nil
 }
 
-// child is the redisrepl process.
-type child struct {
-	cmd     *exec.Cmd
-	done    chan struct{}
-	waitErr error
-	logDone chan struct{}
+// startRedisrepl runs redisrepl in its own process group: Ctrl-C reaches
+// only the demo, which then stops redisrepl with SIGTERM like a service
+// manager would. If the demo dies, the kernel kills redisrepl.
+func startRedisrepl(bin, cfgPath string) (*webdistest.Process, error) {
+	return webdistest.StartProcessTo("redisrepl", "", &logRelay{out: &prefixWriter{w: os.Stdout}}, syscall.SIGKILL,
+		bin, "-config", cfgPath)
 }
 
-func startChild(bin, cfgPath string) (*child, error) {
-	cmd := exec.Command(bin, "-config", cfgPath)
-	pr, pw, err := os.Pipe()
-	if err != nil {
-		return nil, err
-	}
-	cmd.Stdout, cmd.Stderr = pw, pw
-	// Own process group: Ctrl-C reaches only the demo, which then stops
-	// redisrepl with SIGTERM like a service manager would. If the demo dies,
-	// the kernel kills redisrepl.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		pr.Close()
-		pw.Close()
-		return nil, fmt.Errorf("start %s: %w", bin, err)
-	}
-	pw.Close()
-	c := &child{cmd: cmd, done: make(chan struct{}), logDone: make(chan struct{})}
-	go func() {
-		defer close(c.logDone)
-		relayLog(pr)
-	}()
-	go func() {
-		c.waitErr = cmd.Wait()
-		close(c.done)
-	}()
-	return c, nil
-}
-
-func (c *child) running() bool {
-	select {
-	case <-c.done:
-		return false
-	default:
-		return true
-	}
-}
-
-// stop sends SIGTERM and checks that redisrepl exits with status 0.
-func (c *child) stop() error {
-	pid := c.cmd.Process.Pid
-	if !c.running() {
-		return fmt.Errorf("redisrepl (pid %d) had already exited: %v", pid, exitText(c.waitErr))
+// stopRedisrepl sends SIGTERM and checks that redisrepl exits with status 0.
+func stopRedisrepl(rr *webdistest.Process) error {
+	if !rr.Running() {
+		return fmt.Errorf("redisrepl (pid %d) had already exited: %v", rr.Pid(), exitText(rr.ExitErr()))
 	}
 	t := time.Now()
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	select {
-	case <-c.done:
-	case <-time.After(stopTimeout):
-		_ = syscall.Kill(-pid, syscall.SIGKILL)
-		<-c.done
-		<-c.logDone
-		return fmt.Errorf("redisrepl (pid %d) ignored SIGTERM for %v: killed", pid, stopTimeout)
+	if err := rr.Stop(); err != nil {
+		return err
 	}
-	<-c.logDone
-	if c.waitErr != nil {
-		return fmt.Errorf("redisrepl (pid %d) stopped with %v after SIGTERM; want exit status 0", pid, exitText(c.waitErr))
+	if err := rr.ExitErr(); err != nil {
+		return fmt.Errorf("redisrepl (pid %d) stopped with %v after SIGTERM; want exit status 0", rr.Pid(), exitText(err))
 	}
 	say("demo: redisrepl stopped by SIGTERM in %d ms, exit status 0", ms(time.Since(t)))
 	return nil
@@ -284,33 +237,48 @@ func exitText(err error) string {
 	return err.Error()
 }
 
-// relayLog prints redisrepl's log lines (zerolog JSON, as its stderr is a
+// logRelay prints redisrepl's log lines (zerolog JSON, as its stderr is a
 // pipe) in zerolog's console form, each prefixed with "redisrepl |" and
-// the demo's clock.
-func relayLog(r io.ReadCloser) {
-	defer r.Close()
-	tty := false
-	if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
-		tty = true
-	}
-	out := &prefixWriter{w: os.Stdout}
-	cw := zerolog.ConsoleWriter{
-		Out:           out,
-		NoColor:       !tty,
-		PartsOrder:    []string{zerolog.LevelFieldName, zerolog.MessageFieldName},
-		FieldsExclude: []string{zerolog.TimestampFieldName},
-	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if len(line) > 0 && line[0] == '{' {
-			if _, err := cw.Write(append(line, '\n')); err == nil {
-				continue
-			}
+// the demo's clock. It is the child's stdout and stderr: a line may come in
+// several writes.
+type logRelay struct {
+	out     *prefixWriter
+	console *zerolog.ConsoleWriter
+	partial []byte
+}
+
+func (r *logRelay) Write(b []byte) (int, error) {
+	if r.console == nil {
+		tty := false
+		if fi, err := os.Stdout.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
+			tty = true
 		}
-		out.Write(append(line, '\n'))
+		r.console = &zerolog.ConsoleWriter{
+			Out:           r.out,
+			NoColor:       !tty,
+			PartsOrder:    []string{zerolog.LevelFieldName, zerolog.MessageFieldName},
+			FieldsExclude: []string{zerolog.TimestampFieldName},
+		}
 	}
+	r.partial = append(r.partial, b...)
+	for {
+		i := bytes.IndexByte(r.partial, '\n')
+		if i < 0 {
+			break
+		}
+		line := r.partial[:i+1]
+		if line[0] != '{' {
+			r.out.Write(line)
+		} else if _, err := r.console.Write(line); err != nil {
+			r.out.Write(line)
+		}
+		r.partial = r.partial[i+1:]
+	}
+	if len(r.partial) > 1<<20 { // a line this long is printed as it is
+		r.out.Write(append(r.partial, '\n'))
+		r.partial = nil
+	}
+	return len(b), nil
 }
 
 type prefixWriter struct {
@@ -336,7 +304,7 @@ func (p *prefixWriter) Write(b []byte) (int, error) {
 // lab writes to the local Redis and observes the remote one.
 type lab struct {
 	hub           *webdistest.Hub
-	rr            *child
+	rr            *webdistest.Process
 	local, remote redis.Conn
 	keys          int             // key writes (and the delete) seen remotely
 	lags          []time.Duration // write -> remote visibility, every key and update
@@ -345,7 +313,7 @@ type lab struct {
 	late          int             // keys or updates that never showed up
 }
 
-func newLab(hub *webdistest.Hub, rr *child) (*lab, error) {
+func newLab(hub *webdistest.Hub, rr *webdistest.Process) (*lab, error) {
 	local, err := hub.Local()
 	if err != nil {
 		return nil, fmt.Errorf("connect to the local Redis: %w", err)
@@ -458,16 +426,16 @@ func (l *lab) writes(ctx context.Context) error {
 // gone, as it is locally), then prints how long it took since the local
 // write at t. A probe's delay (the link's start) is left out of the stats.
 func (l *lab) await(ctx context.Context, key string, t time.Time, timeout time.Duration, probe bool) error {
-	want, err := readKey(l.local, key)
+	want, err := webdistest.ReadKey(l.local, key)
 	if err != nil {
 		return fmt.Errorf("read local %q: %w", key, err)
 	}
-	var got keyState
+	var got webdistest.Key
 	for {
-		if got, err = readKey(l.remote, key); err != nil {
+		if got, err = webdistest.ReadKey(l.remote, key); err != nil {
 			return fmt.Errorf("read remote %q: %w", key, err)
 		}
-		if got.matches(want) {
+		if matches(got, want) {
 			break
 		}
 		if err := l.check(ctx); err != nil {
@@ -476,19 +444,19 @@ func (l *lab) await(ctx context.Context, key string, t time.Time, timeout time.D
 		if time.Since(t) > timeout {
 			l.late++
 			return fmt.Errorf("remote: %q not replicated after %d ms: want %s, remote has %s",
-				key, ms(time.Since(t)), want, got)
+				key, ms(time.Since(t)), shown(want), shown(got))
 		}
 		time.Sleep(pollEvery)
 	}
 	lag := time.Since(t)
 	switch {
 	case probe:
-		say("remote: %s = %s (after %d ms: the link is up)", show(key), got, ms(lag))
+		say("remote: %s = %s (after %d ms: the link is up)", show(key), shown(got), ms(lag))
 		return nil
-	case want.typ == "none":
+	case want.Type == "none":
 		say("remote: %s deleted (after %d ms)", show(key), ms(lag))
 	default:
-		say("remote: %s = %s (after %d ms)", show(key), got, ms(lag))
+		say("remote: %s = %s (after %d ms)", show(key), shown(got), ms(lag))
 	}
 	l.lags = append(l.lags, lag)
 	l.keys++
@@ -500,8 +468,8 @@ func (l *lab) check(ctx context.Context) error {
 	if ctx.Err() != nil {
 		return errInterrupted
 	}
-	if !l.rr.running() {
-		return fmt.Errorf("redisrepl exited unexpectedly: %s", exitText(l.rr.waitErr))
+	if !l.rr.Running() {
+		return fmt.Errorf("redisrepl exited unexpectedly: %s", exitText(l.rr.ExitErr()))
 	}
 	return nil
 }
@@ -626,7 +594,7 @@ func (l *lab) summary() bool {
 }
 
 // keepRunning prints how to reach the stack and waits for Ctrl-C.
-func keepRunning(ctx context.Context, hub *webdistest.Hub, rr *child, cfgPath string) error {
+func keepRunning(ctx context.Context, hub *webdistest.Hub, rr *webdistest.Process, cfgPath string) error {
 	lport := hub.LocalAddr[strings.LastIndexByte(hub.LocalAddr, ':')+1:]
 	rport := hub.RemoteAddr[strings.LastIndexByte(hub.RemoteAddr, ':')+1:]
 	say("")
@@ -638,7 +606,7 @@ func keepRunning(ctx context.Context, hub *webdistest.Hub, rr *child, cfgPath st
 	say("  client cert    %s", hub.Cert)
 	say("  client key     %s", hub.Key)
 	say("  config         %s", cfgPath)
-	say("  redisrepl      pid %d", rr.cmd.Process.Pid)
+	say("  redisrepl      pid %d", rr.Pid())
 	say("  through the hub, as redisrepl does:")
 	say("    curl --cacert %s \\", hub.CA)
 	say("      --cert %s --key %s \\", hub.Cert, hub.Key)
@@ -648,35 +616,55 @@ func keepRunning(ctx context.Context, hub *webdistest.Hub, rr *child, cfgPath st
 		say("")
 		say("demo: Ctrl-C: stopping")
 		return nil
-	case <-rr.done:
-		return fmt.Errorf("redisrepl exited: %s", exitText(rr.waitErr))
+	case <-rr.Done():
+		return fmt.Errorf("redisrepl exited: %s", exitText(rr.ExitErr()))
 	}
 }
 
-// keyState is a key as shown and compared by the demo.
-type keyState struct {
-	typ  string
-	val  string // display form
-	pttl int64  // -1 none
+// matches compares type and contents exactly, expiry within a second.
+func matches(got, want webdistest.Key) bool {
+	d := got.ExpireAt - want.ExpireAt
+	return got.Type == want.Type && got.Contents == want.Contents &&
+		(got.ExpireAt == 0) == (want.ExpireAt == 0) && d < 1000 && d > -1000
 }
 
-func (k keyState) String() string {
-	switch {
-	case k.typ == "none":
+// shown is a key as the demo prints it: a string quoted, a hash's, set's
+// or sorted set's elements in braces, a list's in brackets, and its TTL.
+func shown(k webdistest.Key) string {
+	items := k.Items()
+	var s string
+	switch k.Type {
+	case "none":
 		return "(no key)"
-	case k.pttl >= 0:
-		return fmt.Sprintf("%s (ttl %d s)", k.val, (k.pttl+500)/1000)
+	case "string":
+		s = strconv.Quote(items[0])
+	case "hash":
+		s = "{" + strings.Join(items, " ") + "}"
+	case "list":
+		s = "[" + strings.Join(shownAll(items), " ") + "]"
+	case "set":
+		s = "{" + strings.Join(shownAll(items), " ") + "}"
+	case "zset":
+		var pairs []string
+		for i := 0; i+1 < len(items); i += 2 {
+			pairs = append(pairs, show(items[i])+":"+items[i+1])
+		}
+		s = "{" + strings.Join(pairs, " ") + "}"
+	default:
+		s = "(" + k.Type + ")"
 	}
-	return k.val
+	if k.ExpireAt > 0 {
+		s += fmt.Sprintf(" (ttl %d s)", (k.ExpireAt-time.Now().UnixMilli()+500)/1000)
+	}
+	return s
 }
 
-// matches compares type and contents exactly, TTL within a second.
-func (k keyState) matches(want keyState) bool {
-	if k.typ != want.typ || k.val != want.val || (k.pttl < 0) != (want.pttl < 0) {
-		return false
+func shownAll(items []string) []string {
+	out := make([]string, len(items))
+	for i, v := range items {
+		out[i] = show(v)
 	}
-	d := k.pttl - want.pttl
-	return d < 1000 && d > -1000
+	return out
 }
 
 // show quotes a key or value only when it is not plain text.
@@ -687,73 +675,4 @@ func show(s string) string {
 		}
 	}
 	return s
-}
-
-func readKey(c redis.Conn, key string) (keyState, error) {
-	typ, err := redis.String(c.Do("TYPE", key))
-	if err != nil {
-		return keyState{}, err
-	}
-	if typ == "none" {
-		return keyState{typ: typ, pttl: -1}, nil
-	}
-	pttl, err := redis.Int64(c.Do("PTTL", key))
-	if err != nil {
-		return keyState{}, err
-	}
-	k := keyState{typ: typ, pttl: pttl}
-	var items []string
-	open, close := "", ""
-	switch typ {
-	case "string":
-		v, err := redis.String(c.Do("GET", key))
-		if err != nil {
-			return keyState{}, err
-		}
-		k.val = strconv.Quote(v)
-		return k, nil
-	case "hash":
-		m, err := redis.StringMap(c.Do("HGETALL", key))
-		if err != nil {
-			return keyState{}, err
-		}
-		for f, v := range m {
-			items = append(items, show(f)+"="+show(v))
-		}
-		sort.Strings(items)
-		open, close = "{", "}"
-	case "list":
-		vs, err := redis.Strings(c.Do("LRANGE", key, 0, -1))
-		if err != nil {
-			return keyState{}, err
-		}
-		for _, v := range vs {
-			items = append(items, show(v))
-		}
-		open, close = "[", "]"
-	case "set":
-		vs, err := redis.Strings(c.Do("SMEMBERS", key))
-		if err != nil {
-			return keyState{}, err
-		}
-		for _, v := range vs {
-			items = append(items, show(v))
-		}
-		sort.Strings(items)
-		open, close = "{", "}"
-	case "zset":
-		vs, err := redis.Strings(c.Do("ZRANGE", key, 0, -1, "WITHSCORES"))
-		if err != nil {
-			return keyState{}, err
-		}
-		for i := 0; i+1 < len(vs); i += 2 {
-			items = append(items, show(vs[i])+":"+vs[i+1])
-		}
-		open, close = "{", "}"
-	default:
-		k.val = "(" + typ + ")"
-		return k, nil
-	}
-	k.val = open + strings.Join(items, " ") + close
-	return k, nil
 }

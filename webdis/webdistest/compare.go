@@ -3,6 +3,7 @@ package webdistest
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
@@ -106,10 +107,7 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 		if types[i] == "string" || types[i] == "none" {
 			continue
 		}
-		kd, err := readKey(c, k)
-		for try := 0; err != nil && changedMeanwhile(err) && try < 5; try++ {
-			kd, err = readKey(c, k) // it changed or went between TYPE and the read
-		}
+		kd, err := ReadKey(c, k)
 		if err != nil {
 			return fmt.Errorf("key %q: %w", k, err)
 		}
@@ -126,6 +124,34 @@ func readKeys(c redis.Conn, keys []string, out map[string]Key) error {
 func changedMeanwhile(err error) bool {
 	s := err.Error()
 	return strings.Contains(s, "WRONGTYPE") || strings.Contains(s, "no such key")
+}
+
+// ReadKey reads one key as Dump does (Type "none" when there is none), and
+// reads it again when it changes type or goes between its TYPE and its read.
+func ReadKey(c redis.Conn, k string) (Key, error) {
+	kd, err := readKey(c, k)
+	for try := 0; err != nil && changedMeanwhile(err) && try < 5; try++ {
+		kd, err = readKey(c, k)
+	}
+	return kd, err
+}
+
+// Items splits Contents back into its elements, as read: a string's value;
+// a hash's "field"="value" pairs; a list's, set's or sorted set's members
+// (a sorted set's each followed by its score); a stream's last ID and
+// entries.
+func (k Key) Items() []string {
+	var out []string
+	for rest := k.Contents; rest != ""; {
+		q, err := strconv.QuotedPrefix(rest)
+		if err != nil {
+			return append(out, rest)
+		}
+		item, _ := strconv.Unquote(q)
+		out = append(out, item)
+		rest = strings.TrimPrefix(rest[len(q):], ",")
+	}
+	return out
 }
 
 func readKey(c redis.Conn, k string) (Key, error) {

@@ -73,31 +73,52 @@ type Process struct {
 // process if the test binary dies first: SIGKILL for redis and webdis,
 // SIGTERM for nginx, whose master then stops its workers.
 func StartProcess(name, addr, logFile, outFile string, deathSig syscall.Signal, argv ...string) (*Process, error) {
-	bin, err := FindBinary(argv[0])
-	if err != nil {
-		return nil, err
-	}
 	out, err := os.OpenFile(outFile, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	defer out.Close() // the child keeps its own copy
+	p, err := start(name, addr, filepath.Dir(outFile), out, deathSig, argv)
+	if err != nil {
+		return nil, err
+	}
+	p.LogFile, p.OutFile = logFile, outFile
+	return p, nil
+}
+
+// StartProcessTo is StartProcess with the child's stdout and stderr written
+// to out (a program that relays them as they come, like the demo) instead
+// of a file; the process is reaped only once out has everything.
+func StartProcessTo(name, addr string, out io.Writer, deathSig syscall.Signal, argv ...string) (*Process, error) {
+	return start(name, addr, "", out, deathSig, argv)
+}
+
+func start(name, addr, dir string, out io.Writer, deathSig syscall.Signal, argv []string) (*Process, error) {
+	bin, err := FindBinary(argv[0])
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(bin, argv[1:]...)
 	cmd.Stdout, cmd.Stderr = out, out
-	cmd.Dir = filepath.Dir(outFile)
-	// Own process group (so SIGKILL reaches nginx's workers too) and a
-	// parent-death signal so that a crashed test binary leaks nothing.
+	cmd.Dir = dir
+	// Own process group (so SIGKILL reaches nginx's workers too, and a
+	// Ctrl-C at a terminal reaches only the test or demo, which then stops
+	// its children itself) and a parent-death signal so that a crashed
+	// test binary leaks nothing.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: deathSig}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("webdistest: start %s: %w", name, err)
 	}
-	p := &Process{Name: name, Addr: addr, LogFile: logFile, OutFile: outFile, cmd: cmd, done: make(chan struct{})}
+	p := &Process{Name: name, Addr: addr, cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.waitErr = cmd.Wait()
 		close(p.done)
 	}()
 	return p, nil
 }
+
+// Done is closed once the process has exited and been reaped.
+func (p *Process) Done() <-chan struct{} { return p.done }
 
 // Pid is the process id.
 func (p *Process) Pid() int { return p.cmd.Process.Pid }
