@@ -27,6 +27,11 @@ import (
 //	          error, and per link its status, start count and settings
 //	          (passwords left out).
 //	/metrics  Prometheus text, read from the links at scrape time.
+//	/         the status page: every link at a glance, for a person
+//	          (statuspage.html); it reads /status and /status/history.
+//	/status/history
+//	          JSON: per link, lag p99 and keys/s of each of the last
+//	          historyLen intervals of historyEvery (history.go).
 
 // bindRetry is how often a metrics_addr that could not be bound is tried
 // again.
@@ -43,15 +48,22 @@ const bindRetry = 10 * time.Second
 // replaced by a restart lets go of it). /healthz stays unreachable meanwhile,
 // which monitoring notices.
 func (s *service) serveHTTP(ctx context.Context, addr string) (wait func()) {
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	hist := newHistory()
+	srv := &http.Server{Handler: s.handler(hist), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		s.log.Error().Err(err).Str("metrics_addr", addr).
 			Msgf("cannot serve /metrics, /healthz and /status; replicating anyway, retrying every %v", bindRetry)
 	}
 	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		hist.run(ctx, s)
+	}()
 	go func() {
 		defer close(done)
+		defer func() { <-sampled }()
 		for ln == nil {
 			if !sleepUntil(ctx, bindRetry) {
 				return
@@ -90,7 +102,7 @@ func sleepUntil(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *service) handler() http.Handler {
+func (s *service) handler(hist *history) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s}, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -98,9 +110,8 @@ func (s *service) handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "redisrepl: /healthz /status /metrics")
-	})
+	mux.HandleFunc("GET /status/history", hist.serve)
+	mux.HandleFunc("GET /{$}", serveStatusPage)
 	return mux
 }
 

@@ -125,7 +125,7 @@ func TestMetricsAndStatus(t *testing.T) {
 		t.Errorf("lag observed %d times, want >= %d (one per key written after an event)", h.GetSampleCount(), n)
 	}
 
-	if code, body := get(t, "http://"+addr+"/"); code != 200 || !strings.Contains(body, "/metrics") {
+	if code, body := get(t, "http://"+addr+"/"); code != 200 || !strings.Contains(body, "<title>redisrepl status</title>") {
 		t.Errorf("/: %d %q", code, body)
 	}
 	if code, _ := get(t, "http://"+addr+"/nope"); code != 404 {
@@ -140,7 +140,7 @@ func TestMetricsAndStatus(t *testing.T) {
 // applied and when a link could not start.
 func TestStatusWithoutRunning(t *testing.T) {
 	s := newService(zerolog.Nop(), "/etc/x.toml")
-	srv := httptest.NewServer(s.handler())
+	srv := httptest.NewServer(s.handler(newHistory()))
 	defer srv.Close()
 	if code, body := get(t, srv.URL+"/healthz"); code != 503 || !strings.Contains(body, "no configuration") {
 		t.Fatalf("/healthz before apply: %d %q", code, body)
