@@ -320,7 +320,7 @@ var (
 	descGeneration = prometheus.NewDesc("redisrepl_config_generation", "Configuration generation: 1 for the first, +1 per applied reload.", nil, nil)
 	descReloadErrs = prometheus.NewDesc("redisrepl_config_reload_errors_total", "Reloads refused because the file did not validate or could not be read.", nil, nil)
 	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors, descLapses,
-		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs}
+		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs, descCertExpiry}
 )
 
 // collector reads the links' counters when Prometheus scrapes: nothing is
@@ -337,6 +337,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	v := c.s.view()
 	ch <- prometheus.MustNewConstMetric(descGeneration, prometheus.GaugeValue, float64(v.gen))
 	ch <- prometheus.MustNewConstMetric(descReloadErrs, prometheus.CounterValue, float64(v.reloadErrors))
+	collectCertExpiry(v, ch)
 	for _, l := range v.links {
 		name := l.cfg.Name
 		counter := func(d *prometheus.Desc, n int64, labels ...string) {

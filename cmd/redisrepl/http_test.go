@@ -121,6 +121,12 @@ func TestMetricsAndStatus(t *testing.T) {
 			prev = b.GetCumulativeCount()
 		}
 	}
+	for role, file := range map[string]string{"cert": hub.Cert, "ca": hub.CA} {
+		want := readCert(t, file).NotAfter.Unix()
+		if v := metric("redisrepl_certificate_expiry_timestamp_seconds", "link", "m", "role", role, "file", file).GetGauge().GetValue(); int64(v) != want {
+			t.Errorf("certificate expiry of %s = %v, want %d (its NotAfter)", role, v, want)
+		}
+	}
 	if h := metric("redisrepl_replication_lag_seconds", "link", "m").GetHistogram(); h.GetSampleCount() < n {
 		t.Errorf("lag observed %d times, want >= %d (one per key written after an event)", h.GetSampleCount(), n)
 	}
