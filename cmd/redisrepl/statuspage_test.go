@@ -3,6 +3,9 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -194,5 +197,96 @@ remote = %q
 	}
 	if code := p.stop(t); code != 0 {
 		t.Fatalf("exit status %d", code)
+	}
+}
+
+// The gateway's status page shows each tenant with what it sent and what
+// was refused, and the hub marked down while its Redis does not answer;
+// /metrics says the same (hub_up, and the server certificate's expiry).
+func TestGatewayStatusPageShowsTenantsAndHubDown(t *testing.T) {
+	requireProgram(t, "chromium", "chromium")
+	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, Namespaces: []string{"t:"}, Log: t.Logf})
+	srv := httptest.NewServer(hub.Gateway.MetricsHandler())
+	defer srv.Close()
+	tc, err := webdistest.TLSConfig(hub.CA, hub.Cert, hub.Key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: tc}, Timeout: 5 * time.Second}
+	send := func(path string) int {
+		resp, err := client.Get(hub.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	const sets, refused = 7, 3
+	for i := range sets {
+		if code := send(fmt.Sprintf("/SET/t:%d/v", i)); code != 200 {
+			t.Fatalf("SET: %d", code)
+		}
+	}
+	for range refused {
+		if code := send("/CONFIG/GET/maxmemory"); code == 200 {
+			t.Fatalf("CONFIG GET was not refused")
+		}
+	}
+	metric := func(name string) string {
+		_, body := get(t, srv.URL+"/metrics")
+		for _, line := range strings.Split(body, "\n") {
+			if strings.HasPrefix(line, name) {
+				return line
+			}
+		}
+		return ""
+	}
+	if m := metric("redisrepl_gateway_hub_up "); m != "redisrepl_gateway_hub_up 1" {
+		t.Fatalf("hub up: %q", m)
+	}
+	want := readCert(t, hub.Certs.ServerCert).NotAfter.Unix()
+	m := metric(fmt.Sprintf(`redisrepl_gateway_certificate_expiry_timestamp_seconds{file=%q,role="cert"} `, hub.Certs.ServerCert))
+	if v, err := strconv.ParseFloat(m[strings.LastIndexByte(m, ' ')+1:], 64); err != nil || int64(v) != want {
+		t.Errorf("server certificate expiry: %q, want %d (its NotAfter)", m, want)
+	}
+
+	// A hub Redis that is gone (a hung one is noticed only after the
+	// gateway's command timeout).
+	if err := hub.StopRemoteRedis(); err != nil {
+		t.Fatal(err)
+	}
+	webdistest.WaitFor(t, 15*time.Second, "the gateway to see the hub down", func() bool {
+		return metric("redisrepl_gateway_hub_up ") == "redisrepl_gateway_hub_up 0"
+	})
+
+	png := filepath.Join(t.TempDir(), "gateway-status.png")
+	dom := headlessDOM(t, srv.URL+"/", time.Second, png)
+	t.Logf("screenshot: %s", png)
+	if out := os.Getenv("GATEWAY_STATUSPAGE_PNG"); out != "" {
+		if b, err := os.ReadFile(png); err == nil {
+			os.WriteFile(out, b, 0o644)
+		}
+	}
+	if !strings.Contains(dom, `data-up="false"`) || !strings.Contains(dom, "NOT answering") {
+		t.Errorf("the hub is not marked down:\n%s", dom)
+	}
+	names := hub.Gateway.Tenants()
+	if len(names) != 1 {
+		t.Fatalf("tenants %v", names)
+	}
+	_, r := row(t, dom, "data-tenant", names[0])
+	// The harness's own probe through the gateway counts as a request too.
+	if got, err := strconv.Atoi(cell(t, r, "requests")); err != nil || got < sets+refused {
+		t.Errorf("requests cell %q, want >= %d", cell(t, r, "requests"), sets+refused)
+	}
+	if got := cell(t, r, "errors"); got != strconv.Itoa(refused) {
+		t.Errorf("errors cell %q, want %d", got, refused)
+	}
+	if got := cell(t, r, "refusals"); got != fmt.Sprintf("command not allowed: %d", refused) {
+		t.Errorf("refusals cell %q", got)
+	}
+	if got := cell(t, r, "namespaces"); got != "t:" {
+		t.Errorf("namespaces cell %q", got)
 	}
 }

@@ -149,7 +149,8 @@ func (g *Gateway) Status() Status {
 // MetricsHandler serves /metrics, /healthz and /status.
 func (g *Gateway) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(g.gatherer(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", g.serveStatusPage)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		s := g.Status()
 		var why []string
