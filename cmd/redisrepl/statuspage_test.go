@@ -18,28 +18,12 @@ import (
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
-// requireProgram returns the path of a program the test needs; it skips
-// the test when it is missing, or fails it with CI=true.
-func requireProgram(t *testing.T, name, pkg string) string {
-	t.Helper()
-	p, err := webdistest.FindBinary(name)
-	if err == nil {
-		return p
-	}
-	msg := fmt.Sprintf("%s is not installed (apt-get install -y %s): %v", name, pkg, err)
-	if os.Getenv("CI") == "true" {
-		t.Fatal(msg)
-	}
-	t.Skip(msg)
-	return ""
-}
-
 // headlessDOM opens url in headless Chromium, lets its scripts run for
 // budget of virtual time, and returns the DOM then; it also saves a
 // screenshot to png.
 func headlessDOM(t *testing.T, url string, budget time.Duration, png string) string {
 	t.Helper()
-	chromium := requireProgram(t, "chromium", "chromium")
+	chromium := webdistest.RequireProgram(t, "chromium", "chromium")
 	args := func(extra ...string) []string {
 		return append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -98,7 +82,7 @@ func cell(t *testing.T, row, class string) string {
 // its lag history and keys/s, and a link whose hub does not answer as not
 // live, with its error and its remote side marked.
 func TestStatusPageShowsHealthyAndFailingLinks(t *testing.T) {
-	requireProgram(t, "chromium", "chromium")
+	webdistest.RequireProgram(t, "chromium", "chromium")
 	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
 	local, remote := conns(t, hub)
 	dir := t.TempDir()
@@ -204,7 +188,7 @@ remote = %q
 // was refused, and the hub marked down while its Redis does not answer;
 // /metrics says the same (hub_up, and the server certificate's expiry).
 func TestGatewayStatusPageShowsTenantsAndHubDown(t *testing.T) {
-	requireProgram(t, "chromium", "chromium")
+	webdistest.RequireProgram(t, "chromium", "chromium")
 	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, Namespaces: []string{"t:"}, Log: t.Logf})
 	srv := httptest.NewServer(hub.Gateway.MetricsHandler())
 	defer srv.Close()
