@@ -317,10 +317,13 @@ var (
 	descStarts     = desc("link_starts_total", "Times the link was started by this process (a changed link restarts).")
 	descLag        = desc("replication_lag_seconds", "Delay from a key's change to its copy on the other side.")
 	descLatency    = desc("remote_request_duration_seconds", "Duration of requests to the remote Webdis.")
+	descProved     = desc("events_proved_timestamp_seconds", "When a canary's keyspace event last came back on a side the link listens to (Unix time; the link's start until the first). Absent where events cannot be proved.", "side")
+	descResyncOK   = desc("last_resync_success", "1 when the link's last full comparison succeeded, 0 when it failed; absent before the first ends.")
 	descGeneration = prometheus.NewDesc("redisrepl_config_generation", "Configuration generation: 1 for the first, +1 per applied reload.", nil, nil)
 	descReloadErrs = prometheus.NewDesc("redisrepl_config_reload_errors_total", "Reloads refused because the file did not validate or could not be read.", nil, nil)
 	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors, descLapses,
-		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs, descCertExpiry}
+		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs, descCertExpiry,
+		descProved, descResyncOK}
 )
 
 // collector reads the links' counters when Prometheus scrapes: nothing is
@@ -369,6 +372,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descLapses, s.EventLapses.Load())
 			counter(descResyncs, s.Resyncs.Load())
 			counter(descRepaired, s.Repaired.Load())
+			for _, side := range st.Sides {
+				if side.EventsFlowing == nil {
+					continue // not listened to, or not provable
+				}
+				at := side.LastProof
+				if at.IsZero() {
+					at = l.r.started
+				}
+				gauge(descProved, float64(at.UnixNano())/1e9, side.Side)
+			}
+			switch {
+			case strings.HasPrefix(st.LastResyncOutcome, "ok"):
+				gauge(descResyncOK, 1)
+			case strings.HasPrefix(st.LastResyncOutcome, "failed"):
+				gauge(descResyncOK, 0)
+			}
 			gauge(descDirty, float64(st.DirtyKeys))
 			gauge(descSynced, float64(st.SyncedKeys))
 			ch <- histogram(descLag, s.Lag, name)

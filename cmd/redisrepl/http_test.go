@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -120,6 +121,12 @@ func TestMetricsAndStatus(t *testing.T) {
 			}
 			prev = b.GetCumulativeCount()
 		}
+	}
+	if v := metric("redisrepl_last_resync_success", "link", "m").GetGauge().GetValue(); v != 1 {
+		t.Errorf("redisrepl_last_resync_success = %v after a resync that succeeded", v)
+	}
+	if v := metric("redisrepl_events_proved_timestamp_seconds", "link", "m", "side", "local").GetGauge().GetValue(); time.Since(time.Unix(int64(v), 0)) > 30*time.Second {
+		t.Errorf("events of the local side last proved at %v", time.Unix(int64(v), 0))
 	}
 	for role, file := range map[string]string{"cert": hub.Cert, "ca": hub.CA} {
 		want := readCert(t, file).NotAfter.Unix()
