@@ -1,4 +1,4 @@
-# redisrepl: make build | deps | demo | test | bench | fmt | clean
+# redisrepl: make build | deps | demo | test | bench | deb | fmt | clean
 #
 # deps installs redis-server, webdis and nginx-light with apt-get (Debian,
 # run as root) when any of them is missing; Go itself must already be there.
@@ -20,7 +20,19 @@ ifeq ($(CI),true)
 export CI
 endif
 
-.PHONY: all build deps check-go demo test bench fmt clean
+# deb: the Debian package bin/redisrepl_$(DEB_VERSION)_$(DEB_ARCH).deb, built by
+# nfpm (examples/deb/nfpm.yaml), run as a pinned tool with "go run", so that
+# none of its dependencies enter go.mod. The version is git describe's, made
+# Debian-valid: tag v1.2.3 -> 1.2.3, 5 commits later -> 1.2.3+5.gHASH; with
+# no tag 0.0~gitN.gHASH (N commits); uncommitted changes add +dirty.
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= $(shell d=$$(git describe --tags --long --match 'v[0-9]*' --dirty=+dirty 2>/dev/null) && \
+  echo "$$d" | sed -E 's/^v//; s/-0-g[0-9a-f]+//; s/-([0-9]+)-g([0-9a-f]+)/+\1.g\2/' || \
+  echo "0.0~git$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo 0)$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)")
+DEB_ARCH    ?= $(shell $(GO) env GOARCH 2>/dev/null | sed 's/^386$$/i386/; s/^arm$$/armhf/')
+DEB_DIR     ?= bin
+
+.PHONY: all build deps check-go demo test bench deb fmt clean
 
 all: build
 
@@ -104,6 +116,32 @@ bench: deps build
 	  echo "bench: the benchmark harness (cmd/redisrepl-bench) is not there yet" >&2; \
 	  exit 1; \
 	fi
+
+# The packaged units are examples/*.service (one place for their sandbox)
+# with the binary in /usr/bin and their manual-install header left out.
+deb: check-go
+	@case "$(DEB_VERSION)" in [0-9]*) ;; *) echo "deb: version '$(DEB_VERSION)' must start with a digit" >&2; exit 1;; esac
+	rm -rf bin/deb-build && mkdir -p bin/deb-build "$(DEB_DIR)"
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(DEB_VERSION)" -o bin/deb-build/redisrepl ./cmd/redisrepl
+	for u in redisrepl redisrepl-gateway; do \
+	  { echo "# $$u.service, installed by the redisrepl package; change it with: systemctl edit $$u"; echo; \
+	    sed -e '1,/^$$/d' -e 's#/usr/local/bin/redisrepl#/usr/bin/redisrepl#g' examples/$$u.service; } > bin/deb-build/$$u.service || exit 1; \
+	done
+	{ echo "redisrepl ($(DEB_VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Built by make deb from git commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)."; echo; \
+	  echo " -- redisrepl developers <redisrepl@users.noreply.github.com>  $$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; } \
+	  | gzip -9n > bin/deb-build/changelog.gz
+	{ echo '.TH REDISREPL 1 "" "redisrepl $(DEB_VERSION)" "User Commands"'; echo '.SH NAME'; \
+	  echo 'redisrepl \- replicate Redis namespaces over HTTPS with mutual TLS; serve the hub'; \
+	  echo '.SH DESCRIPTION'; echo '.nf'; \
+	  bin/deb-build/redisrepl -h 2>&1 | sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\&&/"; \
+	  echo '.fi'; echo '.SH FILES'; echo '/etc/redisrepl.toml, /etc/redisrepl-gateway.toml, /var/lib/redisrepl'; \
+	  echo '.SH SEE ALSO'; echo '/usr/share/doc/redisrepl, https://github.com/redisrepl/redisrepl'; } \
+	  | gzip -9n > bin/deb-build/redisrepl.1.gz
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' \
+	  $(GO) run $(NFPM) package --config examples/deb/nfpm.yaml --packager deb \
+	  --target '$(DEB_DIR)/redisrepl_$(DEB_VERSION)_$(DEB_ARCH).deb'
+	rm -rf bin/deb-build
 
 fmt: check-go
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r "$$($(GO) env GOROOT)/bin/gofmt" -l) || exit 1; \
