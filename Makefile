@@ -117,11 +117,19 @@ demo: deps build
 
 # The link's and the store's tests run twice: against nginx+Webdis, then
 # against the gateway as the hub (WEBDISTEST_FRONT=gateway), since a link
-# must work with both hubs.
+# must work with both hubs. Then on Valkey (WEBDISTEST_REDIS, as the local
+# and the hub Redis): the store's conformance suite, the gateway's and the
+# harness's tests, and VALKEY_LINK_TESTS (every type, deletes, TTLs, both
+# ways, resync, restarts, lapses, plain commands, local TLS) behind both hubs.
+VALKEY_LINK_TESTS := TestPushEveryType|TestPushDeletes|TestPushTTL$$|TestPushStreamKeepsRemoteGroups|TestBothRemoteChangesReachLocal|TestBothNoLoop|TestResyncCopiesOnlyDifferences|TestConvergeAfterLocalRestart|TestNotificationsResetNoticed|TestPlainLinkReplicates|TestLocalTLSReplicates|TestLocalResetPush
 test: deps
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 15m ./...
 	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m ./link/...
+	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m ./link/store/ ./webdis/gateway/ ./webdis/webdistest/
+	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m ./link/store/
+	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
+	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
 
 bench: deps build
 	@if [ -d cmd/redisrepl-bench ]; then \
