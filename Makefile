@@ -121,10 +121,14 @@ demo: deps build
 # and the hub Redis): the store's conformance suite, the gateway's and the
 # harness's tests, and VALKEY_LINK_TESTS (every type, deletes, TTLs, both
 # ways, resync, restarts, lapses, plain commands, local TLS) behind both hubs.
+# DEB_TEST installs the package: it runs alone, as other packages' tests may
+# use /var/lib/redisrepl, which its purge removes.
+DEB_TEST := TestDebInstallUpgradeRemovePurge
 VALKEY_LINK_TESTS := TestPushEveryType|TestPushDeletes|TestPushTTL$$|TestPushStreamKeepsRemoteGroups|TestBothRemoteChangesReachLocal|TestBothNoLoop|TestResyncCopiesOnlyDifferences|TestConvergeAfterLocalRestart|TestNotificationsResetNoticed|TestPlainLinkReplicates|TestLocalTLSReplicates|TestLocalResetPush
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -skip '^$(DEB_TEST)$$' ./...
+	$(GO) test -count=1 -timeout 5m -run '^$(DEB_TEST)$$' ./examples/
 	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m ./link/...
 	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m ./link/store/ ./webdis/gateway/ ./webdis/webdistest/
 	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m ./link/store/

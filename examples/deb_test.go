@@ -126,9 +126,22 @@ func TestDebInstallUpgradeRemovePurge(t *testing.T) {
 	if s := installedStatus(t); s != "" && !strings.HasPrefix(s, "un") {
 		t.Fatalf("a redisrepl package is already installed here (%s): the test would replace it", s)
 	}
+	// A state directory already here (a build from source, another test's
+	// link) is put aside and back: purge would remove it.
+	const stateDir = "/var/lib/redisrepl"
+	aside := stateDir + ".before-deb-test"
+	if _, err := os.Stat(stateDir); err == nil {
+		if err := os.Rename(stateDir, aside); err != nil {
+			t.Fatal(err)
+		}
+	}
 	t.Cleanup(func() {
 		if s := installedStatus(t); s != "" && !strings.HasPrefix(s, "un") {
 			exec.Command("dpkg", "--purge", "redisrepl").Run()
+		}
+		if _, err := os.Stat(aside); err == nil {
+			os.RemoveAll(stateDir)
+			os.Rename(aside, stateDir)
 		}
 	})
 	dir := t.TempDir()

@@ -146,7 +146,7 @@ func (g *Gateway) Status() Status {
 	return s
 }
 
-// MetricsHandler serves /metrics, /healthz and /status.
+// MetricsHandler serves /metrics, /healthz, /status and the status page (/, statuspage.go).
 func (g *Gateway) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(g.gatherer(), promhttp.HandlerOpts{}))
