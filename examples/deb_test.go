@@ -88,23 +88,68 @@ func mustBeGone(t *testing.T, paths ...string) {
 // debianVersion is what Debian accepts as a version without a revision.
 var debianVersion = regexp.MustCompile(`^[0-9][A-Za-z0-9.+~]*$`)
 
-// "make deb" names the package after a Debian-valid version from git
-// describe.
-func TestDebVersionFromGit(t *testing.T) {
-	if err := exec.Command("git", "rev-parse", "HEAD").Run(); err != nil {
-		t.Skipf("not a git checkout: %v", err)
+// debVersion is DEB_VERSION as the Makefile computes it in dir.
+func debVersion(t *testing.T, makefile, dir string) string {
+	t.Helper()
+	cmd := exec.Command("make", "-s", "-f", makefile, "--eval=print-deb-version: ; @echo $(DEB_VERSION)", "print-deb-version")
+	cmd.Dir = dir
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("make: %v\n%s", err, out)
 	}
-	out, err := exec.Command("make", "-s", "-C", "..", "--eval=print-deb-version: ; @echo $(DEB_VERSION)", "print-deb-version").Output()
+	return strings.TrimSpace(string(out))
+}
+
+// "make deb" takes its version from git describe, made Debian-valid: a
+// release tag as it is, commits after it and uncommitted changes after a
+// "+", and no tag at all before any release ("~").
+func TestDebVersionFromGitDescribe(t *testing.T) {
+	git := webdistest.RequireProgram(t, "git", "git")
+	makefile, err := filepath.Abs("../Makefile")
 	if err != nil {
 		t.Fatal(err)
 	}
-	v := strings.TrimSpace(string(out))
-	if !debianVersion.MatchString(v) {
-		t.Fatalf("DEB_VERSION %q is not a Debian version", v)
+	dir := t.TempDir()
+	run := func(args ...string) string {
+		t.Helper()
+		cmd := exec.Command(git, args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@example.org",
+			"GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@example.org")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
 	}
-	hash, _ := exec.Command("git", "rev-parse", "--short", "HEAD").Output()
-	if !strings.Contains(v, "g"+strings.TrimSpace(string(hash))) && !regexp.MustCompile(`^[0-9]+\.[0-9]+\.[0-9]+$`).MatchString(v) {
-		t.Errorf("DEB_VERSION %q names neither the commit nor a release", v)
+	commit := func(msg string) string {
+		os.WriteFile(filepath.Join(dir, "f"), []byte(msg), 0o644)
+		run("add", "f")
+		run("commit", "-q", "-m", msg)
+		return run("rev-parse", "--short", "HEAD")
+	}
+	run("init", "-q")
+	commit("one")
+	h2 := commit("two")
+	for _, c := range []struct{ setup, want string }{
+		{"", "0.0~git2.g" + h2},
+		{"tag v1.2.3 HEAD~1", "1.2.3+1.g" + h2},
+		{"tag v1.2.4", "1.2.4"},
+		{"dirty", "1.2.4+dirty"},
+	} {
+		switch {
+		case c.setup == "dirty":
+			os.WriteFile(filepath.Join(dir, "f"), []byte("changed"), 0o644)
+		case c.setup != "":
+			run(strings.Fields(c.setup)...)
+		}
+		got := debVersion(t, makefile, dir)
+		if got != c.want {
+			t.Errorf("after %q: DEB_VERSION %q, want %q", c.setup, got, c.want)
+		}
+		if !debianVersion.MatchString(got) {
+			t.Errorf("DEB_VERSION %q is not a Debian version", got)
+		}
 	}
 }
 
