@@ -168,6 +168,9 @@ remote = %q
 	if m := regexp.MustCompile(`<svg class="spark"[^>]* data-points="(\d+)"`).FindStringSubmatch(good); m == nil || m[1] == "0" || m[1] == "1" {
 		t.Errorf("link good: no sparkline points: %s", good)
 	}
+	if !strings.Contains(good, "<circle") {
+		t.Errorf("link good: its sparkline draws no lag: %s", good)
+	}
 	if strings.Contains(good, `data-ok="false"`) {
 		t.Errorf("link good: a side is marked bad: %s", good)
 	}
@@ -175,6 +178,9 @@ remote = %q
 	state, bad := row(t, dom, "data-link", "bad")
 	if state == "live" || cell(t, bad, "err") == "" {
 		t.Errorf("link bad: state %q, row %s", state, bad)
+	}
+	if strings.Contains(bad, "<circle") {
+		t.Errorf("link bad copied nothing, yet its sparkline draws a lag: %s", bad)
 	}
 	if !strings.Contains(bad, `data-side="remote" data-ok="false"`) {
 		t.Errorf("link bad: its remote side is not marked: %s", bad)
