@@ -1,7 +1,9 @@
-# redisrepl: make build | deps | demo | test | bench | fmt | clean
+# redisrepl: make build | deps | demo | test | bench | deb | fmt | clean
 #
-# deps installs redis-server, webdis and nginx-light with apt-get (Debian,
-# run as root) when any of them is missing; Go itself must already be there.
+# deps installs what the tests run (redis-server, webdis, nginx-light,
+# prometheus, chromium, lintian, and valkey-server from bookworm-backports)
+# with apt-get (Debian, run as root) when any is missing; Go itself must
+# already be there.
 # test runs every test against real redis-server, webdis and nginx (and the
 # link's again with the gateway as the hub); with
 # CI=true in the environment a missing program fails the tests instead of
@@ -20,7 +22,19 @@ ifeq ($(CI),true)
 export CI
 endif
 
-.PHONY: all build deps check-go demo test bench fmt clean
+# deb: the Debian package bin/redisrepl_$(DEB_VERSION)_$(DEB_ARCH).deb, built by
+# nfpm (examples/deb/nfpm.yaml), run as a pinned tool with "go run", so that
+# none of its dependencies enter go.mod. The version is git describe's, made
+# Debian-valid: tag v1.2.3 -> 1.2.3, 5 commits later -> 1.2.3+5.gHASH; with
+# no tag 0.0~gitN.gHASH (N commits); uncommitted changes add +dirty.
+NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DEB_VERSION ?= $(shell d=$$(git describe --tags --long --match 'v[0-9]*' --dirty=+dirty 2>/dev/null) && \
+  echo "$$d" | sed -E 's/^v//; s/-0-g[0-9a-f]+//; s/-([0-9]+)-g([0-9a-f]+)/+\1.g\2/' || \
+  echo "0.0~git$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo 0)$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)")
+DEB_ARCH    ?= $(shell $(GO) env GOARCH 2>/dev/null | sed 's/^386$$/i386/; s/^arm$$/armhf/')
+DEB_DIR     ?= bin
+
+.PHONY: all build deps check-go demo test bench deb fmt clean
 
 all: build
 
@@ -33,50 +47,63 @@ check-go:
 build: check-go
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/redisrepl
 
-# deps: which of redis-server, webdis and nginx are missing (nginx is in
-# /usr/sbin, which a non-login PATH may lack). Installing them may start
-# their services: only those whose processes appeared during the install are
-# stopped, best-effort ("service X stop"; for webdis, whose package may have
-# no init script, also a kill of the new webdis pids whose parent is init).
-# Processes are found through /proc, as a fresh machine may lack procps.
+# deps: which programs the tests run are missing, and installs their Debian
+# packages (DEPS: program:package; DEPS_BACKPORTS from bookworm-backports on
+# bookworm, whose sources file is added when no apt source names that suite;
+# from the release itself on later ones). nginx lives in /usr/sbin, which a
+# non-login PATH may lack. Installing them may start their services: only
+# those whose processes appeared during the install are stopped, best-effort
+# ("service X stop"; for webdis, whose package may have no init script, also
+# a kill of the new webdis pids whose parent is init). Processes are found
+# through /proc, as a fresh machine may lack procps.
+DEPS           := redis-server:redis-server webdis:webdis nginx:nginx-light \
+                  prometheus:prometheus promtool:prometheus chromium:chromium lintian:lintian
+DEPS_BACKPORTS := valkey-server:valkey-server
+# The daemons those packages may start: process name (as in /proc/PID/comm,
+# 15 characters at most) and service name.
+DEPS_DAEMONS   := redis-server:redis-server nginx:nginx webdis:webdis valkey-server:valkey-server \
+                  prometheus:prometheus prometheus-node:prometheus-node-exporter
 have = command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -x /usr/bin/$(1)
 
 deps:
-	@missing=""; \
-	for b in redis-server webdis nginx; do \
-	  $(call have,$$b) || missing="$$missing $$b"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-	  echo "deps: missing:$$missing; installing redis-server webdis nginx-light with apt-get"; \
+	@missing=""; missing_bpo=""; \
+	for d in $(DEPS); do $(call have,$${d%%:*}) || case " $$missing " in *" $${d#*:} "*) ;; *) missing="$$missing $${d#*:}";; esac; done; \
+	for d in $(DEPS_BACKPORTS); do $(call have,$${d%%:*}) || missing_bpo="$$missing_bpo $${d#*:}"; done; \
+	if [ -n "$$missing$$missing_bpo" ]; then \
+	  echo "deps: missing packages:$$missing$$missing_bpo; installing them with apt-get"; \
 	  if ! command -v apt-get >/dev/null 2>&1; then \
-	    echo "deps: no apt-get here: install redis-server, webdis and nginx yourself" >&2; exit 1; fi; \
+	    echo "deps: no apt-get here: install$$missing$$missing_bpo yourself" >&2; exit 1; fi; \
 	  sudo=""; if [ "$$(id -u)" != 0 ]; then \
 	    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else echo "deps: apt-get needs root: run as root" >&2; exit 1; fi; fi; \
+	  codename=$$(. /etc/os-release 2>/dev/null && echo "$$VERSION_CODENAME"); \
+	  if [ -n "$$missing_bpo" ] && [ "$$codename" = bookworm ] && \
+	     ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then \
+	    echo "deps: adding bookworm-backports (for$$missing_bpo) in /etc/apt/sources.list.d/bookworm-backports.sources"; \
+	    printf 'Types: deb\nURIs: http://deb.debian.org/debian\nSuites: bookworm-backports\nComponents: main\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n' | \
+	      $$sudo tee /etc/apt/sources.list.d/bookworm-backports.sources >/dev/null || exit 1; fi; \
 	  pids() { for d in /proc/[0-9]*; do [ "$$(cat $$d/comm 2>/dev/null)" = "$$1" ] && echo "$${d#/proc/}"; done; true; }; \
 	  newpids() { for p in $$(pids "$$1"); do case " $$2 " in *" $$p "*) ;; *) echo "$$p";; esac; done; }; \
-	  b_redis=$$(pids redis-server | tr '\n' ' '); \
-	  b_nginx=$$(pids nginx | tr '\n' ' '); \
-	  b_webdis=$$(pids webdis | tr '\n' ' '); \
+	  before=""; for d in $(DEPS_DAEMONS); do before="$$before $${d%%:*}=$$(pids $${d%%:*} | tr '\n' ,)"; done; \
 	  $$sudo apt-get update || exit 1; \
-	  DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y redis-server webdis nginx-light || exit 1; \
-	  if [ -n "$$(newpids redis-server "$$b_redis")" ]; then \
-	    echo "deps: stopping the redis-server service the install started"; \
-	    $$sudo service redis-server stop >/dev/null 2>&1 || true; fi; \
-	  if [ -n "$$(newpids nginx "$$b_nginx")" ]; then \
-	    echo "deps: stopping the nginx service the install started"; \
-	    $$sudo service nginx stop >/dev/null 2>&1 || true; fi; \
-	  if [ -n "$$(newpids webdis "$$b_webdis")" ]; then \
-	    echo "deps: stopping the webdis service the install started"; \
-	    $$sudo service webdis stop >/dev/null 2>&1 || true; \
-	    sleep 0.5; \
-	    for p in $$(newpids webdis "$$b_webdis"); do \
-	      if [ "$$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$$p/status 2>/dev/null)" = 1 ]; then $$sudo kill "$$p" 2>/dev/null || true; fi; \
-	    done; fi; \
-	  for b in redis-server webdis nginx; do \
-	    $(call have,$$b) || { echo "deps: $$b is still missing after apt-get install" >&2; exit 1; }; \
+	  if [ -n "$$missing" ]; then DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $$missing || exit 1; fi; \
+	  if [ -n "$$missing_bpo" ]; then \
+	    t=""; [ "$$codename" = bookworm ] && t="-t bookworm-backports"; \
+	    DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y $$t $$missing_bpo || exit 1; fi; \
+	  for d in $(DEPS_DAEMONS); do \
+	    comm=$${d%%:*}; svc=$${d#*:}; old=$$(for b in $$before; do [ "$${b%%=*}" = "$$comm" ] && echo "$${b#*=}" | tr , ' '; done); \
+	    new=$$(newpids "$$comm" "$$old"); [ -n "$$new" ] || continue; \
+	    echo "deps: stopping the $$svc service the install started"; \
+	    $$sudo service "$$svc" stop >/dev/null 2>&1 || true; \
+	    if [ "$$comm" = webdis ]; then sleep 0.5; \
+	      for p in $$(newpids webdis "$$old"); do \
+	        if [ "$$(sed -n 's/^PPid:[[:space:]]*//p' /proc/$$p/status 2>/dev/null)" = 1 ]; then $$sudo kill "$$p" 2>/dev/null || true; fi; \
+	      done; fi; \
+	  done; \
+	  for d in $(DEPS) $(DEPS_BACKPORTS); do \
+	    $(call have,$${d%%:*}) || { echo "deps: $${d%%:*} is still missing after apt-get install" >&2; exit 1; }; \
 	  done; \
 	fi; \
-	echo "deps: redis-server, webdis and nginx are installed"; \
+	echo "deps: installed: $(foreach d,$(DEPS) $(DEPS_BACKPORTS),$(firstword $(subst :, ,$(d))))"; \
 	command -v $(GO) >/dev/null 2>&1 || { \
 	  echo "deps: Go is not installed (or not in PATH). 'make deps' does not install it:" >&2; \
 	  echo "deps: install Go $(GOMIN) or newer (https://go.dev/doc/install) and put it in PATH." >&2; \
@@ -90,11 +117,23 @@ demo: deps build
 
 # The link's and the store's tests run twice: against nginx+Webdis, then
 # against the gateway as the hub (WEBDISTEST_FRONT=gateway), since a link
-# must work with both hubs.
+# must work with both hubs. Then on Valkey (WEBDISTEST_REDIS, as the local
+# and the hub Redis): the store's conformance suite, the gateway's and the
+# harness's tests, and VALKEY_LINK_TESTS (every type, deletes, TTLs, both
+# ways, resync, restarts, lapses, plain commands, local TLS) behind both hubs.
+# DEB_TEST installs the package: it runs alone, as other packages' tests may
+# use /var/lib/redisrepl, which its purge removes.
+DEB_TEST := TestDebInstallUpgradeRemovePurge
+VALKEY_LINK_TESTS := TestPushEveryType|TestPushDeletes|TestPushTTL$$|TestPushStreamKeepsRemoteGroups|TestBothRemoteChangesReachLocal|TestBothNoLoop|TestResyncCopiesOnlyDifferences|TestConvergeAfterLocalRestart|TestNotificationsResetNoticed|TestPlainLinkReplicates|TestLocalTLSReplicates|TestLocalResetPush
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m ./...
+	$(GO) test -count=1 -timeout 15m -skip '^$(DEB_TEST)$$' ./...
+	$(GO) test -count=1 -timeout 5m -run '^$(DEB_TEST)$$' ./examples/
 	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m ./link/...
+	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m ./link/store/ ./webdis/gateway/ ./webdis/webdistest/
+	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m ./link/store/
+	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
+	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
 
 bench: deps build
 	@if [ -d cmd/redisrepl-bench ]; then \
@@ -104,6 +143,32 @@ bench: deps build
 	  echo "bench: the benchmark harness (cmd/redisrepl-bench) is not there yet" >&2; \
 	  exit 1; \
 	fi
+
+# The packaged units are examples/*.service (one place for their sandbox)
+# with the binary in /usr/bin and their manual-install header left out.
+deb: check-go
+	@case "$(DEB_VERSION)" in [0-9]*) ;; *) echo "deb: version '$(DEB_VERSION)' must start with a digit" >&2; exit 1;; esac
+	rm -rf bin/deb-build && mkdir -p bin/deb-build "$(DEB_DIR)"
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(DEB_VERSION)" -o bin/deb-build/redisrepl ./cmd/redisrepl
+	for u in redisrepl redisrepl-gateway; do \
+	  { echo "# $$u.service, installed by the redisrepl package; change it with: systemctl edit $$u"; echo; \
+	    sed -e '1,/^$$/d' -e 's#/usr/local/bin/redisrepl#/usr/bin/redisrepl#g' examples/$$u.service; } > bin/deb-build/$$u.service || exit 1; \
+	done
+	{ echo "redisrepl ($(DEB_VERSION)) unstable; urgency=medium"; echo; \
+	  echo "  * Built by make deb from git commit $$(git rev-parse --short HEAD 2>/dev/null || echo unknown)."; echo; \
+	  echo " -- redisrepl developers <redisrepl@users.noreply.github.com>  $$(date -R -d @$$(git log -1 --format=%ct 2>/dev/null || date +%s))"; } \
+	  | gzip -9n > bin/deb-build/changelog.gz
+	{ echo '.TH REDISREPL 1 "" "redisrepl $(DEB_VERSION)" "User Commands"'; echo '.SH NAME'; \
+	  echo 'redisrepl \- replicate Redis namespaces over HTTPS with mutual TLS; serve the hub'; \
+	  echo '.SH DESCRIPTION'; echo '.nf'; \
+	  bin/deb-build/redisrepl -h 2>&1 | sed -e 's/\\/\\e/g' -e "s/^[.']/\\\\\&&/"; \
+	  echo '.fi'; echo '.SH FILES'; echo '/etc/redisrepl.toml, /etc/redisrepl-gateway.toml, /var/lib/redisrepl'; \
+	  echo '.SH SEE ALSO'; echo '/usr/share/doc/redisrepl, https://github.com/redisrepl/redisrepl'; } \
+	  | gzip -9n > bin/deb-build/redisrepl.1.gz
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' \
+	  $(GO) run $(NFPM) package --config examples/deb/nfpm.yaml --packager deb \
+	  --target '$(DEB_DIR)/redisrepl_$(DEB_VERSION)_$(DEB_ARCH).deb'
+	rm -rf bin/deb-build
 
 fmt: check-go
 	@files=$$(find . -name '*.go' -not -path './.git/*' -not -path '*/testdata/*' -print0 | xargs -0 -r "$$($(GO) env GOROOT)/bin/gofmt" -l) || exit 1; \

@@ -40,6 +40,7 @@ type draft struct {
 	urlDB     int               // db in the local URL's path, -1 if none
 	dbField   int               // the `db` field, -1 if none
 	remoteKey string            // normalised remote URL, "" if invalid
+	disabled  bool              // enabled = false: validated, its files not read, not run
 }
 
 type parser struct {
@@ -118,7 +119,9 @@ func parse(path string, data []byte) (*Config, error) {
 		return nil, p.errs
 	}
 	for _, d := range drafts {
-		cfg.Links = append(cfg.Links, d.Link)
+		if !d.disabled {
+			cfg.Links = append(cfg.Links, d.Link)
+		}
 	}
 	return cfg, nil
 }
@@ -198,7 +201,9 @@ func (p *parser) link(index int, t map[string]any, base draft) *draft {
 		d.LocalDB = d.dbField
 	}
 	p.checkLocalTLS(&d)
-	p.checkFiles(&d)
+	if !d.disabled {
+		p.checkFiles(&d)
+	}
 	return &d
 }
 
@@ -228,6 +233,12 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 	}
 	d.from[key] = o
 	switch key {
+	case "enabled":
+		if b, ok := v.(bool); ok {
+			d.disabled = !b
+		} else {
+			p.fail(o, key, "must be true or false")
+		}
 	case "name":
 		if s, ok := p.str(o, key, v); ok {
 			if !validName(s) {
@@ -334,7 +345,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 var linkKeys = []string{"name", "local", "db", "namespace", "remote", "remote_db", "cert", "key", "ca",
 	"local_ca", "local_cert", "local_key",
 	"direction", "conflict", "on_local_reset", "resync_interval", "state_file",
-	"workers", "batch_keys", "max_request_bytes", "max_dirty_keys", "max_value_bytes"}
+	"workers", "batch_keys", "max_request_bytes", "max_dirty_keys", "max_value_bytes", "enabled"}
 
 func validName(s string) bool {
 	if s == "" || len(s) > 64 || s[0] == '.' {

@@ -34,6 +34,7 @@ const gatewayUsage = `Usage:
       certificate files take effect at the next start.
 
       With [gateway] metrics_addr, serves over HTTP:
+        /         the status page: the hub and every tenant, for a browser
         /healthz  200 "ok" when the hub answers and every tenant's ACL user
                   is set, else 503 with the reasons
         /status   JSON: file, generation, last reload error, tenants
@@ -137,7 +138,7 @@ func gatewayCmd(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// serveGatewayMetrics serves /metrics, /healthz and /status, retrying the
+// serveGatewayMetrics serves /metrics, /healthz, /status and the status page, retrying the
 // bind every 10 s if the address is taken.
 func serveGatewayMetrics(ctx context.Context, addr string, g *gateway.Gateway) {
 	srv := &http.Server{Handler: g.MetricsHandler(), ReadHeaderTimeout: 10 * time.Second}

@@ -27,6 +27,11 @@ import (
 //	          error, and per link its status, start count and settings
 //	          (passwords left out).
 //	/metrics  Prometheus text, read from the links at scrape time.
+//	/         the status page: every link at a glance, for a person
+//	          (statuspage.html); it reads /status and /status/history.
+//	/status/history
+//	          JSON: per link, lag p99 and keys/s of each of the last
+//	          historyLen intervals of historyEvery (history.go).
 
 // bindRetry is how often a metrics_addr that could not be bound is tried
 // again.
@@ -43,15 +48,22 @@ const bindRetry = 10 * time.Second
 // replaced by a restart lets go of it). /healthz stays unreachable meanwhile,
 // which monitoring notices.
 func (s *service) serveHTTP(ctx context.Context, addr string) (wait func()) {
-	srv := &http.Server{Handler: s.handler(), ReadHeaderTimeout: 5 * time.Second}
+	hist := newHistory()
+	srv := &http.Server{Handler: s.handler(hist), ReadHeaderTimeout: 5 * time.Second}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		s.log.Error().Err(err).Str("metrics_addr", addr).
 			Msgf("cannot serve /metrics, /healthz and /status; replicating anyway, retrying every %v", bindRetry)
 	}
 	done := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		hist.run(ctx, s)
+	}()
 	go func() {
 		defer close(done)
+		defer func() { <-sampled }()
 		for ln == nil {
 			if !sleepUntil(ctx, bindRetry) {
 				return
@@ -90,7 +102,7 @@ func sleepUntil(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-func (s *service) handler() http.Handler {
+func (s *service) handler(hist *history) http.Handler {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collector{s}, collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -98,9 +110,8 @@ func (s *service) handler() http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /status", s.status)
-	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, _ *http.Request) {
-		fmt.Fprintln(w, "redisrepl: /healthz /status /metrics")
-	})
+	mux.HandleFunc("GET /status/history", hist.serve)
+	mux.HandleFunc("GET /{$}", serveStatusPage)
 	return mux
 }
 
@@ -306,10 +317,13 @@ var (
 	descStarts     = desc("link_starts_total", "Times the link was started by this process (a changed link restarts).")
 	descLag        = desc("replication_lag_seconds", "Delay from a key's change to its copy on the other side.")
 	descLatency    = desc("remote_request_duration_seconds", "Duration of requests to the remote Webdis.")
+	descProved     = desc("events_proved_timestamp_seconds", "When a canary's keyspace event last came back on a side the link listens to (Unix time; the link's start until the first). Absent where events cannot be proved.", "side")
+	descResyncOK   = desc("last_resync_success", "1 when the link's last full comparison succeeded, 0 when it failed; absent before the first ends.")
 	descGeneration = prometheus.NewDesc("redisrepl_config_generation", "Configuration generation: 1 for the first, +1 per applied reload.", nil, nil)
 	descReloadErrs = prometheus.NewDesc("redisrepl_config_reload_errors_total", "Reloads refused because the file did not validate or could not be read.", nil, nil)
 	allDescs       = []*prometheus.Desc{descEvents, descKeys, descBytes, descSkipped, descRequests, descErrors, descKeyErrors, descLapses,
-		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs}
+		descResyncs, descRepaired, descDirty, descSynced, descState, descStarts, descLag, descLatency, descGeneration, descReloadErrs, descCertExpiry,
+		descProved, descResyncOK}
 )
 
 // collector reads the links' counters when Prometheus scrapes: nothing is
@@ -326,6 +340,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	v := c.s.view()
 	ch <- prometheus.MustNewConstMetric(descGeneration, prometheus.GaugeValue, float64(v.gen))
 	ch <- prometheus.MustNewConstMetric(descReloadErrs, prometheus.CounterValue, float64(v.reloadErrors))
+	collectCertExpiry(v, ch)
 	for _, l := range v.links {
 		name := l.cfg.Name
 		counter := func(d *prometheus.Desc, n int64, labels ...string) {
@@ -357,6 +372,22 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 			counter(descLapses, s.EventLapses.Load())
 			counter(descResyncs, s.Resyncs.Load())
 			counter(descRepaired, s.Repaired.Load())
+			for _, side := range st.Sides {
+				if side.EventsFlowing == nil {
+					continue // not listened to, or not provable
+				}
+				at := side.LastProof
+				if at.IsZero() {
+					at = l.r.started
+				}
+				gauge(descProved, float64(at.UnixNano())/1e9, side.Side)
+			}
+			switch {
+			case strings.HasPrefix(st.LastResyncOutcome, "ok"):
+				gauge(descResyncOK, 1)
+			case strings.HasPrefix(st.LastResyncOutcome, "failed"):
+				gauge(descResyncOK, 0)
+			}
 			gauge(descDirty, float64(st.DirtyKeys))
 			gauge(descSynced, float64(st.SyncedKeys))
 			ch <- histogram(descLag, s.Lag, name)

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -121,11 +122,23 @@ func TestMetricsAndStatus(t *testing.T) {
 			prev = b.GetCumulativeCount()
 		}
 	}
+	if v := metric("redisrepl_last_resync_success", "link", "m").GetGauge().GetValue(); v != 1 {
+		t.Errorf("redisrepl_last_resync_success = %v after a resync that succeeded", v)
+	}
+	if v := metric("redisrepl_events_proved_timestamp_seconds", "link", "m", "side", "local").GetGauge().GetValue(); time.Since(time.Unix(int64(v), 0)) > 30*time.Second {
+		t.Errorf("events of the local side last proved at %v", time.Unix(int64(v), 0))
+	}
+	for role, file := range map[string]string{"cert": hub.Cert, "ca": hub.CA} {
+		want := readCert(t, file).NotAfter.Unix()
+		if v := metric("redisrepl_certificate_expiry_timestamp_seconds", "link", "m", "role", role, "file", file).GetGauge().GetValue(); int64(v) != want {
+			t.Errorf("certificate expiry of %s = %v, want %d (its NotAfter)", role, v, want)
+		}
+	}
 	if h := metric("redisrepl_replication_lag_seconds", "link", "m").GetHistogram(); h.GetSampleCount() < n {
 		t.Errorf("lag observed %d times, want >= %d (one per key written after an event)", h.GetSampleCount(), n)
 	}
 
-	if code, body := get(t, "http://"+addr+"/"); code != 200 || !strings.Contains(body, "/metrics") {
+	if code, body := get(t, "http://"+addr+"/"); code != 200 || !strings.Contains(body, "<title>redisrepl status</title>") {
 		t.Errorf("/: %d %q", code, body)
 	}
 	if code, _ := get(t, "http://"+addr+"/nope"); code != 404 {
@@ -140,7 +153,7 @@ func TestMetricsAndStatus(t *testing.T) {
 // applied and when a link could not start.
 func TestStatusWithoutRunning(t *testing.T) {
 	s := newService(zerolog.Nop(), "/etc/x.toml")
-	srv := httptest.NewServer(s.handler())
+	srv := httptest.NewServer(s.handler(newHistory()))
 	defer srv.Close()
 	if code, body := get(t, srv.URL+"/healthz"); code != 503 || !strings.Contains(body, "no configuration") {
 		t.Fatalf("/healthz before apply: %d %q", code, body)

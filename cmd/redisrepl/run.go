@@ -25,6 +25,7 @@ const runUsage = `Usage:
       up without an edit. See README.md for the schema.
 
       With [service] metrics_addr (or -metrics-addr), serves over HTTP:
+        /         the status page: every link at a glance, for a browser
         /healthz  200 "ok" when every link is live and the file in force is
                   the last one read, else 503 with the reasons
         /status   JSON: file, generation, last reload error, every link

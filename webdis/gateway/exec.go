@@ -198,11 +198,12 @@ func readBody(buf []byte, r *http.Request, limit int64) ([]byte, error) {
 const bodyTimeout = time.Minute
 
 // isACLRefusal: Redis's error for a command, key or channel the user may
-// not use, directly (NOPERM) or inside a script.
+// not use, directly (NOPERM) or inside a script (Valkey 8: "ERR ACL failure
+// in script").
 func isACLRefusal(e redis.Error) bool {
 	s := string(e)
 	return strings.HasPrefix(s, "NOPERM") || strings.HasPrefix(s, "ERR The user executing the script can't") ||
-		strings.HasPrefix(s, "ERR This Redis command is not allowed from script")
+		strings.HasPrefix(s, "ERR This Redis command is not allowed from script") || strings.HasPrefix(s, "ERR ACL failure in script")
 }
 
 var errTooLarge = &tooLarge{}

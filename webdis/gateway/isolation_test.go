@@ -33,7 +33,8 @@ func refused(status int, body string) bool {
 	return status == http.StatusForbidden && body == "" ||
 		status == http.StatusOK && (strings.HasPrefix(body, "-NOPERM") ||
 			strings.HasPrefix(body, "-ERR The user executing the script can't") ||
-			strings.HasPrefix(body, "-ERR This Redis command is not allowed from script"))
+			strings.HasPrefix(body, "-ERR This Redis command is not allowed from script") ||
+			strings.HasPrefix(body, "-ERR ACL failure in script")) // Valkey 8
 }
 
 func seedA(t *testing.T, e *env) {

@@ -146,10 +146,11 @@ func (g *Gateway) Status() Status {
 	return s
 }
 
-// MetricsHandler serves /metrics, /healthz and /status.
+// MetricsHandler serves /metrics, /healthz, /status and the status page (/, statuspage.go).
 func (g *Gateway) MetricsHandler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(g.metrics.reg, promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(g.gatherer(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /{$}", g.serveStatusPage)
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		s := g.Status()
 		var why []string

@@ -29,8 +29,12 @@ const (
 var Binaries = []string{"redis-server", "webdis", "nginx"}
 
 // FindBinary looks name up in PATH, then in the sbin/bin directories that
-// a non-login PATH may lack (nginx lives in /usr/sbin).
+// a non-login PATH may lack (nginx lives in /usr/sbin). "redis-server" is
+// the server RedisEnv names, if it names one.
 func FindBinary(name string) (string, error) {
+	if name == "redis-server" {
+		name = redisServer()
+	}
 	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}

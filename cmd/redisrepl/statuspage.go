@@ -1,0 +1,29 @@
+package main
+
+import (
+	_ "embed"
+	"encoding/json"
+	"net/http"
+)
+
+// statusPage is the page served at GET /: one self-contained HTML file (no
+// external script, style or font, so it works in a lab without Internet
+// access) that reads /status and /status/history and refreshes itself.
+//
+//go:embed statuspage.html
+var statusPage []byte
+
+func serveStatusPage(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+	w.Write(statusPage)
+}
+
+// serve is /status/history: per link, the points of the last
+// historyLen intervals, oldest first.
+func (h *history) serve(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	_ = json.NewEncoder(w).Encode(h.snapshot())
+}
