@@ -75,7 +75,6 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		if body, status = g.body(w, r, t, b); status != 0 {
 			return status, "", len(b.in), 0
 		}
-		defer g.bodies.release(int64(len(body)))
 		if r.Method == http.MethodPost {
 			uri, body = body, nil
 		}
@@ -141,8 +140,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("reply refused")
 		reply = limitError("max_reply_bytes", t.cfg.Limits.MaxReplyBytes)
 	}
-	status, out = g.reply(w, &c, reply, b)
-	t.bytes.charge(float64(out))
+	status, out = g.reply(w, &c, reply, b, func(n int) { t.bytes.pace(float64(n)) })
 	return status, name, in, out
 }
 
@@ -158,11 +156,11 @@ func (g *Gateway) throttled(w http.ResponseWriter, t *tenant, wait time.Duration
 	return g.empty(w, http.StatusTooManyRequests)
 }
 
-// reply writes v in c's format, streamed: a reply that fits in one buffer
+// reply writes v in c's format, at the pace of pace, streamed: a reply that fits in one buffer
 // goes with its Content-Length, a larger one chunked as it is encoded, so
 // that the gateway holds O(spillAt) of encoded reply whatever its size.
 // It returns the status and the bytes written.
-func (g *Gateway) reply(w http.ResponseWriter, c *command, v any, b *buffers) (status, n int) {
+func (g *Gateway) reply(w http.ResponseWriter, c *command, v any, b *buffers, pace func(int)) (status, n int) {
 	if c.format == fmtCustom {
 		switch v.(type) {
 		case nil: // as Webdis
@@ -173,7 +171,7 @@ func (g *Gateway) reply(w http.ResponseWriter, c *command, v any, b *buffers) (s
 	}
 	w.Header()["Content-Type"] = []string{c.mime}
 	sw := &startWriter{w: w}
-	o := &out{b: b.out[:0], w: sw}
+	o := &out{b: b.out[:0], w: sw, pace: pace}
 	switch c.format {
 	case fmtRaw:
 		o.raw(v, false)
@@ -246,7 +244,6 @@ func (g *Gateway) body(w http.ResponseWriter, r *http.Request, t *tenant, b *buf
 		rc.SetReadDeadline(time.Time{})
 		return b.in, 0
 	}
-	g.bodies.release(int64(len(b.in)))
 	// The rest of the body is not read: the connection goes (net/http
 	// would otherwise drain it, with no deadline of ours).
 	w.Header().Set("Connection", "close")
@@ -285,19 +282,22 @@ func (g *Gateway) strip(target string) ([]byte, bool) {
 	return []byte(target), true
 }
 
-// readBody appends r's body to buf, reserving in budget the bytes it
-// holds (the caller releases len(buf)).
+// readBody appends r's body to buf, holding in budget the bytes of its
+// buffer while it reads (a body that is in is bounded by its tenant's
+// max_requests).
 func readBody(buf []byte, r *http.Request, limit int64, budget *bodyBudget) ([]byte, error) {
 	if r.ContentLength > limit {
 		return buf, errTooLarge
 	}
 	reserved := int64(0)
-	defer func() { budget.release(reserved - int64(len(buf))) }()
+	defer func() { budget.release(reserved) }()
 	for {
 		if len(buf) == cap(buf) {
 			buf = append(buf, 0)[:len(buf)] // grows by half: never to a size only declared
 		}
-		if int64(cap(buf)) > reserved {
+		// Small bodies are not counted: a flood of large ones must not stop
+		// the requests of everyone else.
+		if int64(cap(buf)) > reserved && cap(buf) > smallBody {
 			if !budget.reserve(int64(cap(buf)) - reserved) {
 				return buf, errNoMemory
 			}
@@ -316,6 +316,10 @@ func readBody(buf []byte, r *http.Request, limit int64, budget *bodyBudget) ([]b
 		}
 	}
 }
+
+// smallBody is the size below which a body is not counted in
+// max_body_memory.
+const smallBody = 64 << 10
 
 // bodyTimeout bounds the time to receive a request body, and to send a
 // large reply.

@@ -3,6 +3,7 @@ package gateway
 import (
 	"bytes"
 	"io"
+	"runtime"
 	"strconv"
 	"unicode/utf8"
 
@@ -33,6 +34,8 @@ type out struct {
 	w   io.Writer // nil: everything stays in b
 	n   int       // bytes written to w
 	err error     // the first error of w
+	// pace, if set, is told of each part written to w (a tenant's rate).
+	pace func(n int)
 }
 
 const spillAt = 32 << 10
@@ -42,6 +45,10 @@ func (o *out) spill() {
 		return
 	}
 	o.flush()
+	// A large reply gives way after each buffer: other tenants' small
+	// requests then wait for a buffer's encoding, not for a time slice
+	// of the scheduler (10 ms) behind every large reply in progress.
+	runtime.Gosched()
 }
 
 func (o *out) flush() {
@@ -52,6 +59,9 @@ func (o *out) flush() {
 		n, err := o.w.Write(o.b)
 		o.n += n
 		o.err = err
+		if o.pace != nil {
+			o.pace(n)
+		}
 	}
 	o.b = o.b[:0]
 }

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
+	"errors"
 	"net"
 	"net/http"
 	"strconv"
@@ -71,6 +72,23 @@ func (b *bucket) charge(n float64) {
 	b.mu.Unlock()
 }
 
+// pace removes n tokens and, if that leaves the bucket in debt, sleeps
+// until it is paid: a reply being sent goes at the tenant's rate.
+func (b *bucket) pace(n float64) {
+	if b == nil || b.rate == 0 {
+		return
+	}
+	b.mu.Lock()
+	now := time.Now()
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate) - n
+	b.last = now
+	debt := -b.tokens
+	b.mu.Unlock()
+	if debt > 0 {
+		time.Sleep(time.Duration(debt / b.rate * float64(time.Second)))
+	}
+}
+
 // retryAfter writes the Retry-After header: whole seconds, at least 1.
 func retryAfter(w http.ResponseWriter, d time.Duration) {
 	s := int64((d + time.Second - 1) / time.Second)
@@ -101,6 +119,35 @@ func (c *countedConn) Close() error {
 	})
 	return c.Conn.Close()
 }
+
+// configForClient is the TLS configuration of one handshake: the one in
+// force, which also counts the connection in its tenant's once the
+// certificate is verified, and refuses it past the tenant's
+// max_connections (so that one tenant's idle connections do not take the
+// places of the others').
+func (g *Gateway) configForClient(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+	base := g.tlsConf.Load()
+	cc, ok := hello.Conn.(*countedConn)
+	if !ok {
+		return base, nil
+	}
+	tc := base.Clone()
+	tc.VerifyConnection = func(cs tls.ConnectionState) error {
+		t := g.state.Load().match(&cs)
+		if t == nil {
+			return nil // refused at its first request, as an unknown certificate
+		}
+		if cc.countTenant(t) {
+			t.m.refused(reasonConnections)
+			g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonConnections).Msg("refused")
+			return errTenantConnections
+		}
+		return nil
+	}
+	return tc, nil
+}
+
+var errTenantConnections = errors.New("the tenant has max_connections open")
 
 // countTenant counts c in t's connections (once), and says whether it is
 // past t's max_connections.
