@@ -171,7 +171,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		IdleTimeout:       g.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
-		TLSConfig: &tls.Config{GetConfigForClient: g.configForClient},
+		TLSConfig:         &tls.Config{GetConfigForClient: g.configForClient},
 	}
 	g.srv.ErrorLog = newStdLog(g.log)
 	go func() {
