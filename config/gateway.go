@@ -60,6 +60,11 @@ type Gateway struct {
 	// and after a restart of the hub ("" = leave it alone).
 	KeyspaceEvents string
 
+	Limits         Limits        // per tenant, unless its [[tenant]] says otherwise
+	MaxConnections int           // open connections to the gateway, all tenants
+	MaxBodyMemory  int64         // request bodies held at once, all tenants
+	BodyTimeout    time.Duration // time to receive a whole request body
+
 	Tenants []Tenant
 }
 
@@ -69,6 +74,8 @@ type Tenant struct {
 	Client     string   // certificate subject CN or DNS SAN
 	Namespaces []string // prefixes read and written
 	Read       []string // prefixes only read
+	Eval       bool     // may run its own read-only scripts (gateway_limits.go)
+	Limits     Limits   // [gateway]'s, with the tenant's overrides
 }
 
 // RedisRedacted is Redis with any password replaced by "xxxxx".
@@ -77,7 +84,8 @@ func (g *Gateway) RedisRedacted() string { return redactURL(g.Redis) }
 // Equal says whether two tenants have the same settings.
 func (t Tenant) Equal(o Tenant) bool {
 	return t.Name == o.Name && t.Client == o.Client &&
-		slices.Equal(t.Namespaces, o.Namespaces) && slices.Equal(t.Read, o.Read)
+		slices.Equal(t.Namespaces, o.Namespaces) && slices.Equal(t.Read, o.Read) &&
+		t.Eval == o.Eval && t.Limits == o.Limits
 }
 
 // LoadGateway reads the file at path and parses it with ParseGateway.
@@ -107,7 +115,9 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 		MaxBodyBytes: DefaultGatewayMaxBody, MaxStreams: DefaultGatewayMaxStreams,
 		MaxRequests: DefaultGatewayMaxRequests, HeaderTimeout: DefaultGatewayHeaderTime,
 		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
-		KeyspaceEvents: DefaultGatewayKeyspaceEvents}
+		KeyspaceEvents: DefaultGatewayKeyspaceEvents, Limits: DefaultLimits,
+		MaxConnections: DefaultGatewayMaxConnections, MaxBodyMemory: DefaultGatewayMaxBodyMemory,
+		BodyTimeout: DefaultGatewayBodyTimeout}
 	gp := &gwParser{parser: p}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {
@@ -124,7 +134,7 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 				continue
 			}
 			for i, t := range ts {
-				g.Tenants = append(g.Tenants, gp.tenant(i+1, t))
+				g.Tenants = append(g.Tenants, gp.tenant(i+1, t, g.Limits))
 			}
 		default:
 			p.add(origin{}, "", p.lines.line("", 0, k), fmt.Sprintf("unknown field %q", k))
@@ -350,7 +360,9 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 				g.UserPrefix = s
 			}
 		default:
-			fail("unknown field")
+			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) {
+				fail("unknown field")
+			}
 		}
 	}
 	for _, k := range []string{"listen", "cert", "key", "client_ca", "redis"} {
@@ -387,8 +399,8 @@ func (p *gwParser) checkGatewayFiles(g *Gateway) {
 
 var tenantKeys = []string{"name", "client", "namespaces", "read"}
 
-func (p *gwParser) tenant(index int, t map[string]any) Tenant {
-	var tn Tenant
+func (p *gwParser) tenant(index int, t map[string]any, limits Limits) Tenant {
+	tn := Tenant{Limits: limits}
 	if n, ok := t["name"].(string); ok {
 		tn.Name = n
 	}
@@ -427,7 +439,9 @@ func (p *gwParser) tenant(index int, t map[string]any) Tenant {
 				tn.Read = ss
 			}
 		default:
-			fail("unknown field")
+			if !tenantLimitField(fail, k, v, &tn) {
+				fail("unknown field")
+			}
 		}
 	}
 	for _, k := range []string{"name", "client", "namespaces"} {

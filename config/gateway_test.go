@@ -48,7 +48,7 @@ func TestGatewayParse(t *testing.T) {
 	if strings.Contains(g.RedisRedacted(), "secret") {
 		t.Error("RedisRedacted shows the password")
 	}
-	if len(g.Tenants) != 2 || !g.Tenants[1].Equal(Tenant{Name: "labB", Client: "labB.example.org", Namespaces: []string{"labB:", "b*[x]:"}}) ||
+	if len(g.Tenants) != 2 || !g.Tenants[1].Equal(Tenant{Name: "labB", Client: "labB.example.org", Namespaces: []string{"labB:", "b*[x]:"}, Limits: DefaultLimits}) ||
 		!slices.Equal(g.Tenants[0].Read, []string{"shared:"}) {
 		t.Errorf("tenants: %+v", g.Tenants)
 	}

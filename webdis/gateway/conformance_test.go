@@ -52,9 +52,9 @@ var conformance = []conf{
 	{method: "POST", body: "NOSUCHCOMMAND/x", diff: "the gateway refuses commands outside its allow-list, as Webdis refuses a disabled one",
 		webdis: "200 *", gw: "403 "},
 	{method: "POST", body: "GET"},
-	{method: "POST", body: "EVAL/return%201/0"},
-	{method: "POST", body: "EVAL/return%20%7B1%2C'a'%7D/0"},
-	{method: "POST", body: "EVAL/return%20redis.error_reply('MY%20err')/0"},
+	{method: "POST", body: "EVAL/%23!lua%20flags%3Dno-writes%0Areturn%201/0"},
+	{method: "POST", body: "EVAL/%23!lua%20flags%3Dno-writes%0Areturn%20%7B1%2C'a'%7D/0"},
+	{method: "POST", body: "EVAL/%23!lua%20flags%3Dno-writes%0Areturn%20redis.error_reply('MY%20err')/0"},
 	{method: "POST", body: "PUBLISH/chan/hello"},
 	// raw
 	{method: "POST", body: "GET/k.raw"},
@@ -65,7 +65,7 @@ var conformance = []conf{
 	{method: "POST", body: "LRANGE/l/0/-1.raw"},
 	{method: "POST", body: "HGETALL/h.raw"},
 	{method: "POST", body: "ZRANGE/z/0/-1/WITHSCORES.raw"},
-	{method: "POST", body: "EVAL/return%20%7B1%2C2%7D/0.raw"},
+	{method: "POST", body: "EVAL/%23!lua%20flags%3Dno-writes%0Areturn%20%7B1%2C2%7D/0.raw"},
 	{method: "POST", body: "NOSUCHCOMMAND.raw", diff: "allow-list", webdis: "200 -ERR unknown command 'NOSUCHCOMMAND', with args beginning with: \r\n", gw: "403 "},
 	// binary keys and values
 	{method: "POST", body: "SET/b%00k%2Fe%2By%25%0A%FF/v%00a%2Fl%2Bu%25e%0A%FF%2E.raw"},
@@ -104,7 +104,7 @@ var conformance = []conf{
 		webdis: `200 {"SCAN":["0",null]}`, gw: `200 {"SCAN":["0",[]]}`},
 	{method: "POST", body: "SCAN/0/MATCH/nomatch*/COUNT/1000.raw", diff: "Webdis drops a nested array and keeps the count",
 		webdis: "200 *2\r\n$1\r\n0\r\n", gw: "200 *2\r\n$1\r\n0\r\n*0\r\n"},
-	{method: "POST", body: "EVAL/return%20%7B1%2C%7B2%2C3%7D%7D/0", diff: "nested arrays",
+	{method: "POST", body: "EVAL/%23!lua%20flags%3Dno-writes%0Areturn%20%7B1%2C%7B2%2C3%7D%7D/0", diff: "nested arrays",
 		webdis: `200 {"EVAL":[1,null]}`, gw: `200 {"EVAL":[1,[2,3]]}`},
 	{method: "POST", body: "GET/b%00k%2Fe%2By%25%0A%FF", diff: "Webdis cuts a JSON string at a NUL byte and gives {} for invalid UTF-8",
 		webdis: `200 {"GET":"v"}`, gw: `200 {"GET":"v\u0000a/l+u%e\n` + "\uFFFD" + `."}`},
@@ -125,6 +125,7 @@ var conformance = []conf{
 func TestConformance(t *testing.T) {
 	w := webdistest.New(t, webdistest.Options{Log: t.Logf})
 	g := webdistest.New(t, webdistest.Options{Log: t.Logf, Front: webdistest.FrontGateway})
+	g.SetGatewayEval(true) // the rows' scripts are the tenant's own, read-only
 	wc, err := w.HTTPClient()
 	if err != nil {
 		t.Fatal(err)

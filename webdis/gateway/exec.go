@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"io"
 	"log"
 	"net/http"
@@ -53,33 +54,27 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // serve answers r for tenant t and returns what the access log says.
 func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *buffers) (status int, cmd string, in, out int) {
+	if ok, status := g.admitConn(w, r, t); !ok {
+		return status, "", 0, 0
+	}
 	uri, ok := g.strip(r.RequestURI)
 	if !ok {
 		return g.empty(w, http.StatusNotFound), "", 0, 0
+	}
+	if ok, wait := t.cmds.take(1); !ok {
+		return g.throttled(w, t, wait), "", 0, 0
+	}
+	if ok, wait := t.bytes.take(0); !ok {
+		return g.throttled(w, t, wait), "", 0, 0
 	}
 	var body []byte
 	switch r.Method {
 	case http.MethodGet:
 	case http.MethodPost, http.MethodPut:
-		// The body must come within bodyTimeout (slow clients hold a
-		// goroutine and a connection, never a Redis connection). The
-		// deadline is lifted once it is in: net/http's own read of the
-		// connection is how a stream learns that its client left.
-		rc := http.NewResponseController(w)
-		rc.SetReadDeadline(time.Now().Add(bodyTimeout))
-		var err error
-		b.in, err = readBody(b.in[:0], r, g.cfg.MaxBodyBytes)
-		rc.SetReadDeadline(time.Time{})
-		if err == errTooLarge {
-			t.m.refused(reasonBody)
-			g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonBody).Msg("refused")
-			return g.empty(w, http.StatusRequestEntityTooLarge), "", len(b.in), 0
+		var status int
+		if body, status = g.body(w, r, t, b); status != 0 {
+			return status, "", len(b.in), 0
 		}
-		if err != nil {
-			g.log.Info().Err(err).Str("tenant", t.cfg.Name).Msg("request body not received")
-			return g.empty(w, http.StatusBadRequest), "", len(b.in), 0
-		}
-		body = b.in
 		if r.Method == http.MethodPost {
 			uri, body = body, nil
 		}
@@ -90,6 +85,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		return g.empty(w, http.StatusMethodNotAllowed), "", 0, 0
 	}
 	in = len(uri) + len(body)
+	t.bytes.charge(float64(in))
 	c, err := parseCommand(b.args, uri, body)
 	b.args = c.args
 	if err != nil {
@@ -107,45 +103,163 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		status, out = g.stream(w, r, t, &c)
 		return status, name, in, out
 	}
-	select {
-	case t.slots <- struct{}{}:
-	case <-r.Context().Done():
-		return g.empty(w, http.StatusServiceUnavailable), name, in, 0
-	}
-	reply, err := g.run(r, t, k, &c, b)
-	<-t.slots
-	if err != nil {
-		if r.Context().Err() == nil {
-			g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Str("cmd", name).Msg("hub Redis unavailable")
+	var reply any
+	if e := guardArgs(&c, &t.cfg.Limits); e != nil {
+		t.m.refused(reasonLimit)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("refused")
+		reply = *e
+	} else {
+		// A tenant's requests past max_requests wait for a slot, up to
+		// slotWait; then 429.
+		timer := time.NewTimer(slotWait)
+		select {
+		case t.slots <- struct{}{}:
+			timer.Stop()
+		case <-timer.C:
+			return g.throttled(w, t, time.Second), name, in, 0
+		case <-r.Context().Done():
+			timer.Stop()
+			return g.empty(w, http.StatusServiceUnavailable), name, in, 0
 		}
-		return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+		reply, err = g.run(r, t, k, &c, b)
+		<-t.slots
+		if err != nil {
+			if r.Context().Err() == nil {
+				g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Str("cmd", name).Msg("hub Redis unavailable")
+			}
+			return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+		}
 	}
 	if re, ok := reply.(redis.Error); ok && isACLRefusal(re) {
 		// Redis refused a key or a channel under the tenant's user.
 		t.m.refused(reasonACL)
 		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonACL).Msg("refused")
 	}
-	status = http.StatusOK
-	switch c.format {
-	case fmtRaw:
-		b.out = appendRaw(b.out[:0], reply, false)
-	case fmtJSON:
-		b.out = appendJSON(b.out[:0], c.args[0], reply)
-	default:
-		b.out, status = appendCustom(b.out[:0], reply)
-		if status != http.StatusOK {
-			return g.empty(w, status), name, in, 0
+	if replySize(reply) > t.cfg.Limits.MaxReplyBytes {
+		t.m.refused(reasonLimit)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("reply refused")
+		reply = limitError("max_reply_bytes", t.cfg.Limits.MaxReplyBytes)
+	}
+	status, out = g.reply(w, &c, reply, b, func(n int) { t.bytes.pace(float64(n)) })
+	return status, name, in, out
+}
+
+// slotWait bounds the wait of a request for one of its tenant's
+// max_requests slots.
+const slotWait = 5 * time.Second
+
+// throttled answers 429 with Retry-After: the tenant is over its rate.
+func (g *Gateway) throttled(w http.ResponseWriter, t *tenant, wait time.Duration) int {
+	t.m.refused(reasonThrottled)
+	g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonThrottled).Msg("refused")
+	retryAfter(w, wait)
+	return g.empty(w, http.StatusTooManyRequests)
+}
+
+// reply writes v in c's format, at the pace of pace, streamed: a reply that fits in one buffer
+// goes with its Content-Length, a larger one chunked as it is encoded, so
+// that the gateway holds O(spillAt) of encoded reply whatever its size.
+// It returns the status and the bytes written.
+func (g *Gateway) reply(w http.ResponseWriter, c *command, v any, b *buffers, pace func(int)) (status, n int) {
+	if c.format == fmtCustom {
+		switch v.(type) {
+		case nil: // as Webdis
+			return g.empty(w, http.StatusNotFound), 0
+		case []any:
+			return g.empty(w, http.StatusBadRequest), 0
 		}
 	}
-	h := w.Header()
-	h["Content-Type"] = []string{c.mime}
-	h["Content-Length"] = []string{strconv.Itoa(len(b.out))}
-	if len(b.out) > 64<<10 { // a client that stops reading must not hold us
-		http.NewResponseController(w).SetWriteDeadline(time.Now().Add(bodyTimeout))
+	w.Header()["Content-Type"] = []string{c.mime}
+	sw := &startWriter{w: w}
+	o := &out{b: b.out[:0], w: sw, pace: pace}
+	switch c.format {
+	case fmtRaw:
+		o.raw(v, false)
+	case fmtJSON:
+		o.json(c.args[0], v)
+	default:
+		if s, ok := v.([]byte); ok {
+			o.bytes(s)
+		} else {
+			o.b, _ = appendCustom(o.b, v)
+		}
 	}
-	w.WriteHeader(status)
-	w.Write(b.out)
-	return status, name, in, len(b.out)
+	if !sw.started {
+		w.Header()["Content-Length"] = []string{strconv.Itoa(len(o.b))}
+		sw.last = true
+	}
+	o.flush()
+	b.out = o.b
+	return http.StatusOK, o.n
+}
+
+// startWriter writes the status line before the first bytes, and gives a
+// reply sent in parts a deadline: a client that stops reading must not
+// hold us.
+type startWriter struct {
+	w       http.ResponseWriter
+	started bool
+	last    bool // the first write is the whole reply
+}
+
+func (s *startWriter) Write(p []byte) (int, error) {
+	if !s.started {
+		s.started = true
+		if !s.last {
+			http.NewResponseController(s.w).SetWriteDeadline(time.Now().Add(bodyTimeout))
+		}
+		s.w.WriteHeader(http.StatusOK)
+	}
+	return s.w.Write(p)
+}
+
+// replySize is the bytes of v's strings, a bound of its encoded size
+// before escaping.
+func replySize(v any) int64 {
+	switch v := v.(type) {
+	case []byte:
+		return int64(len(v))
+	case []any:
+		var n int64
+		for _, e := range v {
+			n += replySize(e) + 4
+		}
+		return n
+	}
+	return 0
+}
+
+// body reads a POST or PUT body: within body_timeout for the whole of it,
+// growing its buffer as bytes come (never to a declared Content-Length),
+// and within the gateway's max_body_memory. On failure it answers
+// (413, 503, 400), closes the connection, and returns the status.
+func (g *Gateway) body(w http.ResponseWriter, r *http.Request, t *tenant, b *buffers) ([]byte, int) {
+	rc := http.NewResponseController(w)
+	rc.SetReadDeadline(time.Now().Add(g.cfg.BodyTimeout))
+	var err error
+	b.in, err = readBody(b.in[:0], r, g.cfg.MaxBodyBytes, &g.bodies)
+	if err == nil {
+		// The deadline is lifted once the body is in: net/http's own read
+		// of the connection is how a stream learns that its client left.
+		rc.SetReadDeadline(time.Time{})
+		return b.in, 0
+	}
+	// The rest of the body is not read: the connection goes (net/http
+	// would otherwise drain it, with no deadline of ours).
+	w.Header().Set("Connection", "close")
+	switch err {
+	case errTooLarge:
+		t.m.refused(reasonBody)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonBody).Msg("refused")
+		return nil, g.empty(w, http.StatusRequestEntityTooLarge)
+	case errNoMemory:
+		t.m.refused(reasonBusy)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("reason", reasonBusy).Msg("refused")
+		retryAfter(w, time.Second)
+		return nil, g.empty(w, http.StatusServiceUnavailable)
+	}
+	g.log.Info().Err(err).Str("tenant", t.cfg.Name).Msg("request body not received")
+	return nil, g.empty(w, http.StatusBadRequest)
 }
 
 // strip removes the query and the gateway's path prefix from a request
@@ -168,16 +282,26 @@ func (g *Gateway) strip(target string) ([]byte, bool) {
 	return []byte(target), true
 }
 
-func readBody(buf []byte, r *http.Request, limit int64) ([]byte, error) {
+// readBody appends r's body to buf, holding in budget the bytes of its
+// buffer while it reads (a body that is in is bounded by its tenant's
+// max_requests).
+func readBody(buf []byte, r *http.Request, limit int64, budget *bodyBudget) ([]byte, error) {
 	if r.ContentLength > limit {
 		return buf, errTooLarge
 	}
-	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
-		buf = make([]byte, 0, r.ContentLength)
-	}
+	reserved := int64(0)
+	defer func() { budget.release(reserved) }()
 	for {
 		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+			buf = append(buf, 0)[:len(buf)] // grows by half: never to a size only declared
+		}
+		// Small bodies are not counted: a flood of large ones must not stop
+		// the requests of everyone else.
+		if int64(cap(buf)) > reserved && cap(buf) > smallBody {
+			if !budget.reserve(int64(cap(buf)) - reserved) {
+				return buf, errNoMemory
+			}
+			reserved = int64(cap(buf))
 		}
 		n, err := r.Body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
@@ -193,6 +317,10 @@ func readBody(buf []byte, r *http.Request, limit int64) ([]byte, error) {
 	}
 }
 
+// smallBody is the size below which a body is not counted in
+// max_body_memory.
+const smallBody = 64 << 10
+
 // bodyTimeout bounds the time to receive a request body, and to send a
 // large reply.
 const bodyTimeout = time.Minute
@@ -206,7 +334,10 @@ func isACLRefusal(e redis.Error) bool {
 		strings.HasPrefix(s, "ERR This Redis command is not allowed from script") || strings.HasPrefix(s, "ERR ACL failure in script")
 }
 
-var errTooLarge = &tooLarge{}
+var (
+	errTooLarge = &tooLarge{}
+	errNoMemory = errors.New("max_body_memory reached")
+)
 
 type tooLarge struct{}
 
@@ -230,13 +361,18 @@ func (g *Gateway) refuse(w http.ResponseWriter, t *tenant, name, reason string) 
 // error replies included, is reply).
 func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers) (any, error) {
 	ctx := r.Context()
+	own := false
 	switch k {
 	case kScan:
 		return g.scan(r, t, c)
 	case kKeys:
 		return g.keys(r, t, c)
 	case kInfo:
-		return g.adminDo(r, "INFO", "server")
+		reply, err := g.adminDo(r, "INFO", "server")
+		if s, ok := reply.([]byte); ok {
+			return filterInfo(s), err
+		}
+		return reply, err
 	case kConfigGet:
 		// A link asks before it subscribes and when its events lapsed:
 		// make sure they are on (an operator may have turned them off).
@@ -246,19 +382,47 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 		if isScanScript(c.args) {
 			return g.scanScript(r, t, c)
 		}
+		own = t.checkScript(c) == scriptOwn
 	}
 	conn, err := t.pool.GetContext(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer conn.Close()
+	e, err := guardSizes(conn, c, &t.cfg.Limits)
+	for isBusy(err) && ctx.Err() == nil {
+		time.Sleep(busyRetry)
+		e, err = guardSizes(conn, c, &t.cfg.Limits)
+	}
+	if err != nil || e != nil {
+		if e != nil {
+			t.m.refused(reasonLimit)
+			g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonLimit).Msg("refused")
+			return *e, nil
+		}
+		return nil, err
+	}
 	b.iargs = b.iargs[:0]
 	for _, a := range c.args[1:] {
 		b.iargs = append(b.iargs, a)
 	}
+	var done chan struct{}
+	var killed chan bool
+	if own {
+		done, killed = make(chan struct{}), make(chan bool, 1)
+		go func() { killed <- g.watchScript(t.cfg.Limits.ScriptTime, done) }()
+	}
 	// Do, not DoContext (a goroutine per call): the commands served do not
 	// block, and commandTimeout bounds the wait.
-	reply, err := conn.Do(string(c.args[0]), b.iargs...)
+	reply, err := doRetryBusy(ctx, conn, string(c.args[0]), b.iargs...)
+	if own {
+		close(done)
+		if <-killed {
+			t.m.refused(reasonKilled)
+			g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonKilled).
+				Dur("script_time", t.cfg.Limits.ScriptTime).Msg("script killed")
+		}
+	}
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}
@@ -271,7 +435,7 @@ func (g *Gateway) adminDo(r *http.Request, cmd string, args ...any) (any, error)
 		return nil, err
 	}
 	defer conn.Close()
-	reply, err := conn.Do(cmd, args...)
+	reply, err := doRetryBusy(r.Context(), conn, cmd, args...)
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}

@@ -52,6 +52,8 @@ type Gateway struct {
 	redisUp  atomic.Bool
 	// eventsSet: keyspace_events are on in the hub (set again after a restart).
 	eventsSet atomic.Bool
+	conns     atomic.Int64 // open connections (throttle.go)
+	bodies    bodyBudget   // request bodies held
 
 	mu        sync.Mutex // reloads
 	lastErr   string
@@ -76,6 +78,8 @@ type state struct {
 // serves it.
 func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{}), disabled: map[string]bool{}}
+	g.cfg = withDefaults(cfg)
+	g.bodies.max = g.cfg.MaxBodyMemory
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
@@ -94,6 +98,23 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	g.tlsConf.Store(tc)
 	g.state.Store(&state{byClient: map[string]*tenant{}, byName: map[string]*tenant{}})
 	return g, nil
+}
+
+// withDefaults is cfg with the limits it leaves at zero (a configuration
+// built in code) set to their defaults.
+func withDefaults(cfg *config.Gateway) *config.Gateway {
+	c := *cfg
+	c.Limits = c.Limits.WithDefaults(config.DefaultLimits)
+	if c.MaxConnections == 0 {
+		c.MaxConnections = config.DefaultGatewayMaxConnections
+	}
+	if c.MaxBodyMemory == 0 {
+		c.MaxBodyMemory = config.DefaultGatewayMaxBodyMemory
+	}
+	if c.BodyTimeout == 0 {
+		c.BodyTimeout = config.DefaultGatewayBodyTimeout
+	}
+	return &c
 }
 
 // loadTLS is the server's TLS configuration: TLS 1.2 or newer, a client
@@ -139,23 +160,23 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.ln = ln
+	g.warnEviction(ctx)
 	base, cancel := context.WithCancel(context.Background())
 	g.cancelBase = cancel
 	g.srv = &http.Server{
 		BaseContext:       func(net.Listener) context.Context { return base },
+		ConnContext:       connContext,
 		Handler:           g,
 		ReadHeaderTimeout: g.cfg.HeaderTimeout,
 		IdleTimeout:       g.cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          nil,
-		TLSConfig: &tls.Config{GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
-			return g.tlsConf.Load(), nil
-		}},
+		TLSConfig:         &tls.Config{GetConfigForClient: g.configForClient},
 	}
 	g.srv.ErrorLog = newStdLog(g.log)
 	go func() {
 		defer close(g.done)
-		err := g.srv.ServeTLS(ln, "", "")
+		err := g.srv.ServeTLS(limitListener{ln, g}, "", "")
 		if !errors.Is(err, http.ErrServerClosed) {
 			g.err = err
 		}
@@ -317,6 +338,7 @@ func (g *Gateway) checkHub(ctx context.Context) {
 	if restarted || !g.eventsSet.Load() {
 		g.ensureKeyspaceEvents(ctx)
 	}
+	g.ensureScriptThreshold(ctx)
 	for _, t := range g.state.Load().byName {
 		if restarted || !t.isReady() {
 			if err := t.setUser(ctx); err == nil && restarted {

@@ -33,6 +33,9 @@ type env struct {
 	g     *gateway.Gateway
 	url   string
 	logs  *syncBuf
+	// extra are [gateway] fields of the test, replacing the defaults of
+	// writeConfig with the same name.
+	extra string
 
 	mu      sync.Mutex
 	clients map[string]*http.Client
@@ -72,8 +75,14 @@ namespaces = ["labB:", "b*[x]:"]
 // TOML text of [[tenant]] tables).
 func newEnv(t *testing.T, tenants string) *env {
 	t.Helper()
+	return newEnvWith(t, "", tenants)
+}
+
+// newEnvWith is newEnv with extra [gateway] fields.
+func newEnvWith(t *testing.T, extra, tenants string) *env {
+	t.Helper()
 	webdistest.Require(t)
-	e := &env{dir: t.TempDir(), clients: map[string]*http.Client{}, logs: &syncBuf{}}
+	e := &env{dir: t.TempDir(), clients: map[string]*http.Client{}, logs: &syncBuf{}, extra: extra}
 	var err error
 	if e.ca, err = pki.NewCA("gateway test CA", 0); err != nil {
 		t.Fatal(err)
@@ -146,7 +155,19 @@ redis     = "redis://%s/0"
 max_body_bytes = 1048576
 max_streams = 4
 header_timeout = "1s"
-`, listen, e.redis.Addr) + tenants
+`, listen, e.redis.Addr)
+	for _, l := range strings.Split(e.extra, "\n") {
+		if k, _, ok := strings.Cut(l, "="); ok {
+			var keep []string
+			for _, d := range strings.Split(text, "\n") {
+				if !strings.HasPrefix(d, strings.TrimSpace(k)+" ") {
+					keep = append(keep, d)
+				}
+			}
+			text = strings.Join(keep, "\n")
+		}
+	}
+	text += e.extra + "\n" + tenants
 	tmp := e.path("gateway.toml.tmp")
 	if err := os.WriteFile(tmp, []byte(text), 0o644); err != nil {
 		t.Fatal(err)

@@ -217,8 +217,6 @@ func TestOwnNamespace(t *testing.T) {
 		{[]string{"HSET", "labB:h", "f", "v"}, ":1\r\n"},
 		{[]string{"RENAME", "labB:k", "labB:k2"}, "+OK\r\n"},
 		{[]string{"COPY", "labB:k2", "labB:k3"}, ":1\r\n"},
-		{[]string{"EVAL", "return redis.call('GET','labB:k3')", "0"}, "$1\r\nv\r\n"},
-		{[]string{"EVAL", "return redis.call('SET',KEYS[1],ARGV[1])", "1", "labB:k4", "w"}, "+OK\r\n"},
 		{[]string{"SET", "b*[x]:k", "glob"}, "+OK\r\n"},
 		{[]string{"GET", "b*[x]:k"}, "$4\r\nglob\r\n"},
 		{[]string{"SORT", "labB:list"}, "*3\r\n$1\r\n1\r\n$1\r\n2\r\n$1\r\n3\r\n"},

@@ -39,6 +39,7 @@ type tenantMetrics struct {
 	latency  prometheus.Observer
 	streamsG prometheus.Gauge
 	streams  atomic.Int32
+	conns    atomic.Int64 // open connections to the gateway (throttle.go)
 	parent   *metrics
 }
 

@@ -12,7 +12,10 @@ import (
 // gateway adds what ACLs cannot do:
 //   - SCAN and KEYS run on the gateway's own connection with their reply
 //     filtered to the tenant's prefixes (ACLs do not filter key names), and
-//     INFO gives the server section only; RANDOMKEY is refused; of CONFIG,
+//     INFO gives a few fields of the server section (hub.go: infoKept);
+//   - scripts are the link's own, or read-only ones of tenants granted
+//     eval, under a watchdog (scripts.go); requests that could make the
+//     hub allocate or send too much are refused (guard.go); RANDOMKEY is refused; of CONFIG,
 //     only CONFIG GET notify-keyspace-events is answered (the gateway turns
 //     keyspace events on itself: [gateway] keyspace_events);
 //   - SUBSCRIBE and PSUBSCRIBE only on the tenant's own channels;
@@ -38,7 +41,8 @@ var allowed = func() map[string]kind {
 	m := map[string]kind{
 		"SUBSCRIBE": kSubscribe, "PSUBSCRIBE": kSubscribe,
 		"SCAN": kScan, "KEYS": kKeys, "INFO": kInfo,
-		"EVAL": kEval, "EVALSHA": kEval, "CONFIG": kConfigGet,
+		"EVAL": kEval, "EVALSHA": kEval, "EVAL_RO": kEval, "EVALSHA_RO": kEval,
+		"CONFIG": kConfigGet, "MEMORY": kPass,
 	}
 	for _, c := range aclCommands {
 		if _, ok := m[c]; !ok {
@@ -146,6 +150,14 @@ func (t *tenant) check(c *command) (kind, string) {
 	case "INFO":
 		if len(args) > 1 || len(args) == 1 && !equalFold(args[0], "SERVER") {
 			return 0, reasonOption
+		}
+	case "MEMORY": // MEMORY USAGE of a key, which Redis checks as the tenant's
+		if len(args) < 2 || !equalFold(args[0], "USAGE") {
+			return 0, reasonNotAllowed
+		}
+	case "EVAL", "EVALSHA", "EVAL_RO", "EVALSHA_RO":
+		if t.checkScript(c) == scriptRefused {
+			return 0, reasonScript
 		}
 	}
 	return k, ""

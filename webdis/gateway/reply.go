@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"bytes"
+	"io"
+	"runtime"
 	"strconv"
 	"unicode/utf8"
 
@@ -24,113 +26,176 @@ import (
 // a NUL byte and gives {} for invalid UTF-8; invalid bytes become U+FFFD
 // here), and nested arrays are arrays (Webdis writes null).
 
+// out is a reply being written: b, spilled to w (if any) whenever it
+// holds spillAt bytes, so that a reply of any size needs O(spillAt) memory
+// to encode (a NUL byte is 6 bytes of JSON).
+type out struct {
+	b   []byte
+	w   io.Writer // nil: everything stays in b
+	n   int       // bytes written to w
+	err error     // the first error of w
+	// pace, if set, is told of each part written to w (a tenant's rate).
+	pace func(n int)
+}
+
+const spillAt = 32 << 10
+
+func (o *out) spill() {
+	if o.w == nil || len(o.b) < spillAt {
+		return
+	}
+	o.flush()
+	// A large reply gives way after each buffer: other tenants' small
+	// requests then wait for a buffer's encoding, not for a time slice
+	// of the scheduler (10 ms) behind every large reply in progress.
+	runtime.Gosched()
+}
+
+func (o *out) flush() {
+	if o.w == nil || len(o.b) == 0 {
+		return
+	}
+	if o.err == nil {
+		n, err := o.w.Write(o.b)
+		o.n += n
+		o.err = err
+		if o.pace != nil {
+			o.pace(n)
+		}
+	}
+	o.b = o.b[:0]
+}
+
 // appendRaw appends v in RESP; inArray applies Webdis's integer rule.
 func appendRaw(b []byte, v any, inArray bool) []byte {
+	o := out{b: b}
+	o.raw(v, inArray)
+	return o.b
+}
+
+func (o *out) raw(v any, inArray bool) {
 	switch v := v.(type) {
 	case string:
-		b = append(b, '+')
-		b = append(b, v...)
-		return append(b, '\r', '\n')
+		o.b = append(o.b, '+')
+		o.b = append(o.b, v...)
+		o.b = append(o.b, '\r', '\n')
 	case redis.Error:
-		b = append(b, '-')
-		b = append(b, v...)
-		return append(b, '\r', '\n')
+		o.b = append(o.b, '-')
+		o.b = append(o.b, v...)
+		o.b = append(o.b, '\r', '\n')
 	case []byte:
-		return appendBulk(b, v)
+		o.bulk(v)
 	case int64:
 		if inArray {
 			var tmp [24]byte
-			return appendBulk(b, strconv.AppendInt(tmp[:0], v, 10))
+			o.bulk(strconv.AppendInt(tmp[:0], v, 10))
+			return
 		}
-		b = append(b, ':')
-		b = strconv.AppendInt(b, v, 10)
-		return append(b, '\r', '\n')
+		o.b = append(o.b, ':')
+		o.b = strconv.AppendInt(o.b, v, 10)
+		o.b = append(o.b, '\r', '\n')
 	case []any:
-		b = append(b, '*')
-		b = strconv.AppendInt(b, int64(len(v)), 10)
-		b = append(b, '\r', '\n')
+		o.b = append(o.b, '*')
+		o.b = strconv.AppendInt(o.b, int64(len(v)), 10)
+		o.b = append(o.b, '\r', '\n')
 		for _, e := range v {
-			b = appendRaw(b, e, true)
+			o.raw(e, true)
+			o.spill()
 		}
-		return b
+	default:
+		o.b = append(o.b, "$-1\r\n"...)
 	}
-	return append(b, "$-1\r\n"...)
 }
 
-func appendBulk(b, s []byte) []byte {
-	b = append(b, '$')
-	b = strconv.AppendInt(b, int64(len(s)), 10)
-	b = append(b, '\r', '\n')
-	b = append(b, s...)
-	return append(b, '\r', '\n')
+func (o *out) bulk(s []byte) {
+	o.b = append(o.b, '$')
+	o.b = strconv.AppendInt(o.b, int64(len(s)), 10)
+	o.b = append(o.b, '\r', '\n')
+	o.bytes(s)
+	o.b = append(o.b, '\r', '\n')
+}
+
+// bytes appends s as it is, spilling on the way.
+func (o *out) bytes(s []byte) {
+	for len(s) > 0 {
+		n := min(len(s), spillAt)
+		o.b = append(o.b, s[:n]...)
+		s = s[n:]
+		o.spill()
+	}
 }
 
 // appendJSON appends Webdis's JSON object for the reply v to the command
 // named verb (as sent).
 func appendJSON(b []byte, verb []byte, v any) []byte {
-	b = append(b, '{')
-	b = appendJSONString(b, verb)
-	b = append(b, ':')
-	switch v := v.(type) {
-	case string:
-		b = append(b, "[true,"...)
-		b = appendJSONString(b, []byte(v))
-		b = append(b, ']')
-	case redis.Error:
-		b = append(b, "[false,"...)
-		b = appendJSONString(b, []byte(v))
-		b = append(b, ']')
-	case []byte:
-		if equalFold(verb, "INFO") {
-			b = appendInfo(b, v)
-		} else {
-			b = appendJSONString(b, v)
-		}
-	case int64:
-		b = strconv.AppendInt(b, v, 10)
-	case []any:
-		if equalFold(verb, "HGETALL") {
-			if obj, ok := appendHash(b, v); ok {
-				b = obj
-				break
-			}
-		}
-		b = appendJSONArray(b, v)
-	default:
-		b = append(b, "null"...)
-	}
-	return append(b, '}')
+	o := out{b: b}
+	o.json(verb, v)
+	return o.b
 }
 
-func appendJSONArray(b []byte, v []any) []byte {
-	b = append(b, '[')
+func (o *out) json(verb []byte, v any) {
+	o.b = append(o.b, '{')
+	o.str(verb)
+	o.b = append(o.b, ':')
+	switch v := v.(type) {
+	case string:
+		o.b = append(o.b, "[true,"...)
+		o.str([]byte(v))
+		o.b = append(o.b, ']')
+	case redis.Error:
+		o.b = append(o.b, "[false,"...)
+		o.str([]byte(v))
+		o.b = append(o.b, ']')
+	case []byte:
+		if equalFold(verb, "INFO") {
+			o.b = appendInfo(o.b, v)
+		} else {
+			o.str(v)
+		}
+	case int64:
+		o.b = strconv.AppendInt(o.b, v, 10)
+	case []any:
+		if equalFold(verb, "HGETALL") && o.hash(v) {
+			break
+		}
+		o.array(v)
+	default:
+		o.b = append(o.b, "null"...)
+	}
+	o.b = append(o.b, '}')
+}
+
+func (o *out) array(v []any) {
+	o.b = append(o.b, '[')
 	for i, e := range v {
 		if i > 0 {
-			b = append(b, ',')
+			o.b = append(o.b, ',')
 		}
 		switch e := e.(type) {
 		case []byte:
-			b = appendJSONString(b, e)
+			o.str(e)
 		case int64:
-			b = strconv.AppendInt(b, e, 10)
+			o.b = strconv.AppendInt(o.b, e, 10)
 		case []any:
-			b = appendJSONArray(b, e)
+			o.array(e)
 		default: // nil, and statuses and errors inside an array, as Webdis
-			b = append(b, "null"...)
+			o.b = append(o.b, "null"...)
 		}
+		o.spill()
 	}
-	return append(b, ']')
+	o.b = append(o.b, ']')
 }
 
-// appendHash writes HGETALL's field/value pairs as an object, a field
-// written again keeping its first place (as Webdis's JSON library does).
-func appendHash(b []byte, v []any) ([]byte, bool) {
+// hash writes HGETALL's field/value pairs as an object, a field written
+// again keeping its first place (as Webdis's JSON library does); false if
+// v is not pairs of strings.
+func (o *out) hash(v []any) bool {
 	if len(v)%2 != 0 {
-		return b, false
+		return false
 	}
 	for _, e := range v {
 		if _, ok := e.([]byte); !ok {
-			return b, false
+			return false
 		}
 	}
 	order := make([]int, 0, len(v)/2) // index in v of each distinct field's last value
@@ -144,16 +209,37 @@ func appendHash(b []byte, v []any) ([]byte, bool) {
 		first[k] = len(order)
 		order = append(order, i)
 	}
-	b = append(b, '{')
+	o.b = append(o.b, '{')
 	for n, i := range order {
 		if n > 0 {
-			b = append(b, ',')
+			o.b = append(o.b, ',')
 		}
-		b = appendJSONString(b, v[i].([]byte))
-		b = append(b, ':')
-		b = appendJSONString(b, v[i+1].([]byte))
+		o.str(v[i].([]byte))
+		o.b = append(o.b, ':')
+		o.str(v[i+1].([]byte))
+		o.spill()
 	}
-	return append(b, '}'), true
+	o.b = append(o.b, '}')
+	return true
+}
+
+// str appends s as a JSON string, spilling every spillAt bytes of s (cut
+// at the start of a UTF-8 sequence, so that no character is split).
+func (o *out) str(s []byte) {
+	o.b = append(o.b, '"')
+	for len(s) > 0 {
+		n := len(s)
+		if o.w != nil && n > spillAt {
+			n = spillAt
+			for k := 0; k < utf8.UTFMax && n > 0 && !utf8.RuneStart(s[n]); k++ {
+				n--
+			}
+		}
+		o.b = appendJSONChars(o.b, s[:n])
+		s = s[n:]
+		o.spill()
+	}
+	o.b = append(o.b, '"')
 }
 
 // appendInfo parses INFO's text as Webdis does: "key:value\r\n" pairs,
@@ -204,6 +290,12 @@ const hexUpper = "0123456789ABCDEF"
 // \r \t, other control characters as \u00XX, everything else as UTF-8.
 func appendJSONString(b []byte, s []byte) []byte {
 	b = append(b, '"')
+	b = appendJSONChars(b, s)
+	return append(b, '"')
+}
+
+// appendJSONChars is appendJSONString without the quotes.
+func appendJSONChars(b []byte, s []byte) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
@@ -241,7 +333,7 @@ func appendJSONString(b []byte, s []byte) []byte {
 		}
 		i++
 	}
-	return append(b, '"')
+	return b
 }
 
 // appendCustom is a reply for .txt, .bin and the other custom types: the

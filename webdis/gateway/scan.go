@@ -1,10 +1,10 @@
 package gateway
 
 import (
-	"bytes"
 	"crypto/sha1"
 	"encoding/hex"
 	"net/http"
+	"strconv"
 	"strings"
 )
 
@@ -12,21 +12,33 @@ import (
 // not the names SCAN, KEYS or RANDOMKEY reply with, so tenants' users may
 // not run those, and the gateway runs them itself on its own connection,
 // keeping only the tenant's keys.
+//
+// Their cost is bounded: SCAN's COUNT is at most the tenant's scan_count
+// (guard.go lowers it), so that one call walks O(scan_count) of the hub's
+// keyspace whatever MATCH says; KEYS is a walk of SCAN steps of that
+// COUNT, each a short turn of the hub's thread, and gives up past
+// keys_budget keys walked.
 
 // scan runs SCAN on the gateway's connection, with MATCH set to the
 // tenant's prefix when it has only one and the client gave none, and keeps
 // only the tenant's keys in the reply. The cursor is Redis's.
 func (g *Gateway) scan(r *http.Request, t *tenant, c *command) (any, error) {
-	args := make([]any, 0, len(c.args)+2)
-	match := false
+	args := make([]any, 0, len(c.args)+4)
+	match, count := false, false
 	for i, a := range c.args[1:] {
 		args = append(args, a)
 		if i > 0 && equalFold(a, "MATCH") {
 			match = true
 		}
+		if i > 0 && equalFold(a, "COUNT") {
+			count = true
+		}
 	}
 	if !match && len(t.readPrefixes) == 1 && len(args) > 0 {
 		args = append(args, "MATCH", globEscape(string(t.readPrefixes[0]))+"*")
+	}
+	if !count && len(args) > 0 {
+		args = append(args, "COUNT", min(t.cfg.Limits.ScanCount, 10))
 	}
 	reply, err := g.adminDo(r, "SCAN", args...)
 	if err != nil {
@@ -40,20 +52,38 @@ func (g *Gateway) scan(r *http.Request, t *tenant, c *command) (any, error) {
 	return reply, nil
 }
 
-// keys runs KEYS on the gateway's connection and keeps the tenant's keys.
+// keys answers KEYS pattern with a walk of SCAN steps on the gateway's
+// connection, keeping the tenant's keys; past keys_budget keys walked it
+// answers an error naming the limit (the client should SCAN).
 func (g *Gateway) keys(r *http.Request, t *tenant, c *command) (any, error) {
-	args := make([]any, 0, len(c.args)-1)
-	for _, a := range c.args[1:] {
-		args = append(args, a)
+	if len(c.args) != 2 {
+		return g.adminDo(r, "KEYS") // Redis answers the arity error
 	}
-	reply, err := g.adminDo(r, "KEYS", args...)
-	if err != nil {
-		return nil, err
+	pattern := c.args[1]
+	step := t.cfg.Limits.ScanCount
+	var walked int64
+	out := []any{}
+	for cursor := []byte("0"); ; {
+		if walked >= t.cfg.Limits.KeysBudget {
+			return limitError("keys_budget: use SCAN", t.cfg.Limits.KeysBudget), nil
+		}
+		reply, err := g.adminDo(r, "SCAN", cursor, "MATCH", pattern, "COUNT", step)
+		if err != nil {
+			return nil, err
+		}
+		v, ok := reply.([]any)
+		if !ok || len(v) != 2 {
+			return reply, nil // an error reply
+		}
+		keys, _ := v[1].([]any)
+		out = append(out, t.filter(keys)...)
+		walked += step
+		next, _ := v[0].([]byte)
+		if string(next) == "0" || next == nil {
+			return out, nil
+		}
+		cursor = next
 	}
-	if keys, ok := reply.([]any); ok {
-		return t.filter(keys), nil
-	}
-	return reply, nil
 }
 
 func (t *tenant) filter(keys []any) []any {
@@ -66,25 +96,11 @@ func (t *tenant) filter(keys []any) []any {
 	return out
 }
 
-// scanScriptSource is the link's scan step, webdis.ScanScript (copied, as
-// this package does not import webdis: webdis's tests start a gateway).
-// Tenants' users may not run SCAN (inside a script it would show every key
-// name), so the gateway runs this one script itself, filtered like SCAN.
-// TestScanScriptRecognised keeps the copy equal.
-const scanScriptSource = `
-local r = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', ARGV[3])
-local out = {r[1]}
-for _, k in ipairs(r[2]) do out[#out + 1] = k end
-return out
-`
-
-var scanScriptSHA = func() string {
-	s := sha1.Sum([]byte(scanScriptSource))
-	return hex.EncodeToString(s[:])
-}()
-
-// isScanScript: EVALSHA of the scan script's SHA1 or EVAL of its source,
-// with no keys and three arguments.
+// isScanScript: EVALSHA of the link's scan step (webdis.ScanScript, whose
+// SHA1 linkscripts.go holds) or EVAL of its source, with no keys and three
+// arguments. Tenants' users may not run SCAN (inside a script it would
+// show every key name), so the gateway runs this one script itself,
+// filtered like SCAN.
 func isScanScript(args [][]byte) bool {
 	if len(args) != 6 || string(args[2]) != "0" {
 		return false
@@ -93,14 +109,19 @@ func isScanScript(args [][]byte) bool {
 	case equalFold(args[0], "EVALSHA"):
 		return strings.EqualFold(string(args[1]), scanScriptSHA)
 	case equalFold(args[0], "EVAL"):
-		return bytes.Equal(args[1], []byte(scanScriptSource))
+		sum := sha1.Sum(args[1])
+		return hex.EncodeToString(sum[:]) == scanScriptSHA
 	}
 	return false
 }
 
 func (g *Gateway) scanScript(r *http.Request, t *tenant, c *command) (any, error) {
 	a := c.args[3:]
-	reply, err := g.adminDo(r, "SCAN", a[0], "MATCH", a[1], "COUNT", a[2])
+	count := a[2]
+	if n, err := strconv.ParseInt(string(count), 10, 64); err == nil && n > t.cfg.Limits.ScanCount {
+		count = strconv.AppendInt(nil, t.cfg.Limits.ScanCount, 10)
+	}
+	reply, err := g.adminDo(r, "SCAN", a[0], "MATCH", a[1], "COUNT", count)
 	if err != nil {
 		return nil, err
 	}

@@ -29,6 +29,8 @@ type tenant struct {
 
 	pool  *redis.Pool
 	slots chan struct{} // requests in flight
+	// cmds and bytes are its rates (throttle.go).
+	cmds, bytes *bucket
 	// retired is done once the tenant is removed or changed: its streams
 	// end (Redis ends those of its user; this ends those on the gateway's
 	// connection).
@@ -41,9 +43,11 @@ type tenant struct {
 }
 
 func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
+	c.Limits = c.Limits.WithDefaults(g.cfg.Limits)
 	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
 		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
 	t.derive()
+	t.cmds, t.bytes = newBucket(c.Limits.CommandsPerSecond), newBucket(c.Limits.BytesPerSecond)
 	t.retired, t.retire = context.WithCancel(context.Background())
 	t.pool = &redis.Pool{
 		Dial:        func() (redis.Conn, error) { return t.dial(commandTimeout) },

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -49,7 +50,9 @@ func GatewayConfig(c *Certs, listen, redisAddr string, opts Options) (*config.Ga
 		HeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		UserPrefix: config.DefaultGatewayUserPrefix, Disabled: opts.Disabled,
 		KeyspaceEvents: config.DefaultGatewayKeyspaceEvents,
-		Tenants:        append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
+		Limits:         config.DefaultLimits, MaxConnections: config.DefaultGatewayMaxConnections,
+		MaxBodyMemory: config.DefaultGatewayMaxBodyMemory, BodyTimeout: config.DefaultGatewayBodyTimeout,
+		Tenants: append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
 	}
 	return cfg, nil
 }
@@ -210,8 +213,22 @@ func GatewayTOML(cfg *config.Gateway) string {
 	fmt.Fprintf(&b, "header_timeout = %s\nidle_timeout = %s\nuser_prefix = %s\nkeyspace_events = %s\ndisabled = %s\n",
 		q(cfg.HeaderTimeout.String()), q(cfg.IdleTimeout.String()), q(cfg.UserPrefix), q(cfg.KeyspaceEvents), list(cfg.Disabled))
 	for _, t := range cfg.Tenants {
-		fmt.Fprintf(&b, "\n[[tenant]]\nname = %s\nclient = %s\nnamespaces = %s\nread = %s\n",
-			q(t.Name), q(t.Client), list(t.Namespaces), list(t.Read))
+		fmt.Fprintf(&b, "\n[[tenant]]\nname = %s\nclient = %s\nnamespaces = %s\nread = %s\neval = %t\n",
+			q(t.Name), q(t.Client), list(t.Namespaces), list(t.Read), t.Eval)
 	}
 	return b.String()
+}
+
+// SetGatewayEval grants the default tenant of a FrontGateway hub its own
+// read-only scripts (eval = true), or withdraws them, as a reload would.
+func (h *Hub) SetGatewayEval(on bool) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	cfg := *h.gw.cfg
+	cfg.Tenants = slices.Clone(cfg.Tenants)
+	cfg.Tenants[0].Eval = on
+	h.gw.cfg = &cfg
+	if h.Gateway != nil {
+		h.Gateway.Apply(context.Background(), &cfg)
+	}
 }
