@@ -23,7 +23,7 @@ import (
 // stop), without waiting for it to be live.
 func runShared(t testing.TB, hubs *link.Hubs, cfg config.Link) (*link.Link, func()) {
 	t.Helper()
-	l, err := hubs.New(cfg, testLogger(t))
+	l, err := hubs.New(ownState(t, cfg), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

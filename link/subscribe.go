@@ -3,6 +3,7 @@ package link
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ func (l *Link) subscribeLocal(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		l.streamBroken(LocalSide)
 		l.fail(err, "local events")
 		l.setState(Degraded)
 		if !sleepCtx(ctx, bo.next()) {
@@ -58,6 +60,14 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
 		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
 	}
+	// The canary key lives outside the namespace; its pattern goes on this
+	// same connection, so that its events prove this connection
+	// (health.go). A command of its own: an ACL refusing its channel must
+	// not refuse the namespace's.
+	if err := psc.PSubscribe(append([]byte(channel), store.GlobEscape(l.canary)...)); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	}
+	replies := 0 // of the two PSUBSCRIBEs: the namespace's, then the canary's
 	// A dead connection is found by pings answered (as Pong) on the same
 	// stream; redigo allows one writer beside the reader.
 	pinger := time.NewTicker(pingEvery)
@@ -84,6 +94,15 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	subscribed := false
 	for {
 		kind, ch, err := receiveEvent(conn, 3*pingEvery)
+		var refusal redis.Error
+		if errors.As(err, &refusal) && replies < 2 {
+			replies++
+			if replies == 1 {
+				return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+			}
+			l.canaryRefused(LocalSide, err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%s: events: %w", l.local.Name, err)
 		}
@@ -93,10 +112,12 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 				continue
 			}
 			key := ch[len(channel):]
+			if bytes.Equal(key, l.canary) {
+				l.canarySeen(LocalSide)
+				continue
+			}
 			if store.IsStaging(l.local.Prefix, key) {
-				if bytes.Equal(key, l.canary) {
-					l.canarySeen(LocalSide)
-				} else if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
+				if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
 					l.echoes[LocalSide].release(t)
 				}
 				continue
@@ -108,8 +129,10 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			}
 			l.dirty.Add(key, changedLocal)
 		case "psubscribe":
+			replies++
 			if !subscribed {
 				subscribed = true
+				l.streamMade(LocalSide)
 				l.echoes[LocalSide].reset() // marks sent before are lost
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
@@ -156,15 +179,19 @@ func receiveEvent(c redis.Conn, timeout time.Duration) (kind string, channel []b
 }
 
 // keepaliveMark follows the namespace in the channel the link publishes to
-// itself on the remote, so that its event stream is never idle (proxies
-// close idle streams) and a dead stream is noticed. It is not a key.
+// itself on the remote when its event stream has been idle for
+// keepaliveEvery, so that the stream is never idle for long (proxies close
+// idle streams) and a dead stream is noticed. It is a message on a channel
+// of the namespace's pattern (Webdis takes one pattern per stream), never a
+// key: the only thing a subscriber of the namespace sees from an idle link.
 var keepaliveMark = []byte("\x00redisrepl-keepalive")
 
-const keepaliveEvery = 5 * time.Second
+const keepaliveEvery = 3 * time.Second
 
 // streamStallAfter: a remote stream silent this long (no keepalive, no
-// canary, no event) is taken for dead and reconnected.
-const streamStallAfter = 12 * time.Second
+// event) is taken for dead and reconnected: with keepaliveEvery, a dead
+// stream is noticed within about 10 s.
+const streamStallAfter = 8 * time.Second
 
 // subscribeRemote reads the remote keyspace events of the namespace into the
 // dirty set (direction both), reconnecting with backoff. Every
@@ -205,10 +232,10 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	last.Store(time.Now().UnixNano())
 	stalled := make(chan struct{})
 	// The keepalive publishes to the link's own channel, so that the stream
-	// is never idle (proxies close idle streams), unless a canary's event
-	// came within keepaliveEvery: it keeps the stream busy already. Each
-	// PUBLISH has a deadline, and the stall check runs apart from it: a hung
-	// hub must not hide a hung stream.
+	// is never idle (proxies close idle streams), unless a message came
+	// within keepaliveEvery: the stream is busy already. Each PUBLISH has a
+	// deadline, and the stall check runs apart from it: a hung hub must not
+	// hide a hung stream.
 	go func() {
 		t := time.NewTicker(keepaliveEvery)
 		defer t.Stop()
@@ -218,8 +245,8 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 				return
 			case <-t.C:
 			}
-			if l.provedWithin(RemoteSide, keepaliveEvery) {
-				continue // the canary's events keep the stream busy
+			if time.Since(time.Unix(0, last.Load())) < keepaliveEvery {
+				continue // the stream is busy
 			}
 			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
 			_, _ = l.client.Do(pctx, []byte("PUBLISH"), keepalive, []byte("1"))
@@ -243,6 +270,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 	}()
 	err := l.client.Subscribe(ctx, pattern, func() {
+		l.streamMade(RemoteSide)
 		bo.reset()
 		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
@@ -254,9 +282,7 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 		key := ch[len(channel):]
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
-			if bytes.Equal(key, l.canary) {
-				l.canarySeen(RemoteSide)
-			} else if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
+			if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
 				l.echoes[RemoteSide].release(t)
 			}
 			return
@@ -268,6 +294,9 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 		l.dirty.Add(key, changedRemote)
 	})
+	if ctx.Err() == nil || isClosed(stalled) {
+		l.streamBroken(RemoteSide)
+	}
 	select {
 	case <-stalled:
 		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
@@ -277,4 +306,13 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
 	}
 	return err
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }
