@@ -69,6 +69,7 @@ type sideHealth struct {
 	lastProof  time.Time // when events were last proved to flow
 	lapsed     bool      // events do not flow (the canary, or the notification setting)
 	streamDead bool      // the subscription is broken and being made again
+	canary     bool      // the subscription carries the canary's pattern
 	lapses     int64
 	down       bool // the side does not answer the probe
 	// Why events cannot be proved, "" if they can: the canary key or the
@@ -161,10 +162,13 @@ func (l *Link) streamBroken(s Side) {
 	h.mu.Unlock()
 }
 
-func (l *Link) streamMade(s Side) {
+func (l *Link) streamMade(s Side, withCanary bool) {
 	h := &l.health[s]
 	h.mu.Lock()
 	h.streamDead = false
+	if h.canary != withCanary {
+		h.canary, h.unseen = withCanary, time.Time{} // another proof from now on
+	}
 	h.mu.Unlock()
 }
 
@@ -203,13 +207,16 @@ func (l *Link) proveLoop(ctx context.Context, s Side, do store.Doer, prove func(
 
 // canaryLoop writes the local canary key and checks that its events come.
 func (l *Link) canaryLoop(ctx context.Context) {
-	l.proveLoop(ctx, LocalSide, l.local.Doer(), func(tick int) { l.canaryTick(ctx, tick) })
+	l.proveLoop(ctx, LocalSide, l.local.Doer(), func(tick int) { l.canaryTick(ctx, LocalSide, tick) })
 }
 
-// canaryTick checks that the event of the canary written last came, and
-// writes it again.
-func (l *Link) canaryTick(ctx context.Context, tick int) {
-	const s = LocalSide
+// canaryTick checks that the event of the canary written last on side s
+// came, and writes it again.
+func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
+	st, key := l.local, l.canary
+	if s == RemoteSide {
+		st, key = l.remote, l.hubCanary
+	}
 	h := &l.health[s]
 	h.mu.Lock()
 	refusedChannel := h.channelRefused != ""
@@ -235,7 +242,7 @@ func (l *Link) canaryTick(ctx context.Context, tick int) {
 		return // its event could not arrive: nothing to prove
 	}
 	wctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	_, err := l.local.Doer().Do(wctx, []byte("SET"), l.canary, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
+	_, err := st.Doer().Do(wctx, []byte("SET"), key, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
 	cancel()
 	h.mu.Lock()
 	switch {
@@ -268,12 +275,23 @@ func (l *Link) canaryRefused(s Side, err error) {
 	}
 }
 
-// remoteProofLoop proves the hub's events (direction both): its stream is
-// watched by subscribeRemote; here, every canaryEvery, the hub's
-// notification setting is read, and a setting without the classes the
-// link needs is a lapse.
+// remoteProofLoop proves the hub's events (direction both): by the hub's
+// canary where its stream carries the canary's pattern (behind the
+// gateway); else its stream is watched by subscribeRemote and here, every
+// canaryEvery, the hub's notification setting is read: a setting without
+// the classes the link needs is a lapse.
 func (l *Link) remoteProofLoop(ctx context.Context) {
-	l.proveLoop(ctx, RemoteSide, l.remote.Doer(), func(tick int) { l.settingTick(ctx, tick) })
+	l.proveLoop(ctx, RemoteSide, l.remote.Doer(), func(tick int) {
+		h := &l.health[RemoteSide]
+		h.mu.Lock()
+		canary := h.canary
+		h.mu.Unlock()
+		if canary {
+			l.canaryTick(ctx, RemoteSide, tick)
+		} else {
+			l.settingTick(ctx, tick)
+		}
+	})
 }
 
 // settingTick reads the hub's notification setting: a lapse if it lacks

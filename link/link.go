@@ -70,14 +70,19 @@ type Link struct {
 	Stats          Stats
 
 	resyncs      resyncInfo
-	retries      keyRetries       // keys that failed alone
-	health       [2]sideHealth    // by Side: events proved, probes answered
-	echoes       [2]*echoFilter   // by Side: events of marked writes not yet confirmed (direction both)
-	canary       []byte           // cfg.CanaryKey, outside every namespace (health.go)
-	reset        localReset       // a kept local reset (direction push)
-	savedChanges uint64           // synced.Changes() when the sync state was last saved
-	persistOff   bool             // the sync state files could be neither read nor moved aside: not saved
-	stateLock    *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
+	retries      keyRetries     // keys that failed alone
+	health       [2]sideHealth  // by Side: events proved, probes answered
+	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
+	reset        localReset     // a kept local reset (direction push)
+	savedChanges uint64         // synced.Changes() when the sync state was last saved
+	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
+
+	// The proof that events flow (health.go), outside every namespace.
+	canary        []byte      // cfg.CanaryKey, on the local side
+	hubCanary     []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
+	hubOnePattern atomic.Bool // the hub takes one pattern per stream (Webdis): no hub canary
+
+	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
 
 	errMu   sync.Mutex
 	lastErr string
@@ -119,6 +124,7 @@ func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 	}
 	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
 	l.canary = []byte(cfg.CanaryKey)
+	l.hubCanary = []byte(config.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
 	l.remote.OnFallback = l.reportFallback
 	l.state.Store(Starting)
 	return l, nil

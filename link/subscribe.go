@@ -132,7 +132,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			replies++
 			if !subscribed {
 				subscribed = true
-				l.streamMade(LocalSide)
+				l.streamMade(LocalSide, true)
 				l.echoes[LocalSide].reset() // marks sent before are lost
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
@@ -211,6 +211,11 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 	}
 }
 
+// readRemoteEvents reads one stream of the hub's events. The canary's
+// pattern goes on the stream beside the namespace's where the hub takes
+// several (the gateway); a hub that does not (Webdis: it breaks the
+// response) gets the namespace's alone, for the rest of the run, and is
+// proved by the keepalive and its notification setting (health.go).
 func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
 		if sideWide(err) && !refused(err) {
@@ -221,8 +226,34 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		// and go on.
 		l.fail(err, "enable remote notifications")
 	}
+	if l.hubOnePattern.Load() {
+		_, err := l.remoteStream(ctx, bo, false, nil)
+		return err
+	}
+	made, err := l.remoteStream(ctx, bo, true, nil)
+	if made || ctx.Err() != nil {
+		return err
+	}
+	l.log.Debug().Err(err).Msg("the hub did not take the canary's pattern beside the namespace's: subscribing to the namespace's alone")
+	_, err = l.remoteStream(ctx, bo, false, func() {
+		if !l.hubOnePattern.Swap(true) {
+			l.log.Info().Msg("the hub takes one pattern per stream (Webdis): its stream is proved by a keepalive while idle, its notifications by their setting")
+		}
+	})
+	return err
+}
+
+// remoteStream reads a stream of the hub's events until it ends: of the
+// namespace's pattern, and withCanary of the hub's canary key's too. It
+// says whether the stream was made (every pattern confirmed); onMade, if
+// not nil, is called when it is.
+func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool, onMade func()) (made bool, err error) {
 	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
 	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
+	patterns := [][]byte{pattern}
+	if withCanary {
+		patterns = append(patterns, append(append([]byte{}, channel...), store.GlobEscape(l.hubCanary)...))
+	}
 	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
 	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
 
@@ -237,7 +268,9 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	// deadline, and the stall check runs apart from it: a hung hub must not
 	// hide a hung stream.
 	go func() {
-		t := time.NewTicker(keepaliveEvery)
+		// Checked twice per keepaliveEvery: a stream is never idle much
+		// longer than keepaliveEvery, well within streamStallAfter.
+		t := time.NewTicker(keepaliveEvery / 2)
 		defer t.Stop()
 		for {
 			select {
@@ -269,8 +302,12 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			}
 		}
 	}()
-	err := l.client.Subscribe(ctx, pattern, func() {
-		l.streamMade(RemoteSide)
+	err = l.client.SubscribeAll(ctx, patterns, func() {
+		made = true
+		if onMade != nil {
+			onMade()
+		}
+		l.streamMade(RemoteSide, withCanary)
 		bo.reset()
 		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
@@ -281,6 +318,10 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			return
 		}
 		key := ch[len(channel):]
+		if bytes.Equal(key, l.hubCanary) {
+			l.canarySeen(RemoteSide)
+			return
+		}
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
 			if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
 				l.echoes[RemoteSide].release(t)
@@ -294,18 +335,18 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 		l.dirty.Add(key, changedRemote)
 	})
-	if ctx.Err() == nil || isClosed(stalled) {
+	if made && (ctx.Err() == nil || isClosed(stalled)) {
 		l.streamBroken(RemoteSide)
 	}
 	select {
 	case <-stalled:
-		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
+		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
 	default:
 	}
 	if err == nil && ctx.Err() == nil {
 		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
 	}
-	return err
+	return made, err
 }
 
 func isClosed(c chan struct{}) bool {
