@@ -300,7 +300,7 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 	const s = RemoteSide
 	h := &l.health[s]
 	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	flags, err := notifySetting(gctx, l.client)
+	flags, err := l.hubNotifySetting(gctx)
 	cancel()
 	switch {
 	case err != nil && refused(err):
@@ -337,6 +337,15 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 		h.mu.Unlock()
 		l.canarySeen(s)
 	}
+}
+
+// hubNotifySetting is the hub's notify-keyspace-events, read once for the
+// links of a shared hub (hubs.go).
+func (l *Link) hubNotifySetting(ctx context.Context) (string, error) {
+	if l.hub != nil {
+		return l.hub.notifySetting(ctx)
+	}
+	return notifySetting(ctx, l.client)
 }
 
 // dropLegacyCanary deletes the canary key older links wrote in the

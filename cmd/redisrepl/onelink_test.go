@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -116,10 +118,14 @@ func TestOneLinkSameNamespaceTwoStacks(t *testing.T) {
 	}
 }
 
-// runIn is run with the test's state directory (see start).
+// runIn is run with the test's state directory (see start), for at most
+// 20 s: a process still running then is stopped (exit status 0).
 func runIn(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(binary, args...)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binary, args...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
 	dir, _ := stateDirs.LoadOrStore(t, t.TempDir())
 	cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+dir.(string))
 	out, err := cmd.CombinedOutput()
