@@ -165,10 +165,8 @@ func (l *Link) streamBroken(s Side) {
 func (l *Link) streamMade(s Side, withCanary bool) {
 	h := &l.health[s]
 	h.mu.Lock()
-	h.streamDead = false
-	if h.canary != withCanary {
-		h.canary, h.unseen = withCanary, time.Time{} // another proof from now on
-	}
+	// A canary written before the stream was made proves nothing of it.
+	h.streamDead, h.canary, h.unseen = false, withCanary, time.Time{}
 	h.mu.Unlock()
 }
 
@@ -273,6 +271,15 @@ func (l *Link) canaryRefused(s Side, err error) {
 		l.log.Warn().Str("side", s.String()).Str("canary_key", fmt.Sprintf("%q", l.canary)).Err(err).
 			Msg("cannot prove that keyspace events flow (the canary's keyspace channel is refused); allow it to have lapses noticed")
 	}
+}
+
+// canaryAllowed records that the canary's channel is subscribed to on
+// side s (again).
+func (l *Link) canaryAllowed(s Side) {
+	h := &l.health[s]
+	h.mu.Lock()
+	h.channelRefused = ""
+	h.mu.Unlock()
 }
 
 // remoteProofLoop proves the hub's events (direction both): by the hub's

@@ -129,7 +129,9 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			}
 			l.dirty.Add(key, changedLocal)
 		case "psubscribe":
-			replies++
+			if replies++; replies == 2 {
+				l.canaryAllowed(LocalSide)
+			}
 			if !subscribed {
 				subscribed = true
 				l.streamMade(LocalSide, true)
