@@ -60,6 +60,7 @@ const (
 	MinMaxRequestBytes     = 64 * 1024
 	DefaultMaxDirtyKeys    = 1_000_000
 	DefaultMaxValueBytes   = 512 << 20
+	DefaultCanaryPrefix    = "redisrepl:canary:" // + the link's name
 )
 
 // Duration is a time.Duration written in TOML as a string such as "10m" or "30s".
@@ -113,6 +114,10 @@ type Link struct {
 	OnLocalReset   OnLocalReset
 	ResyncInterval Duration // 0 = no periodic resync
 	StateFile      string   // "" = the caller decides
+	// CanaryKey is the key the link writes now and then to prove that the
+	// local side's keyspace events flow (link/health.go): outside every
+	// namespace, DefaultCanaryPrefix + Name unless set.
+	CanaryKey string
 
 	Workers         int
 	BatchKeys       int
@@ -120,6 +125,11 @@ type Link struct {
 	MaxDirtyKeys    int
 	MaxValueBytes   int64
 }
+
+// HubCanaryPrefix is where, behind the gateway, the hub's canary keys of
+// the links of namespace ns live (webdis/gateway/canary.go): outside every
+// namespace, and the tenants of ns may write them.
+func HubCanaryPrefix(ns string) string { return DefaultCanaryPrefix + ns }
 
 // WithDefaults is l with every setting that has a default and is not set
 // (zero) given its default.
@@ -144,6 +154,9 @@ func (l Link) WithDefaults() Link {
 	set(&l.MaxDirtyKeys, DefaultMaxDirtyKeys)
 	if l.MaxValueBytes <= 0 {
 		l.MaxValueBytes = DefaultMaxValueBytes
+	}
+	if l.CanaryKey == "" && l.Name != "" {
+		l.CanaryKey = DefaultCanaryPrefix + l.Name
 	}
 	return l
 }

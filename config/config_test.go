@@ -156,7 +156,7 @@ func TestParseFull(t *testing.T) {
 		Namespace: "labA:", Remote: "https://hub.example.org/redis",
 		Cert: filepath.Join(dir, "lab.pem"), Key: filepath.Join(dir, "lab.key"), CA: filepath.Join(dir, "ca.pem"),
 		Direction: "both", Conflict: "local", OnLocalReset: "keep", ResyncInterval: Duration{10 * time.Minute},
-		Workers: 4, BatchKeys: 256, MaxRequestBytes: 900 * 1024, MaxDirtyKeys: 1_000_000, MaxValueBytes: 512 << 20,
+		CanaryKey: "redisrepl:canary:labA", Workers: 4, BatchKeys: 256, MaxRequestBytes: 900 * 1024, MaxDirtyKeys: 1_000_000, MaxValueBytes: 512 << 20,
 	}
 	if a != wantA {
 		t.Errorf("labA:\n got %#v\nwant %#v", fields(a), fields(wantA))
@@ -167,7 +167,7 @@ func TestParseFull(t *testing.T) {
 		Namespace: "labB:", Remote: "https://hub.example.org:8443/", RemoteDB: 2,
 		Cert: filepath.Join(dir, "labB.pem"), Key: filepath.Join(dir, "labB.key"), CA: filepath.Join(dir, "ca.pem"),
 		Direction: "push", Conflict: "remote", OnLocalReset: "restore", StateFile: filepath.Join(dir, "state/labB.json"),
-		Workers: 16, BatchKeys: 100, MaxRequestBytes: 65536, MaxDirtyKeys: 5000, MaxValueBytes: 1 << 20,
+		CanaryKey: "redisrepl:canary:labB", Workers: 16, BatchKeys: 100, MaxRequestBytes: 65536, MaxDirtyKeys: 5000, MaxValueBytes: 1 << 20,
 	}
 	if b != wantB {
 		t.Errorf("labB:\n got %#v\nwant %#v", fields(b), fields(wantB))
@@ -359,6 +359,13 @@ func TestErrors(t *testing.T) {
 		{"local not a pair", tlsLink + certs + "local_cert = \"lab.pem\"\nlocal_key = \"other.key\" # <-\n",
 			`: link "a": local_key: ` + filepath.Join(dir, "lab.pem") + ` and ` + filepath.Join(dir, "other.key") + ` do not load as a certificate and key pair`},
 		{"local_ca empty", tlsLink + certs + "local_ca = \"\" # <-\n", `: link "a": local_ca: must not be empty`},
+		{"canary_key in the namespace", link + certs + "canary_key = \"a:canary\" # <-\n",
+			`: link "a": canary_key: "a:canary" lies in its own namespace "a:": the canary key must be outside every replicated namespace`},
+		{"canary_key empty", link + certs + "canary_key = \"\" # <-\n", `: link "a": canary_key: must not be empty`},
+		{"default canary_key in another link's namespace", "[defaults]\n" + certs +
+			"[[link]]\nname = \"a\"\nlocal = \":6379\"\nnamespace = \"redisrepl:\"\nremote = \"https://hub/redis\"\ncanary_key = \"canary:a\"\n" +
+			"[[link]]\nname = \"b\" # <-\nlocal = \"127.0.0.1:6379\"\nnamespace = \"b:\"\nremote = \"https://hub/redis\"\n",
+			`: link "b": canary_key: "redisrepl:canary:b" lies in the namespace of link "a" (line 5) on the same local Redis "redisrepl:"`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg, err := Parse(path, []byte(tc.text))

@@ -200,11 +200,32 @@ func (p *parser) link(index int, t map[string]any, base draft) *draft {
 		}
 		d.LocalDB = d.dbField
 	}
+	d.Link = d.Link.WithDefaults() // the canary key's default needs the name
+	if d.Namespace != "" && strings.HasPrefix(d.CanaryKey, d.Namespace) {
+		p.canaryInside(&d, &d)
+	}
 	p.checkLocalTLS(&d)
 	if !d.disabled {
 		p.checkFiles(&d)
 	}
 	return &d
+}
+
+// canaryInside reports that the canary key of d lies in the namespace of
+// link in (maybe d itself): the canary must stay outside every replicated
+// namespace (docs/ARCHITECTURE.md, "Health").
+func (p *parser) canaryInside(d, in *draft) {
+	o, at := d.from["canary_key"], "canary_key"
+	if _, set := d.from["canary_key"]; !set {
+		o, at = d.from["name"], "name" // the default comes from the name
+	}
+	whose := "its own namespace"
+	if in != d {
+		whose = fmt.Sprintf("the namespace of link %q (line %d) on the same local Redis", in.Name, p.lines.line("link", in.self.index, ""))
+	}
+	p.add(o, "canary_key", p.lines.line(o.section, o.index, at),
+		fmt.Sprintf("%q lies in %s %q: the canary key must be outside every replicated namespace (set canary_key)",
+			d.CanaryKey, whose, in.Namespace))
 }
 
 // checkLocalTLS checks that local_ca, local_cert and local_key go with a
@@ -302,6 +323,13 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 				d.StateFile = s
 			}
 		}
+	case "canary_key":
+		if s, ok := p.str(o, key, v); ok {
+			if s == "" {
+				p.fail(o, key, "must not be empty")
+			}
+			d.CanaryKey = s
+		}
 	case "direction":
 		if s, ok := p.oneOf(o, key, v, string(Push), string(Both)); ok {
 			d.Direction = Direction(s)
@@ -344,7 +372,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 
 var linkKeys = []string{"name", "local", "db", "namespace", "remote", "remote_db", "cert", "key", "ca",
 	"local_ca", "local_cert", "local_key",
-	"direction", "conflict", "on_local_reset", "resync_interval", "state_file",
+	"direction", "conflict", "on_local_reset", "resync_interval", "state_file", "canary_key",
 	"workers", "batch_keys", "max_request_bytes", "max_dirty_keys", "max_value_bytes", "enabled"}
 
 func validName(s string) bool {
@@ -532,6 +560,12 @@ func (p *parser) crossCheck(ds []*draft) {
 				p.fail(b.from["name"], "name", "%q is already the name of the [[link]] at line %d",
 					b.Name, p.lines.line("link", a.self.index, ""))
 				break
+			}
+		}
+		for _, a := range ds {
+			if a != b && a.LocalAddr != "" && a.LocalAddr == b.LocalAddr && a.LocalDB == b.LocalDB &&
+				a.Namespace != "" && strings.HasPrefix(b.CanaryKey, a.Namespace) {
+				p.canaryInside(b, a)
 			}
 		}
 		for _, a := range ds[:j] {

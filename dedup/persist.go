@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
 )
 
 // The table is saved to a small file so that a link in direction "both"
@@ -153,4 +156,64 @@ func decode(data []byte) (map[string]slot, error) {
 		return nil, errDamaged
 	}
 	return m, nil
+}
+
+// StateLock holds a sync state (a state file, its journal and whatever else
+// is kept beside it) for one process: an exclusive flock on
+// <state file>.lock, which holds the pid of its holder. The kernel releases
+// it when the process ends, however it ends. The lock file is never
+// removed: removing it would let two processes lock two different files.
+type StateLock struct{ f *os.File }
+
+// HeldError says that another holder has the sync state.
+type HeldError struct {
+	State string // the state file
+	PID   int    // the holder's pid, 0 if unknown
+}
+
+func (e *HeldError) Error() string {
+	who := "another process"
+	if e.PID > 0 {
+		who = fmt.Sprintf("the process with pid %d", e.PID)
+	}
+	if e.PID == os.Getpid() {
+		who = "another link of this process"
+	}
+	return fmt.Sprintf("the sync state %s is in use by %s (lock %s.lock): each link of each process needs a state file of its own (state_file, or -state)",
+		e.State, who, e.State)
+}
+
+// LockState takes the lock of the sync state at path without waiting. A
+// state held by another holder (another process, or another LockState of
+// this one) is a *HeldError; any other error is the lock file's.
+func LockState(path string) (*StateLock, error) {
+	lock := path + ".lock"
+	if err := os.MkdirAll(filepath.Dir(lock), 0o700); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(lock, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		defer f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			b, _ := io.ReadAll(io.LimitReader(f, 32))
+			pid, _ := strconv.Atoi(strings.TrimSpace(string(b)))
+			return nil, &HeldError{State: path, PID: pid}
+		}
+		return nil, fmt.Errorf("lock %s: %w", lock, err)
+	}
+	if err := f.Truncate(0); err == nil {
+		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	}
+	return &StateLock{f: f}, nil
+}
+
+// Unlock releases the lock; nil does nothing.
+func (l *StateLock) Unlock() error {
+	if l == nil {
+		return nil
+	}
+	return l.f.Close() // closing the file releases its flock
 }

@@ -50,11 +50,13 @@ func benchCopyBatch(b *testing.B, dir config.Direction) {
 	cfg := config.Link{
 		Name: "bench", Local: hub.LocalAddr, LocalAddr: hub.LocalAddr, Namespace: "bench:",
 		Remote: hub.URL, Cert: hub.Cert, Key: hub.Key, CA: hub.CA, Direction: dir,
+		StateFile: b.TempDir() + "/bench.state",
 	}.WithDefaults()
 	l, err := New(cfg, zerolog.New(io.Discard).Level(zerolog.InfoLevel)) // as a service runs
 	if err != nil {
 		b.Fatal(err)
 	}
+	defer l.stateLock.Unlock()
 	defer l.pool.Close()
 	defer l.client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

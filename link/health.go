@@ -13,16 +13,23 @@ import (
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
-// Health (docs/ARCHITECTURE.md, "Health"): a link must never go silent.
+// Health (docs/ARCHITECTURE.md, "Health"): a link must never go silent,
+// and proves it without writing into the namespaces it replicates.
 //
-//   - Events are proved to flow, end to end: every canaryEvery the link
-//     writes a short-lived canary key (store.CanaryKey, never replicated) on
-//     each side it listens to, and expects its keyspace event back on its own
-//     subscription within canaryTimeout. This needs no CONFIG, and proves the
-//     notification setting, the pattern, the connection and, on the hub, the
-//     whole stream. When the proof fails the side has lapsed: notifications
-//     are enabled again where allowed, a resync is asked for (events were
-//     lost), and the lapse is reported (log, /status, /healthz, /metrics).
+//   - Local events are proved to flow, end to end: every canaryEvery the
+//     link writes a short-lived canary key (cfg.CanaryKey, outside every
+//     namespace) and expects its keyspace event within canaryTimeout on the
+//     same connection as the namespace's events (a second pattern of that
+//     connection: subscribe.go). This needs no CONFIG, and proves the
+//     notification setting, the connection and the subscription.
+//   - The hub's stream holds one pattern (Webdis subscribes one per
+//     stream), the namespace's: it is proved by what arrives on it, the
+//     keepalive published to it when it has been idle included
+//     (subscribe.go), and the hub's notification setting by reading it
+//     (CONFIG GET notify-keyspace-events) every canaryEvery.
+//   - When a proof fails the side has lapsed: notifications are enabled
+//     again where allowed, a resync is asked for (events were lost), and
+//     the lapse is reported (log, /status, /healthz, /metrics).
 //   - Each side is asked PING every probeEvery, with probeTimeout: a hung
 //     side (a stopped Webdis, nginx or Redis) is noticed within seconds, not
 //     when a request times out. When it answers again, a resync follows.
@@ -56,14 +63,19 @@ func (s Side) String() string {
 
 // sideHealth is what the link knows of one side's liveness.
 type sideHealth struct {
-	mu        sync.Mutex
-	listened  bool      // the link subscribes to this side's events
-	unseen    time.Time // a canary written and its event not seen yet; zero if none
-	lastProof time.Time // when a canary's event last arrived
-	lapsed    bool      // events do not flow
-	lapses    int64
-	down      bool   // the side does not answer the probe
-	unproven  string // why the canary cannot be written; "" if it can
+	mu         sync.Mutex
+	listened   bool      // the link subscribes to this side's events
+	unseen     time.Time // a canary written and its event not seen yet; zero if none
+	lastProof  time.Time // when events were last proved to flow
+	lapsed     bool      // events do not flow (the canary, or the notification setting)
+	streamDead bool      // the subscription is broken and being made again
+	canary     bool      // the subscription carries the canary's pattern
+	lapses     int64
+	down       bool // the side does not answer the probe
+	// Why events cannot be proved, "" if they can: the canary key or the
+	// notification setting cannot be written or read, or the canary's
+	// channel cannot be subscribed to.
+	unproven, channelRefused string
 }
 
 // SideStatus is what /status shows of one side.
@@ -76,12 +88,20 @@ type SideStatus struct {
 	Unproven      string    `json:"events_unproven,omitempty"`
 }
 
+// why is why events cannot be proved, "" if they can; h.mu is held.
+func (h *sideHealth) why() string {
+	if h.channelRefused != "" {
+		return h.channelRefused
+	}
+	return h.unproven
+}
+
 func (h *sideHealth) status(s Side) SideStatus {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	st := SideStatus{Side: s.String(), Answering: !h.down, LastProof: h.lastProof, Lapses: h.lapses, Unproven: h.unproven}
-	if h.listened && h.unproven == "" {
-		ok := !h.lapsed
+	st := SideStatus{Side: s.String(), Answering: !h.down, LastProof: h.lastProof, Lapses: h.lapses, Unproven: h.why()}
+	if h.listened && (st.Unproven == "" || h.streamDead) {
+		ok := !h.lapsed && !h.streamDead
 		st.EventsFlowing = &ok
 	}
 	return st
@@ -96,7 +116,7 @@ func (l *Link) healthy() bool {
 	for i := range l.health {
 		h := &l.health[i]
 		h.mu.Lock()
-		bad := h.lapsed || h.down
+		bad := h.lapsed || h.down || h.streamDead
 		h.mu.Unlock()
 		if bad {
 			return false
@@ -114,7 +134,8 @@ func (l *Link) setLive() {
 	}
 }
 
-// canarySeen is called by a subscriber when the canary's event arrives.
+// canarySeen is called when side s's events are proved to flow: the
+// canary's event arrived, or the hub's notification setting reads right.
 func (l *Link) canarySeen(s Side) {
 	h := &l.health[s]
 	h.mu.Lock()
@@ -128,6 +149,27 @@ func (l *Link) canarySeen(s Side) {
 	}
 }
 
+// streamBroken marks side s's subscription broken (a lapse: events are
+// lost until it is made again); streamMade marks it made again.
+func (l *Link) streamBroken(s Side) {
+	h := &l.health[s]
+	h.mu.Lock()
+	if !h.streamDead && h.listened {
+		h.streamDead = true
+		h.lapses++
+		l.Stats.EventLapses.Add(1)
+	}
+	h.mu.Unlock()
+}
+
+func (l *Link) streamMade(s Side, withCanary bool) {
+	h := &l.health[s]
+	h.mu.Lock()
+	// A canary written before the stream was made proves nothing of it.
+	h.streamDead, h.canary, h.unseen = false, withCanary, time.Time{}
+	h.mu.Unlock()
+}
+
 // provedWithin says whether a canary's event of side s arrived within d:
 // its subscription delivers.
 func (l *Link) provedWithin(s Side, d time.Duration) bool {
@@ -137,67 +179,205 @@ func (l *Link) provedWithin(s Side, d time.Duration) bool {
 	return !h.lastProof.IsZero() && time.Since(h.lastProof) < d
 }
 
-// canaryLoop writes the canary on side s and checks that its events come.
-func (l *Link) canaryLoop(ctx context.Context, s Side) {
+// proveLoop marks side s listened to and calls prove every canaryEvery
+// (its tick counted from 1) until ctx is done, after deleting the canary
+// key an older link left in the namespace there.
+func (l *Link) proveLoop(ctx context.Context, s Side, do store.Doer, prove func(tick int)) {
 	h := &l.health[s]
 	h.mu.Lock()
 	h.listened = true
 	h.mu.Unlock()
-	st, key := l.local, store.CanaryKey(l.local.Prefix)
-	if s == RemoteSide {
-		st = l.remote
-	}
 	t := time.NewTicker(canaryEvery)
 	defer t.Stop()
+	legacyGone := false
 	for tick := 1; ; tick++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		h.mu.Lock()
-		overdue := !h.unseen.IsZero() && time.Since(h.unseen) > canaryTimeout && !h.lapsed && !h.down
-		if overdue {
-			h.lapsed = true
-			h.lapses++
+		if !legacyGone {
+			legacyGone = l.dropLegacyCanary(ctx, s, do)
 		}
-		stillLapsed := h.lapsed && !overdue
-		since := h.unseen
-		h.mu.Unlock()
-		switch {
-		case overdue:
-			l.lapsed(ctx, s, since)
-		case stillLapsed && tick%lapsedRetryTicks == 0:
-			// Without events, only resyncs bring changes over: one every
-			// lapsedRetryTicks canaries, and another try at enabling them.
-			_ = l.enableNotifications(ctx, s)
-			l.requestResync(false)
-		}
-		wctx, cancel := context.WithTimeout(ctx, probeTimeout)
-		_, err := st.Doer().Do(wctx, []byte("SET"), key, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
-		cancel()
-		h.mu.Lock()
-		switch {
-		case err == nil:
-			l.Stats.CanaryWrites[s].Add(1)
-			h.unproven = ""
-			if h.unseen.IsZero() {
-				h.unseen = time.Now()
-			}
-		case refused(err) && h.unproven == "":
-			h.unproven = "the canary key cannot be written: " + err.Error()
-			l.log.Warn().Str("side", s.String()).Err(err).
-				Msg("cannot prove that keyspace events flow (the canary key is refused); allow SET on the namespace to have lapses noticed")
-		}
-		h.mu.Unlock()
+		prove(tick)
 	}
 }
 
-// lapsed handles a side whose canary event did not come.
-func (l *Link) lapsed(ctx context.Context, s Side, since time.Time) {
+// canaryLoop writes the local canary key and checks that its events come.
+func (l *Link) canaryLoop(ctx context.Context) {
+	l.proveLoop(ctx, LocalSide, l.local.Doer(), func(tick int) { l.canaryTick(ctx, LocalSide, tick) })
+}
+
+// canaryTick checks that the event of the canary written last on side s
+// came, and writes it again.
+func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
+	st, key := l.local, l.canary
+	if s == RemoteSide {
+		st, key = l.remote, l.hubCanary
+	}
+	h := &l.health[s]
+	h.mu.Lock()
+	refusedChannel := h.channelRefused != ""
+	overdue := !refusedChannel && !h.unseen.IsZero() && time.Since(h.unseen) > canaryTimeout && !h.lapsed && !h.down
+	if overdue {
+		h.lapsed = true
+		h.lapses++
+	}
+	stillLapsed := h.lapsed && !overdue
+	since := h.unseen
+	h.mu.Unlock()
+	switch {
+	case overdue:
+		l.lapsed(ctx, s, fmt.Errorf("%s: no keyspace event for the canary written %v ago: notifications are off there, or the subscription is dead; events are being lost",
+			s, time.Since(since).Round(time.Millisecond)))
+	case stillLapsed && tick%lapsedRetryTicks == 0:
+		// Without events, only resyncs bring changes over: one every
+		// lapsedRetryTicks canaries, and another try at enabling them.
+		_ = l.enableNotifications(ctx, s)
+		l.requestResync(false)
+	}
+	if refusedChannel {
+		return // its event could not arrive: nothing to prove
+	}
+	wctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	_, err := st.Doer().Do(wctx, []byte("SET"), key, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
+	cancel()
+	h.mu.Lock()
+	switch {
+	case err == nil:
+		l.Stats.CanaryWrites[s].Add(1)
+		h.unproven = ""
+		if h.unseen.IsZero() {
+			h.unseen = time.Now()
+		}
+	case refused(err) && h.unproven == "":
+		h.unproven = "the canary key cannot be written: " + err.Error()
+		l.log.Warn().Str("side", s.String()).Str("canary_key", fmt.Sprintf("%q", l.canary)).Err(err).
+			Msg("cannot prove that keyspace events flow (the canary key is refused); allow SET on canary_key to have lapses noticed")
+	}
+	h.mu.Unlock()
+}
+
+// canaryRefused records that the canary's channel cannot be subscribed to
+// on side s (an ACL without it): its events cannot be proved.
+func (l *Link) canaryRefused(s Side, err error) {
+	h := &l.health[s]
+	h.mu.Lock()
+	first := h.channelRefused == ""
+	h.channelRefused = "the canary key's channel cannot be subscribed to: " + err.Error()
+	h.unseen = time.Time{}
+	h.mu.Unlock()
+	if first {
+		l.log.Warn().Str("side", s.String()).Str("canary_key", fmt.Sprintf("%q", l.canary)).Err(err).
+			Msg("cannot prove that keyspace events flow (the canary's keyspace channel is refused); allow it to have lapses noticed")
+	}
+}
+
+// canaryAllowed records that the canary's channel is subscribed to on
+// side s (again).
+func (l *Link) canaryAllowed(s Side) {
+	h := &l.health[s]
+	h.mu.Lock()
+	h.channelRefused = ""
+	h.mu.Unlock()
+}
+
+// remoteProofLoop proves the hub's events (direction both): by the hub's
+// canary where its stream carries the canary's pattern (behind the
+// gateway); else its stream is watched by subscribeRemote and here, every
+// canaryEvery, the hub's notification setting is read: a setting without
+// the classes the link needs is a lapse.
+func (l *Link) remoteProofLoop(ctx context.Context) {
+	l.proveLoop(ctx, RemoteSide, l.remote.Doer(), func(tick int) {
+		h := &l.health[RemoteSide]
+		h.mu.Lock()
+		canary := h.canary
+		h.mu.Unlock()
+		if canary {
+			l.canaryTick(ctx, RemoteSide, tick)
+		} else {
+			l.settingTick(ctx, tick)
+		}
+	})
+}
+
+// settingTick reads the hub's notification setting: a lapse if it lacks
+// what the link needs, a proof if not.
+func (l *Link) settingTick(ctx context.Context, tick int) {
+	const s = RemoteSide
+	h := &l.health[s]
+	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	flags, err := l.hubNotifySetting(gctx)
+	cancel()
+	switch {
+	case err != nil && refused(err):
+		h.mu.Lock()
+		first := h.unproven == ""
+		h.unproven = "the hub's notify-keyspace-events cannot be read: " + err.Error()
+		h.mu.Unlock()
+		if first {
+			l.log.Warn().Str("side", s.String()).Err(err).
+				Msg("cannot check the hub's keyspace notifications (CONFIG GET notify-keyspace-events is refused): a lapse of them goes unnoticed; allow it")
+		}
+	case err != nil:
+		// Not answering: the probe reports it.
+	case mergeFlags(flags, notifyFlags) != flags:
+		h.mu.Lock()
+		h.unproven = ""
+		first := !h.lapsed && !h.down
+		if first {
+			h.lapsed = true
+			h.lapses++
+		}
+		h.mu.Unlock()
+		switch {
+		case first:
+			l.lapsed(ctx, s, fmt.Errorf("%s: no keyspace event is published there: notify-keyspace-events is %q, without %s; events are being lost",
+				s, flags, notifyFlags))
+		case tick%lapsedRetryTicks == 0:
+			_ = l.enableNotifications(ctx, s)
+			l.requestResync(false)
+		}
+	default:
+		h.mu.Lock()
+		h.unproven = ""
+		h.mu.Unlock()
+		l.canarySeen(s)
+	}
+}
+
+// hubNotifySetting is the hub's notify-keyspace-events, read once for the
+// links of a shared hub (hubs.go).
+func (l *Link) hubNotifySetting(ctx context.Context) (string, error) {
+	if l.hub != nil {
+		return l.hub.notifySetting(ctx)
+	}
+	return notifySetting(ctx, l.client)
+}
+
+// dropLegacyCanary deletes the canary key older links wrote in the
+// namespace of side s (store.LegacyCanaryKey), if it is there, and says
+// whether that is done.
+func (l *Link) dropLegacyCanary(ctx context.Context, s Side, do store.Doer) bool {
+	key := store.LegacyCanaryKey(l.local.Prefix)
+	dctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	n, err := redis.Int(do.Do(dctx, []byte("EXISTS"), key))
+	if err != nil || n == 0 {
+		return err == nil || refused(err)
+	}
+	if _, err := do.Do(dctx, []byte("DEL"), key); err != nil {
+		return refused(err)
+	}
+	l.log.Info().Str("side", s.String()).Msg("deleted the canary key an older redisrepl left in the namespace")
+	return true
+}
+
+// lapsed handles a side whose events were found not to flow, for the
+// reason err.
+func (l *Link) lapsed(ctx context.Context, s Side, err error) {
 	l.Stats.EventLapses.Add(1)
-	l.fail(fmt.Errorf("%s: no keyspace event for the canary written %v ago: notifications are off there, or the subscription is dead; events are being lost",
-		s, time.Since(since).Round(time.Millisecond)), "events")
+	l.fail(err, "events")
 	l.setState(Degraded)
 	if err := l.enableNotifications(ctx, s); err != nil {
 		l.fail(err, "enable notifications")

@@ -95,6 +95,12 @@ func TestNotificationsResetNoticed(t *testing.T) {
 				return l.Stats.EventLapses.Load() >= 1 && strings.Contains(l.LastError(), "no keyspace event")
 			})
 			noticed := time.Since(reset)
+			lapsedSide := map[bool]string{true: "remote", false: "local"}[dir == config.Both]
+			for _, sd := range l.Status().Sides {
+				if got := sd.Lapses > 0; got != (sd.Side == lapsedSide) {
+					t.Errorf("/status says side %s lapsed %d times; the %s side's notifications were reset", sd.Side, sd.Lapses, lapsedSide)
+				}
+			}
 			for i := range 100 {
 				do(t, src, "SET", fmt.Sprintf("n:%d", i), i)
 			}
@@ -193,4 +199,29 @@ func TestNotificationsOffConfigRefused(t *testing.T) {
 	if l.State() == link.Live {
 		t.Error("the link says live while its events do not flow")
 	}
+}
+
+// A local ACL user granted its namespace and its keyspace channel but not
+// the canary key (outside the namespace) nor its channel: the link
+// replicates, says that its events cannot be proved and why, and counts no
+// lapse for it.
+func TestLocalUserWithoutCanaryKey(t *testing.T) {
+	hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
+	local, _ := conns(t, hub)
+	do(t, local, "ACL", "SETUSER", "repl", "on", ">secret", "~u:*", "&__keyspace@0__:u:*", "+@all", "-@dangerous", "+config", "+info")
+	cfg := linkConfig(hub, "u:")
+	cfg.LocalUser, cfg.LocalPassword = "repl", "secret"
+	l := runLink(t, cfg)
+	waitFor(t, 15*time.Second, "the link live", func() bool { return l.State() == link.Live })
+	do(t, local, "SET", "u:k", "v")
+	waitEqual(t, hub, "u:", 15*time.Second)
+	waitFor(t, 10*time.Second, "unproven events reported", func() bool {
+		sd := l.Status().Sides[0]
+		return sd.EventsFlowing == nil && strings.Contains(sd.Unproven, "canary")
+	})
+	time.Sleep(6 * time.Second) // past a canary's timeout
+	if sd := l.Status().Sides[0]; sd.Lapses != 0 || l.State() != link.Live {
+		t.Errorf("a canary that cannot be proved counted as a lapse: %+v, state %s, last error %s", sd, l.State(), l.LastError())
+	}
+	t.Logf("local side: %s", l.Status().Sides[0].Unproven)
 }

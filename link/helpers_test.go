@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -66,7 +67,7 @@ func startStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 
 func runStoppable(t testing.TB, cfg config.Link) (*link.Link, func()) {
 	t.Helper()
-	l, err := link.New(cfg, testLogger(t))
+	l, err := link.New(ownState(t, cfg), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,6 +96,16 @@ func runBuilt(t testing.TB, l *link.Link) func() {
 	}
 }
 
+// ownState gives cfg a state file of the test's own, unless it has one:
+// a sync state is locked by the link holding it (dedup.LockState), and
+// tests run side by side, in this process and in others.
+func ownState(t testing.TB, cfg config.Link) config.Link {
+	if cfg.StateFile == "" {
+		cfg.StateFile = filepath.Join(t.TempDir(), cfg.Name+".state")
+	}
+	return cfg
+}
+
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
 	webdistest.WaitFor(t, d, what, cond)
@@ -114,8 +125,7 @@ func do(t testing.TB, c redis.Conn, cmd string, args ...any) any {
 	return v
 }
 
-// countKeys is the number of keys of c matching the glob pattern (a link's
-// canary key is left out by the patterns the tests use).
+// countKeys is the number of keys of c matching the glob pattern.
 func countKeys(c redis.Conn, pattern string) int {
 	n, _ := redis.Int(c.Do("EVAL", "return #redis.call('KEYS', ARGV[1])", 0, pattern))
 	return n

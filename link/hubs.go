@@ -81,6 +81,13 @@ type hub struct {
 
 	flush flushProbe // of the links running on it
 
+	// The hub's notify-keyspace-events, read for the links that prove the
+	// hub by it (health.go), at most once per canaryEvery/2 for all.
+	settingMu  sync.Mutex
+	setting    string
+	settingErr error
+	settingAt  time.Time
+
 	// batches bounds the batches read and not yet written by all the
 	// links of the hub: two per connection, so that every connection has
 	// the next batch ready (a worker's pipeline), and memory is bounded by
@@ -292,6 +299,18 @@ func (h *hub) readRunID(ctx context.Context) {
 	h.runMu.Lock()
 	h.runID, h.runEr = id, err
 	h.runMu.Unlock()
+}
+
+// notifySetting is the hub's notify-keyspace-events, read now or within
+// the last canaryEvery/2 by one of its links.
+func (h *hub) notifySetting(ctx context.Context) (string, error) {
+	h.settingMu.Lock()
+	defer h.settingMu.Unlock()
+	if time.Since(h.settingAt) >= canaryEvery/2 {
+		h.setting, h.settingErr = notifySetting(ctx, h.client)
+		h.settingAt = time.Now()
+	}
+	return h.setting, h.settingErr
 }
 
 // lastRunID is the run_id the hub's watch read last.

@@ -23,7 +23,7 @@ import (
 // stop), without waiting for it to be live.
 func runShared(t testing.TB, hubs *link.Hubs, cfg config.Link) (*link.Link, func()) {
 	t.Helper()
-	l, err := hubs.New(cfg, testLogger(t))
+	l, err := hubs.New(ownState(t, cfg), testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -40,7 +40,7 @@ func sharedLinks(t testing.TB, hubs *link.Hubs, hub *webdistest.Hub, prefix stri
 	var stops []func()
 	for i := range n {
 		cfg := linkConfig(hub, fmt.Sprintf("%s%d:", prefix, i))
-		cfg.Name = fmt.Sprintf("%s%d", prefix, i)
+		cfg.Name, cfg.CanaryKey = fmt.Sprintf("%s%d", prefix, i), "" // the canary key follows the name
 		cfg.Direction, cfg.StateFile = dir, filepath.Join(t.TempDir(), cfg.Name+".state")
 		l, stop := runShared(t, hubs, cfg)
 		ls, stops = append(ls, l), append(stops, stop)

@@ -21,6 +21,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,10 +73,16 @@ type Link struct {
 	retries      keyRetries     // keys that failed alone
 	health       [2]sideHealth  // by Side: events proved, probes answered
 	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
-	canary       []byte         // store.CanaryKey of the namespace
 	reset        localReset     // a kept local reset (direction push)
 	savedChanges uint64         // synced.Changes() when the sync state was last saved
 	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
+
+	// The proof that events flow (health.go), outside every namespace.
+	canary        []byte      // cfg.CanaryKey, on the local side
+	hubCanary     []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
+	hubOnePattern atomic.Bool // the hub takes one pattern per stream (Webdis): no hub canary
+
+	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
 
 	errMu   sync.Mutex
 	lastErr string
@@ -94,6 +101,9 @@ func New(cfg config.Link, log zerolog.Logger) (*Link, error) { return newLink(cf
 
 func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 	cfg = cfg.WithDefaults()
+	if strings.HasPrefix(cfg.CanaryKey, cfg.Namespace) {
+		return nil, fmt.Errorf("link %q: canary key %q lies in the namespace %q: it must be outside every replicated namespace", cfg.Name, cfg.CanaryKey, cfg.Namespace)
+	}
 	l := &Link{
 		cfg:          cfg,
 		log:          log.With().Str("link", cfg.Name).Logger(),
@@ -104,12 +114,17 @@ func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 		flushSuspect: make(chan struct{}, 1),
 		echoes:       [2]*echoFilter{newEchoFilter(), newEchoFilter()},
 	}
+	if err := l.lockState(); err != nil {
+		return nil, err
+	}
 	sides, err := l.openSides(hubs)
 	if err != nil {
+		l.stateLock.Unlock()
 		return nil, err
 	}
 	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
-	l.canary = store.CanaryKey(l.local.Prefix)
+	l.canary = []byte(cfg.CanaryKey)
+	l.hubCanary = []byte(config.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
 	l.remote.OnFallback = l.reportFallback
 	l.state.Store(Starting)
 	return l, nil
@@ -193,6 +208,7 @@ func (l *Link) Resync() { l.requestResync(false) }
 // (up to shutdownGrace) and returns nil. It returns an error only when the
 // link cannot run at all.
 func (l *Link) Run(ctx context.Context) error {
+	defer l.stateLock.Unlock()
 	defer l.closeClient()
 	defer l.pool.Close()
 	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
@@ -222,11 +238,11 @@ func (l *Link) Run(ctx context.Context) error {
 	}
 	run(func() { l.resyncLoop(ctx) })
 	run(func() { l.watchRemote(ctx) })
-	run(func() { l.canaryLoop(ctx, LocalSide) })
+	run(func() { l.canaryLoop(ctx) })
 	run(func() { l.probeLoop(ctx, LocalSide) })
 	run(func() { l.probeLoop(ctx, RemoteSide) })
 	if l.both() {
-		run(func() { l.canaryLoop(ctx, RemoteSide) })
+		run(func() { l.remoteProofLoop(ctx) })
 	}
 	for range l.cfg.Workers {
 		run(func() { l.worker(ctx, opCtx) })

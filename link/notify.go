@@ -19,15 +19,10 @@ const notifyFlags = "KA"
 // events: it adds the classes a link needs to notify-keyspace-events,
 // keeping the ones already set.
 func EnableNotifications(ctx context.Context, do store.Doer, side string) error {
-	v, err := do.Do(ctx, []byte("CONFIG"), []byte("GET"), []byte("notify-keyspace-events"))
+	current, err := notifySetting(ctx, do)
 	if err != nil {
 		return &notifyError{side: side, err: err}
 	}
-	vs, err := redis.Strings(v, nil)
-	if err != nil || len(vs) != 2 {
-		return &notifyError{side: side, err: fmt.Errorf("unexpected CONFIG GET reply")}
-	}
-	current := vs[1]
 	want := mergeFlags(current, notifyFlags)
 	if want == current {
 		return nil
@@ -36,6 +31,20 @@ func EnableNotifications(ctx context.Context, do store.Doer, side string) error 
 		return &notifyError{side: side, err: err}
 	}
 	return nil
+}
+
+// notifySetting is the value of notify-keyspace-events of the Redis behind
+// do.
+func notifySetting(ctx context.Context, do store.Doer) (string, error) {
+	v, err := do.Do(ctx, []byte("CONFIG"), []byte("GET"), []byte("notify-keyspace-events"))
+	if err != nil {
+		return "", err
+	}
+	vs, err := redis.Strings(v, nil)
+	if err != nil || len(vs) != 2 {
+		return "", fmt.Errorf("unexpected CONFIG GET reply %v", v)
+	}
+	return vs[1], nil
 }
 
 // mergeFlags adds to flags the classes of add that it lacks. 'A' stands for

@@ -3,6 +3,7 @@ package link
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"sync/atomic"
 	"time"
@@ -25,6 +26,7 @@ func (l *Link) subscribeLocal(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		l.streamBroken(LocalSide)
 		l.fail(err, "local events")
 		l.setState(Degraded)
 		if !sleepCtx(ctx, bo.next()) {
@@ -58,6 +60,14 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
 		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
 	}
+	// The canary key lives outside the namespace; its pattern goes on this
+	// same connection, so that its events prove this connection
+	// (health.go). A command of its own: an ACL refusing its channel must
+	// not refuse the namespace's.
+	if err := psc.PSubscribe(append([]byte(channel), store.GlobEscape(l.canary)...)); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	}
+	replies := 0 // of the two PSUBSCRIBEs: the namespace's, then the canary's
 	// A dead connection is found by pings answered (as Pong) on the same
 	// stream; redigo allows one writer beside the reader.
 	pinger := time.NewTicker(pingEvery)
@@ -84,6 +94,15 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	subscribed := false
 	for {
 		kind, ch, err := receiveEvent(conn, 3*pingEvery)
+		var refusal redis.Error
+		if errors.As(err, &refusal) && replies < 2 {
+			replies++
+			if replies == 1 {
+				return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+			}
+			l.canaryRefused(LocalSide, err)
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("%s: events: %w", l.local.Name, err)
 		}
@@ -93,10 +112,12 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 				continue
 			}
 			key := ch[len(channel):]
+			if bytes.Equal(key, l.canary) {
+				l.canarySeen(LocalSide)
+				continue
+			}
 			if store.IsStaging(l.local.Prefix, key) {
-				if bytes.Equal(key, l.canary) {
-					l.canarySeen(LocalSide)
-				} else if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
+				if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
 					l.echoes[LocalSide].release(t)
 				}
 				continue
@@ -108,8 +129,12 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			}
 			l.dirty.Add(key, changedLocal)
 		case "psubscribe":
+			if replies++; replies == 2 {
+				l.canaryAllowed(LocalSide)
+			}
 			if !subscribed {
 				subscribed = true
+				l.streamMade(LocalSide, true)
 				l.echoes[LocalSide].reset() // marks sent before are lost
 				bo.reset()
 				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
@@ -156,15 +181,19 @@ func receiveEvent(c redis.Conn, timeout time.Duration) (kind string, channel []b
 }
 
 // keepaliveMark follows the namespace in the channel the link publishes to
-// itself on the remote, so that its event stream is never idle (proxies
-// close idle streams) and a dead stream is noticed. It is not a key.
+// itself on the remote when its event stream has been idle for
+// keepaliveEvery, so that the stream is never idle for long (proxies close
+// idle streams) and a dead stream is noticed. It is a message on a channel
+// of the namespace's pattern (Webdis takes one pattern per stream), never a
+// key: the only thing a subscriber of the namespace sees from an idle link.
 var keepaliveMark = []byte("\x00redisrepl-keepalive")
 
-const keepaliveEvery = 5 * time.Second
+const keepaliveEvery = 3 * time.Second
 
 // streamStallAfter: a remote stream silent this long (no keepalive, no
-// canary, no event) is taken for dead and reconnected.
-const streamStallAfter = 12 * time.Second
+// event) is taken for dead and reconnected: with keepaliveEvery, a dead
+// stream is noticed within about 10 s.
+const streamStallAfter = 8 * time.Second
 
 // subscribeRemote reads the remote keyspace events of the namespace into the
 // dirty set (direction both), reconnecting with backoff. Every
@@ -184,6 +213,11 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 	}
 }
 
+// readRemoteEvents reads one stream of the hub's events. The canary's
+// pattern goes on the stream beside the namespace's where the hub takes
+// several (the gateway); a hub that does not (Webdis: it breaks the
+// response) gets the namespace's alone, for the rest of the run, and is
+// proved by the keepalive and its notification setting (health.go).
 func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
 		if sideWide(err) && !refused(err) {
@@ -194,8 +228,34 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		// and go on.
 		l.fail(err, "enable remote notifications")
 	}
+	if l.hubOnePattern.Load() {
+		_, err := l.remoteStream(ctx, bo, false, nil)
+		return err
+	}
+	made, err := l.remoteStream(ctx, bo, true, nil)
+	if made || ctx.Err() != nil {
+		return err
+	}
+	l.log.Debug().Err(err).Msg("the hub did not take the canary's pattern beside the namespace's: subscribing to the namespace's alone")
+	_, err = l.remoteStream(ctx, bo, false, func() {
+		if !l.hubOnePattern.Swap(true) {
+			l.log.Info().Msg("the hub takes one pattern per stream (Webdis): its stream is proved by a keepalive while idle, its notifications by their setting")
+		}
+	})
+	return err
+}
+
+// remoteStream reads a stream of the hub's events until it ends: of the
+// namespace's pattern, and withCanary of the hub's canary key's too. It
+// says whether the stream was made (every pattern confirmed); onMade, if
+// not nil, is called when it is.
+func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool, onMade func()) (made bool, err error) {
 	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
 	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
+	patterns := [][]byte{pattern}
+	if withCanary {
+		patterns = append(patterns, append(append([]byte{}, channel...), store.GlobEscape(l.hubCanary)...))
+	}
 	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
 	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
 
@@ -205,12 +265,14 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	last.Store(time.Now().UnixNano())
 	stalled := make(chan struct{})
 	// The keepalive publishes to the link's own channel, so that the stream
-	// is never idle (proxies close idle streams), unless a canary's event
-	// came within keepaliveEvery: it keeps the stream busy already. Each
-	// PUBLISH has a deadline, and the stall check runs apart from it: a hung
-	// hub must not hide a hung stream.
+	// is never idle (proxies close idle streams), unless a message came
+	// within keepaliveEvery: the stream is busy already. Each PUBLISH has a
+	// deadline, and the stall check runs apart from it: a hung hub must not
+	// hide a hung stream.
 	go func() {
-		t := time.NewTicker(keepaliveEvery)
+		// Checked twice per keepaliveEvery: a stream is never idle much
+		// longer than keepaliveEvery, well within streamStallAfter.
+		t := time.NewTicker(keepaliveEvery / 2)
 		defer t.Stop()
 		for {
 			select {
@@ -218,8 +280,8 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 				return
 			case <-t.C:
 			}
-			if l.provedWithin(RemoteSide, keepaliveEvery) {
-				continue // the canary's events keep the stream busy
+			if time.Since(time.Unix(0, last.Load())) < keepaliveEvery {
+				continue // the stream is busy
 			}
 			pctx, pcancel := context.WithTimeout(ctx, probeTimeout)
 			_, _ = l.client.Do(pctx, []byte("PUBLISH"), keepalive, []byte("1"))
@@ -242,7 +304,12 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			}
 		}
 	}()
-	err := l.client.Subscribe(ctx, pattern, func() {
+	err = l.client.SubscribeAll(ctx, patterns, func() {
+		made = true
+		if onMade != nil {
+			onMade()
+		}
+		l.streamMade(RemoteSide, withCanary)
 		bo.reset()
 		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
@@ -253,10 +320,12 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 			return
 		}
 		key := ch[len(channel):]
+		if bytes.Equal(key, l.hubCanary) {
+			l.canarySeen(RemoteSide)
+			return
+		}
 		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
-			if bytes.Equal(key, l.canary) {
-				l.canarySeen(RemoteSide)
-			} else if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
+			if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
 				l.echoes[RemoteSide].release(t)
 			}
 			return
@@ -268,13 +337,25 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		}
 		l.dirty.Add(key, changedRemote)
 	})
+	if made && (ctx.Err() == nil || isClosed(stalled)) {
+		l.streamBroken(RemoteSide)
+	}
 	select {
 	case <-stalled:
-		return fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
+		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
 	default:
 	}
 	if err == nil && ctx.Err() == nil {
 		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
 	}
-	return err
+	return made, err
+}
+
+func isClosed(c chan struct{}) bool {
+	select {
+	case <-c:
+		return true
+	default:
+		return false
+	}
 }

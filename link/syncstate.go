@@ -33,14 +33,37 @@ func (l *Link) StateFile() string {
 	if l.cfg.StateFile != "" {
 		return l.cfg.StateFile
 	}
-	dir := os.Getenv("STATE_DIRECTORY")
-	if dir == "" {
-		dir = "/var/lib/redisrepl"
-	}
-	return filepath.Join(dir, l.cfg.Name+".state")
+	return filepath.Join(StateDir(), l.cfg.Name+".state")
 }
 
 func (l *Link) journalFile() string { return l.StateFile() + ".journal" }
+
+// StateDir is where sync states are kept when state_file is not set:
+// $STATE_DIRECTORY (systemd's StateDirectory=), else /var/lib/redisrepl.
+func StateDir() string {
+	if dir := os.Getenv("STATE_DIRECTORY"); dir != "" {
+		return dir
+	}
+	return "/var/lib/redisrepl"
+}
+
+// lockState makes the sync state this link's (dedup.LockState): a state
+// held by another process, or another link, is an error, since both would
+// save over each other's files. A lock that cannot be taken for another
+// reason (a directory that cannot be written) is reported, and the link
+// runs: the state files could not be saved there either.
+func (l *Link) lockState() error {
+	lk, err := dedup.LockState(l.StateFile())
+	var held *dedup.HeldError
+	switch {
+	case errors.As(err, &held):
+		return fmt.Errorf("link %q: %w", l.cfg.Name, err)
+	case err != nil:
+		l.log.Warn().Err(err).Str("file", l.StateFile()).Msg("cannot lock the sync state: another process on the same state would not be refused")
+	}
+	l.stateLock = lk
+	return nil
+}
 
 func (l *Link) loadSyncState() {
 	path := l.StateFile()

@@ -24,7 +24,15 @@ import (
 const maxEventBytes = 64 << 20
 
 func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
-	body := AppendCommand(nil, []byte("PSUBSCRIBE"), pattern)
+	return c.SubscribeAll(ctx, [][]byte{pattern}, onSubscribed, onMessage)
+}
+
+// SubscribeAll is Subscribe of several patterns on one stream, calling
+// onSubscribed once every one is confirmed. Webdis 0.1.9 takes one pattern
+// per stream (docs/ARCHITECTURE.md, "Facts about Webdis"): it answers
+// several with a broken response; the gateway takes several.
+func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
+	body := AppendCommand(nil, append([][]byte{[]byte("PSUBSCRIBE")}, patterns...)...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
@@ -46,6 +54,7 @@ func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed fun
 	// stream may make the reader allocate more than maxEventBytes. A longer
 	// key name cuts the stream (and the link resyncs).
 	r := NewReplyReader(resp.Body, maxEventBytes)
+	confirmed := 0
 	for {
 		v, err := r.Read()
 		if ctx.Err() != nil {
@@ -69,7 +78,7 @@ func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed fun
 		}
 		switch string(msg[0]) {
 		case "psubscribe":
-			if onSubscribed != nil {
+			if confirmed++; confirmed == len(patterns) && onSubscribed != nil {
 				onSubscribed()
 			}
 		case "pmessage":

@@ -117,6 +117,17 @@ func run() int {
 		fmt.Fprintln(os.Stderr, "redisrepl-bench: -rounds must be at least 1")
 		return 2
 	}
+	if os.Getenv("STATE_DIRECTORY") == "" {
+		// The links' sync states are locked by the process holding them
+		// (link.StateDir): harnesses run side by side keep their own.
+		dir, err := os.MkdirTemp("", "redisrepl-bench-state-")
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "redisrepl-bench:", err)
+			return 1
+		}
+		defer os.RemoveAll(dir)
+		os.Setenv("STATE_DIRECTORY", dir)
+	}
 	var re *regexp.Regexp
 	if *only != "" {
 		var err error

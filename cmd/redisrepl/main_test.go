@@ -34,6 +34,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// stateDirs holds each test's STATE_DIRECTORY (by its *testing.T).
+var stateDirs sync.Map
+
 // proc is a redisrepl process started by a test.
 type proc struct {
 	cmd    *exec.Cmd
@@ -45,6 +48,14 @@ func start(t *testing.T, args ...string) *proc {
 	t.Helper()
 	p := &proc{cmd: exec.Command(binary, args...), out: &syncBuffer{}, exited: make(chan error, 1)}
 	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
+	if os.Getenv("STATE_DIRECTORY") == "" {
+		// Sync states of its own: a state is locked by the process holding
+		// it, and tests run side by side.
+		// One directory per test, so that a process started again finds
+		// the state of the one before.
+		dir, _ := stateDirs.LoadOrStore(t, t.TempDir())
+		p.cmd.Env = append(os.Environ(), "STATE_DIRECTORY="+dir.(string))
+	}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"flag"
 	"fmt"
 	"path/filepath"
@@ -9,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link"
 )
 
 // oneLinkFlags are the original command line's flags (-raddr -haddr -cert
@@ -16,6 +19,7 @@ import (
 // configuration file.
 type oneLinkFlags struct {
 	raddr, haddr, cert, key, ca, nam *string
+	state                            *string // the sync state file; "" = derived (stateFileFor)
 	// The local Redis over TLS (-raddr rediss://...): local_ca, local_cert
 	// and local_key.
 	lca, lcert, lkey *string
@@ -29,6 +33,7 @@ func addOneLinkFlags(fs *flag.FlagSet) *oneLinkFlags {
 		key:   fs.String("key", "", "one-link form: client key `file` (PEM)"),
 		ca:    fs.String("CA", "", "one-link form: CA `file` that signed the proxy's certificate (PEM)"),
 		nam:   fs.String("nam", "", "one-link form: `namespace` (key prefix) to replicate"),
+		state: fs.String("state", "", "one-link form: sync state `file` (default: in $STATE_DIRECTORY or /var/lib/redisrepl, named after -nam and both servers)"),
 		lca:   fs.String("lCA", "", "one-link form, with -raddr rediss://...: CA `file` that signed the local Redis's certificate (PEM; default: the system's CAs)"),
 		lcert: fs.String("lcert", "", "one-link form, with -raddr rediss://...: client certificate `file` presented to the local Redis (PEM; with -lkey)"),
 		lkey:  fs.String("lkey", "", "one-link form, with -raddr rediss://...: key `file` of -lcert (PEM)"),
@@ -37,7 +42,7 @@ func addOneLinkFlags(fs *flag.FlagSet) *oneLinkFlags {
 
 // given says whether any of the flags was given.
 func (f *oneLinkFlags) given() bool {
-	return *f.raddr != "" || *f.haddr != "" || *f.cert != "" || *f.key != "" || *f.ca != "" || *f.nam != "" ||
+	return *f.raddr != "" || *f.haddr != "" || *f.cert != "" || *f.key != "" || *f.ca != "" || *f.nam != "" || *f.state != "" ||
 		*f.lca != "" || *f.lcert != "" || *f.lkey != ""
 }
 
@@ -69,6 +74,10 @@ func (f *oneLinkFlags) config(path string, rc bool) (*config.Config, error) {
 	link := map[string]any{
 		"name": linkName(*f.nam), "local": *f.raddr, "remote": *f.haddr, "namespace": *f.nam,
 		"cert": abs(*f.cert), "key": abs(*f.key), "ca": abs(*f.ca), "direction": direction,
+		"state_file": stateFileFor(*f.raddr, *f.haddr, *f.nam),
+	}
+	if *f.state != "" {
+		link["state_file"] = abs(*f.state)
 	}
 	for k, v := range map[string]string{"local_ca": *f.lca, "local_cert": *f.lcert, "local_key": *f.lkey} {
 		if v != "" {
@@ -81,6 +90,15 @@ func (f *oneLinkFlags) config(path string, rc bool) (*config.Config, error) {
 		return nil, fmt.Errorf("flags: %v", err)
 	}
 	return config.Parse("command line", buf.Bytes())
+}
+
+// stateFileFor is the one-link form's sync state file: named after the
+// namespace and a digest of both servers and the namespace, so that two
+// processes on one machine with the same -nam (one lab linked to two hubs,
+// two local Redis servers with the same prefix) keep states of their own.
+func stateFileFor(raddr, haddr, namespace string) string {
+	sum := sha256.Sum256([]byte(raddr + "\x00" + haddr + "\x00" + namespace))
+	return filepath.Join(link.StateDir(), linkName(namespace)+"-"+hex.EncodeToString(sum[:6])+".state")
 }
 
 // linkName makes a link name (letters, digits, '.', '_', '-') of a namespace.

@@ -32,12 +32,16 @@ const runUsage = `Usage:
         /metrics  Prometheus metrics
 
   redisrepl -raddr ADDR -haddr URL -cert FILE -key FILE -CA FILE -nam NAMESPACE [-rc]
-            [-lCA FILE] [-lcert FILE -lkey FILE]
+            [-lCA FILE] [-lcert FILE -lkey FILE] [-state FILE]
       Run one link given on the command line (the original redisrepl form):
       replicate the keys of the local Redis at ADDR that start with NAMESPACE
       to Webdis at URL, presenting the client certificate FILE; with -rc also
       bring remote changes back. A local Redis over TLS (ADDR rediss://...)
       is verified against -lCA and shown the client certificate -lcert.
+      The link's sync state is -state FILE, by default a file of
+      $STATE_DIRECTORY (or /var/lib/redisrepl) named after NAMESPACE and a
+      digest of ADDR, URL and NAMESPACE; it belongs to one process: a second
+      one on the same state refuses to start, naming the holder's pid.
 
 SIGINT or SIGTERM stop cleanly (writes in flight finish; exit status 0).
 Exit status: 0 stopped cleanly, 1 failed while running, 2 bad configuration or flags.

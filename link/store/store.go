@@ -158,7 +158,7 @@ func (s *Store) run(f func(o ops) error) error {
 func (s *Store) onlyScriptsRefused() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	_, err := s.do.Do(ctx, []byte("EXISTS"), CanaryKey(s.Prefix))
+	_, err := s.do.Do(ctx, []byte("EXISTS"), s.Prefix) // a name in the namespace
 	return webdis.KindOf(err) != webdis.KindForbidden
 }
 
@@ -391,16 +391,19 @@ func splitKeys(keys [][]byte, budget, overhead int) [][][]byte {
 
 // MatchPattern is the SCAN MATCH / PSUBSCRIBE pattern for keys starting with
 // prefix: its glob characters escaped, then '*'.
-func MatchPattern(prefix []byte) []byte {
-	p := make([]byte, 0, len(prefix)+8)
-	for _, b := range prefix {
+func MatchPattern(prefix []byte) []byte { return append(GlobEscape(prefix), '*') }
+
+// GlobEscape is a pattern matching exactly s: its glob characters escaped.
+func GlobEscape(s []byte) []byte {
+	p := make([]byte, 0, len(s)+8)
+	for _, b := range s {
 		switch b {
 		case '*', '?', '[', ']', '\\':
 			p = append(p, '\\')
 		}
 		p = append(p, b)
 	}
-	return append(p, '*')
+	return p
 }
 
 // stagingMark follows the namespace in the name of a staging key, the
@@ -408,10 +411,12 @@ func MatchPattern(prefix []byte) []byte {
 // into place. Links ignore such keys: they are never replicated.
 var stagingMark = []byte("\x00redisrepl-staging\x00")
 
-// CanaryKey is the key a link writes now and then in namespace prefix to
-// prove that keyspace events flow (link: health.go). It is a staging key by
-// name, so links never replicate it and resyncs never compare it.
-func CanaryKey(prefix []byte) []byte {
+// LegacyCanaryKey is the key older links wrote in namespace prefix to prove
+// that keyspace events flow. It is a staging key by name, so links never
+// replicate it and resyncs never compare it; a link starting deletes it
+// (link: health.go). The canary of a link lives outside every namespace
+// (config.Link.CanaryKey).
+func LegacyCanaryKey(prefix []byte) []byte {
 	k := append(append([]byte{}, prefix...), stagingMark...)
 	return append(k, "canary"...)
 }

@@ -21,6 +21,7 @@ import (
 //	ACL SETUSER <prefix><name> reset on ><password>
 //	    ~<ns>* ...                    each namespace, glob-escaped: read and write
 //	    %R~<read>* ...                each read prefix: read only
+//	    (~<canary of ns>* +set ...)   each namespace's canary keys (canary.go)
 //	    &__keyspace@<db>__:<ns>* ...  keyspace channels of its namespaces
 //	    &<ns>* ...                    channels named in its namespaces
 //	    +<command> ...                the allow-list of policy.go, nothing else
@@ -36,6 +37,7 @@ func aclRule(user, pass string, db int, c config.Tenant) []any {
 	for _, r := range c.Read {
 		args = append(args, "%R~"+globEscape(r)+"*")
 	}
+	args = append(args, canarySelectors(c)...) // canary.go
 	for _, g := range channelGrants(db, c) {
 		if !g.readOnly {
 			args = append(args, "&"+g.pattern)

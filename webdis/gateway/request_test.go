@@ -120,7 +120,9 @@ func TestACLRule(t *testing.T) {
 	}
 	s = strings.Join(parts, " ")
 	want := "SETUSER redisrepl-gw-labB reset on >pw ~labB:* ~b\\*\\[x\\]:* %R~shared:* " +
-		"&__keyspace@0__:labB:* &__keyspace@0__:b\\*\\[x\\]:* &labB:* &b\\*\\[x\\]:* -@all +append "
+		"(~redisrepl:canary:labB:* +set +exists +del) (~redisrepl:canary:b\\*\\[x\\]:* +set +exists +del) " +
+		"&__keyspace@0__:labB:* &__keyspace@0__:b\\*\\[x\\]:* &labB:* &b\\*\\[x\\]:* " +
+		"&__keyspace@0__:redisrepl:canary:labB:* &__keyspace@0__:redisrepl:canary:b\\*\\[x\\]:* -@all +append "
 	if !strings.HasPrefix(s, want) {
 		t.Errorf("rule:\n%s\nwant prefix:\n%s", s, want)
 	}

@@ -101,7 +101,7 @@ func channelGrants(db int, c config.Tenant) []grant {
 	for _, ns := range c.Namespaces {
 		gs = append(gs, grant{lit: []byte(ns), pattern: globEscape(ns) + "*"})
 	}
-	return gs
+	return append(gs, canaryGrants(db, c)...) // canary.go
 }
 
 func newPassword() string {

@@ -31,14 +31,9 @@ func expireAt(t int64) int64 {
 	return t
 }
 
-// canaryMark ends the name of a link's canary key (link/store.CanaryKey:
-// written now and then on each side to prove that events flow, never
-// replicated). Dump leaves it out: it is not data.
-const canaryMark = "\x00redisrepl-staging\x00canary"
-
 // Dump reads every key of c whose name starts with prefix (staging keys of
-// redisrepl included, which a finished copy never leaves behind; a link's
-// canary key left out).
+// redisrepl included, which a finished copy never leaves behind; nothing
+// else a link writes for its own purposes lives in a namespace).
 func Dump(c redis.Conn, prefix string) (map[string]Key, error) {
 	out := make(map[string]Key)
 	cursor := "0"
@@ -51,7 +46,7 @@ func Dump(c redis.Conn, prefix string) (map[string]Key, error) {
 		keys, _ := redis.Strings(vs[1], nil)
 		var mine []string
 		for _, k := range keys {
-			if strings.HasPrefix(k, prefix) && k != prefix+canaryMark {
+			if strings.HasPrefix(k, prefix) {
 				mine = append(mine, k)
 			}
 		}
