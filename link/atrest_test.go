@@ -82,6 +82,9 @@ func TestIdleLinkLeavesNamespaceAlone(t *testing.T) {
 					t.Errorf("%s: the idle link wrote into the namespace: %s", side, w)
 				}
 			}
+			if e := l.LastError(); e != "" {
+				t.Errorf("an idle link met an error: %s", e)
+			}
 			if l.Stats.CanaryWrites[link.LocalSide].Load() == 0 {
 				t.Error("no canary was written: the window proves nothing")
 			}

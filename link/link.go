@@ -78,9 +78,10 @@ type Link struct {
 	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
 
 	// The proof that events flow (health.go), outside every namespace.
-	canary        []byte      // cfg.CanaryKey, on the local side
-	hubCanary     []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
-	hubOnePattern atomic.Bool // the hub takes one pattern per stream (Webdis): no hub canary
+	canary      []byte      // cfg.CanaryKey, on the local side
+	hubCanary   []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
+	hubSeveral  atomic.Bool // the hub said it takes several patterns per stream (the gateway)
+	hubNoCanary atomic.Bool // it refused the hub canary's pattern: the namespace's alone
 
 	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/link/store"
+	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // subscribeLocal reads the local keyspace events of the namespace into the
@@ -213,11 +214,13 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 	}
 }
 
-// readRemoteEvents reads one stream of the hub's events. The canary's
-// pattern goes on the stream beside the namespace's where the hub takes
-// several (the gateway); a hub that does not (Webdis: it breaks the
-// response) gets the namespace's alone, for the rest of the run, and is
-// proved by the keepalive and its notification setting (health.go).
+// readRemoteEvents reads one stream of the hub's events. A hub that says
+// it takes several patterns per stream (the gateway:
+// webdis.SeveralPatternsHeader) gets the hub canary key's pattern beside
+// the namespace's, and is proved by its canary; any other (Webdis) gets the
+// namespace's alone, and is proved by the keepalive and its notification
+// setting (health.go). Two patterns are never sent to a hub that did not
+// say so: Webdis answers them without a status line, which nginx passes on.
 func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
 		if sideWide(err) && !refused(err) {
@@ -228,28 +231,30 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		// and go on.
 		l.fail(err, "enable remote notifications")
 	}
-	if l.hubOnePattern.Load() {
-		_, err := l.remoteStream(ctx, bo, false, nil)
-		return err
-	}
-	made, err := l.remoteStream(ctx, bo, true, nil)
-	if made || ctx.Err() != nil {
-		return err
-	}
-	l.log.Debug().Err(err).Msg("the hub did not take the canary's pattern beside the namespace's: subscribing to the namespace's alone")
-	_, err = l.remoteStream(ctx, bo, false, func() {
-		if !l.hubOnePattern.Swap(true) {
-			l.log.Info().Msg("the hub takes one pattern per stream (Webdis): its stream is proved by a keepalive while idle, its notifications by their setting")
+	for {
+		withCanary := l.hubSeveral.Load() && !l.hubNoCanary.Load()
+		made, err := l.remoteStream(ctx, bo, withCanary)
+		switch {
+		case errors.Is(err, errSeveralPatterns):
+			continue // made again at once, with the canary's pattern
+		case withCanary && !made && webdis.KindOf(err) == webdis.KindForbidden:
+			l.hubNoCanary.Store(true)
+			l.log.Warn().Err(err).Str("canary_key", fmt.Sprintf("%q", l.hubCanary)).
+				Msg("the hub refuses the canary key's channel: its stream is proved by a keepalive while idle instead")
+			continue
 		}
-	})
-	return err
+		return err
+	}
 }
 
+// errSeveralPatterns ends a stream of one pattern on a hub that takes
+// several: it is made again with the canary's.
+var errSeveralPatterns = errors.New("the hub takes several patterns per stream")
+
 // remoteStream reads a stream of the hub's events until it ends: of the
-// namespace's pattern, and withCanary of the hub's canary key's too. It
-// says whether the stream was made (every pattern confirmed); onMade, if
-// not nil, is called when it is.
-func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool, onMade func()) (made bool, err error) {
+// namespace's pattern, and withCanary of the hub canary key's too. It says
+// whether the stream was made (every pattern confirmed).
+func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (made bool, err error) {
 	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
 	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
 	patterns := [][]byte{pattern}
@@ -304,11 +309,15 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool, o
 			}
 		}
 	}()
-	err = l.client.SubscribeAll(ctx, patterns, func() {
-		made = true
-		if onMade != nil {
-			onMade()
+	upgrade := false
+	err = l.client.SubscribeAll(ctx, patterns, func(several bool) {
+		if several && !withCanary && !l.hubNoCanary.Load() {
+			l.hubSeveral.Store(true)
+			upgrade = true
+			cancel()
+			return
 		}
+		made = true
 		l.streamMade(RemoteSide, withCanary)
 		bo.reset()
 		l.echoes[RemoteSide].reset() // marks sent before are lost
@@ -337,6 +346,9 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool, o
 		}
 		l.dirty.Add(key, changedRemote)
 	})
+	if upgrade {
+		return false, errSeveralPatterns
+	}
 	if made && (ctx.Err() == nil || isClosed(stalled)) {
 		l.streamBroken(RemoteSide)
 	}

@@ -24,14 +24,23 @@ import (
 const maxEventBytes = 64 << 20
 
 func (c *Client) Subscribe(ctx context.Context, pattern []byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
-	return c.SubscribeAll(ctx, [][]byte{pattern}, onSubscribed, onMessage)
+	return c.SubscribeAll(ctx, [][]byte{pattern}, func(bool) {
+		if onSubscribed != nil {
+			onSubscribed()
+		}
+	}, onMessage)
 }
 
+// SeveralPatternsHeader, with the value "several" in the response to a
+// PSUBSCRIBE, says that the hub takes several patterns per stream (the
+// gateway does). Webdis 0.1.9 takes one (docs/ARCHITECTURE.md, "Facts
+// about Webdis"): several must never be sent to a hub that did not say so.
+const SeveralPatternsHeader = "X-Redisrepl-Patterns"
+
 // SubscribeAll is Subscribe of several patterns on one stream, calling
-// onSubscribed once every one is confirmed. Webdis 0.1.9 takes one pattern
-// per stream (docs/ARCHITECTURE.md, "Facts about Webdis"): it answers
-// several with a broken response; the gateway takes several.
-func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscribed func(), onMessage func(channel, data []byte)) error {
+// onSubscribed once every one is confirmed, with whether the hub said it
+// takes several patterns per stream (SeveralPatternsHeader).
+func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscribed func(several bool), onMessage func(channel, data []byte)) error {
 	body := AppendCommand(nil, append([][]byte{[]byte("PSUBSCRIBE")}, patterns...)...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
@@ -53,6 +62,7 @@ func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscrib
 	// Messages are a channel (a key) and an event name: no length in the
 	// stream may make the reader allocate more than maxEventBytes. A longer
 	// key name cuts the stream (and the link resyncs).
+	several := resp.Header.Get(SeveralPatternsHeader) == "several"
 	r := NewReplyReader(resp.Body, maxEventBytes)
 	confirmed := 0
 	for {
@@ -79,7 +89,7 @@ func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscrib
 		switch string(msg[0]) {
 		case "psubscribe":
 			if confirmed++; confirmed == len(patterns) && onSubscribed != nil {
-				onSubscribed()
+				onSubscribed(several)
 			}
 		case "pmessage":
 			if len(msg) != 4 {

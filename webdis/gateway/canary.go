@@ -20,6 +20,13 @@ import (
 // tenant's data; the root of the user grants the channel, which carries no
 // key.
 
+// severalPatternsHeader tells a link, in the response to a PSUBSCRIBE,
+// that the gateway takes several patterns per stream, so that it may put
+// its canary's beside its namespace's: webdis.SeveralPatternsHeader (this
+// package cannot import webdis: webdis's tests run the gateway; a test
+// keeps them equal).
+const severalPatternsHeader = "X-Redisrepl-Patterns"
+
 // canaryCommands are what a tenant may run on its canary keys.
 var canaryCommands = []string{"+set", "+exists", "+del"}
 

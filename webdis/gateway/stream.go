@@ -54,6 +54,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", c.mime)
+	h.Set(severalPatternsHeader, "several") // canary.go
 	started := false
 	var buf []byte
 	var msgs []any
