@@ -345,17 +345,30 @@ func (l *Link) takeWork(ctx context.Context) (*webdis.Room, *batch) {
 	l.takeMu.Lock()
 	defer l.takeMu.Unlock()
 	for l.dirty.WaitPending(ctx) {
+		// While the window is full the keys pile up: the request that
+		// gets the next room carries more of them (congestedBatch), so
+		// that what a window carries per round trip grows with the
+		// backlog, not only with the number of requests in flight.
+		n := l.cfg.BatchKeys
+		if l.client.Full() {
+			n *= congestedBatch
+		}
 		room := l.client.TakeRoom(ctx)
 		if room == nil {
 			return nil, nil
 		}
-		if b := l.dirty.TryTake(l.cfg.BatchKeys); b != nil {
+		if b := l.dirty.TryTake(n); b != nil {
 			return room, b
 		}
 		room.Release() // taken meanwhile (a resync's keys went another way)
 	}
 	return nil, nil
 }
+
+// congestedBatch is how many times batch_keys a worker takes when it had
+// to wait for room: the reads stay bounded by max_batch_bytes (Deferred
+// keys), the requests by max_request_bytes.
+const congestedBatch = 4
 
 // settle ends the copy of batch b whose outcome is err: a batch that failed
 // for a reason other than its side is copied key by key (one bad key must

@@ -88,6 +88,14 @@ type Room struct {
 	size int
 }
 
+// Full says whether every room of the Client's window is taken: a
+// request now would wait for another's reply.
+func (c *Client) Full() bool {
+	c.win.mu.Lock()
+	defer c.win.mu.Unlock()
+	return c.win.n >= c.win.limit
+}
+
 // TakeRoom waits until the Client can carry one more request in flight
 // without queueing it behind the others (nil: ctx is done). size is what
 // its body holds, or 0 if not known yet (Grow). Give it back with Release
