@@ -20,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -42,7 +43,10 @@ type Options struct {
 type Client struct {
 	url     string // ends with "/"
 	display string // url without credentials, for messages
-	http    *http.Client
+	// reqs carries the requests; over HTTP/2 it is replaced after
+	// h2RotateAfter requests (rotate).
+	reqs    atomic.Pointer[requests]
+	newReqs func() *requests
 	// streams carries the event streams (Subscribe): each holds its
 	// connection for as long as it lasts, so they are kept apart from the
 	// MaxConns connections of requests, which they would otherwise starve
@@ -130,16 +134,51 @@ func New(o Options) (*Client, error) {
 	}
 	u.User = nil
 	display := u.String()
-	return &Client{
-		url:      path,
-		display:  display,
-		http:     &http.Client{Transport: tr},
+	c := &Client{
+		url:     path,
+		display: display,
+		newReqs: func() *requests {
+			t := tr.Clone() // tr itself is never used: each clone sets up its own HTTP/2
+			return &requests{http: &http.Client{Transport: t}, tr: t}
+		},
 		streams:  &http.Client{Transport: st},
 		timeout:  o.Timeout,
 		maxReply: o.MaxReplyBytes,
 		win:      newWindow(conns),
 		dial:     dial,
-	}, nil
+	}
+	c.reqs.Store(c.newReqs())
+	return c, nil
+}
+
+// requests is one transport of a Client's requests, and how many it sent.
+type requests struct {
+	http *http.Client
+	tr   *http.Transport
+	n    atomic.Int64
+}
+
+// h2RotateAfter: an HTTP/2 connection gets no more requests after this
+// many. nginx ends one after keepalive_requests (1,000 by default) with a
+// GOAWAY, and the requests sent meanwhile, refused, are sent again a round
+// trip later on a new connection: the client moves to a new one first, on
+// the spare connection (dialer.go), while the old one finishes what it
+// carries.
+const h2RotateAfter = 900
+
+// transport is the requests' transport, replaced by a new one when the
+// current one, over HTTP/2, has carried h2RotateAfter requests.
+func (c *Client) transport() *requests {
+	r := c.reqs.Load()
+	if !c.Multiplexed() || r.n.Add(1) <= h2RotateAfter {
+		return r
+	}
+	if next := c.newReqs(); c.reqs.CompareAndSwap(r, next) {
+		// What it carries ends within the request timeout.
+		time.AfterFunc(c.timeout, r.tr.CloseIdleConnections)
+		return next
+	}
+	return c.reqs.Load()
 }
 
 // TLSConfig builds a client TLS configuration: TLS 1.2 or newer, the client
@@ -170,7 +209,7 @@ func (c *Client) URL() string { return c.display }
 // Close drops the idle connections.
 func (c *Client) Close() {
 	c.dial.close()
-	c.http.CloseIdleConnections()
+	c.reqs.Load().tr.CloseIdleConnections()
 	c.streams.CloseIdleConnections()
 }
 
@@ -218,7 +257,7 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 		req.Header["X-Idempotency-Key"] = nil
 	}
 	c.dial.used.Store(time.Now().UnixNano())
-	resp, err := c.http.Do(req)
+	resp, err := c.transport().http.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(parent.Err(), context.DeadlineExceeded):
