@@ -174,6 +174,25 @@ func (d *dirtySet) Take(ctx context.Context, max int) *batch {
 	}
 }
 
+// WaitPending waits until keys are pending, without taking them (false:
+// ctx is done). A worker waits so before it takes room for a request
+// (link.go): room held while idle would starve the writes of other links.
+func (d *dirtySet) WaitPending(ctx context.Context) bool {
+	for {
+		d.mu.Lock()
+		pending := d.head < len(d.queue)
+		d.mu.Unlock()
+		if pending {
+			return true
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-d.wake:
+		}
+	}
+}
+
 // TryTake is Take without waiting: nil when no key is pending.
 func (d *dirtySet) TryTake(max int) *batch {
 	d.mu.Lock()

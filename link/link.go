@@ -85,6 +85,9 @@ type Link struct {
 
 	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
 
+	takeMu sync.Mutex // one worker at a time waits for keys (worker)
+	pace   pace       // the workers' backoff after a failed write
+
 	errMu   sync.Mutex
 	lastErr string
 	errAt   time.Time
@@ -257,75 +260,137 @@ func (l *Link) Run(ctx context.Context) error {
 	return nil
 }
 
-// worker copies batches of dirty keys until ctx is done. It reads and
-// decides a batch (prepare) while the writes of the previous one are on
-// their way (commit): the local read of batch n+1 overlaps the remote write
-// of batch n, one write in flight per worker. Their keys differ: a key is
-// in flight until its batch is done (dirty.go).
+// worker copies batches of dirty keys until ctx is done. It takes room in
+// the client's window of requests in flight (webdis/window.go) before it
+// takes keys, reads and decides them (prepare), and sends their writes
+// (commit) without waiting for the reply: a key that becomes dirty while
+// writes are on their way goes out at once in another request, and waits
+// only while the window is full, gathering the keys behind it into a
+// bigger batch. Keys of batches in flight differ: a key is in flight until
+// its batch is done (dirty.go).
 func (l *Link) worker(ctx, opCtx context.Context) {
-	bo := newBackoff()
-	var writing *batch // the batch being written, if any
-	written := make(chan error, 1)
-	// settle waits for the batch being written, and says whether the
-	// worker goes on (false: ctx is done) and whether that write failed.
-	settle := func() (goOn, failed bool) {
-		if writing == nil {
-			return true, false
-		}
-		err := <-written
-		b := writing
-		writing = nil
-		return l.done(ctx, opCtx, b, err, bo), err != nil
-	}
+	var writes sync.WaitGroup
+	defer writes.Wait()
 	for {
-		b := l.dirty.TryTake(l.cfg.BatchKeys)
+		if !l.pace.wait(ctx) {
+			return
+		}
+		room, b := l.takeWork(ctx)
 		if b == nil {
-			if goOn, _ := settle(); !goOn {
-				return
-			}
-			if b = l.dirty.Take(ctx, l.cfg.BatchKeys); b == nil {
-				return
-			}
-		}
-		if !l.hub.takeBatch(ctx) {
-			settle()
-			l.dirty.Done(b, true)
 			return
 		}
-		p, err := l.prepare(opCtx, b)
-		goOn, failed := settle()
-		if !goOn || err != nil || failed {
-			l.hub.batchDone()
+		direct, read := b, (*batch)(nil)
+		if l.both() {
+			direct, read = l.splitByRead(b)
 		}
-		switch {
-		case !goOn:
-			l.dirty.Done(b, true)
-			return
-		case err != nil:
-			if !l.done(ctx, opCtx, b, err, bo) {
+		if direct != nil {
+			if !l.send(ctx, opCtx, room, direct, &writes, false) {
+				if read != nil {
+					l.dirty.Done(read, true)
+				}
 				return
 			}
-			continue
-		case failed:
-			// The side just failed and the worker backed off: what was
-			// read before is stale, read it again.
-			l.dirty.Done(b, true)
+			room = nil
+		}
+		if read == nil {
 			continue
 		}
-		writing = b
-		go func() {
-			err := l.commit(opCtx, p)
-			l.hub.batchDone() // here, not in settle: a worker may wait for a batch
-			written <- err
-		}()
+		// Its remote read is a round trip: it runs beside the worker,
+		// which goes on taking keys.
+		if room == nil {
+			if room = l.client.TakeRoom(ctx); room == nil {
+				l.dirty.Done(read, true)
+				return
+			}
+		}
+		if !l.send(ctx, opCtx, room, read, &writes, true) {
+			return
+		}
 	}
 }
 
-// done ends the copy of batch b whose outcome is err: a batch that failed
+// send reads and decides b (prepare) and writes it (commit) in the room
+// taken for it, the write beside the worker (with async, the read too).
+// false: ctx is done, b is handed back.
+func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, writes *sync.WaitGroup, async bool) bool {
+	if !l.hub.takeBatch(ctx) {
+		room.Release()
+		l.dirty.Done(b, true)
+		return false
+	}
+	run := func(p *plan, err error) {
+		if err == nil {
+			err = l.commit(opCtx, p)
+		}
+		l.hub.batchDone()
+		room.Release()
+		l.settle(opCtx, b, err)
+	}
+	writes.Add(1)
+	if async {
+		go func() {
+			defer writes.Done()
+			run(l.prepare(opCtx, b))
+		}()
+		return true
+	}
+	p, err := l.prepare(opCtx, b)
+	if err == nil && !room.Grow(ctx, p.size()) {
+		writes.Done()
+		l.hub.batchDone()
+		room.Release()
+		l.dirty.Done(b, true)
+		return false
+	}
+	if err != nil {
+		defer writes.Done()
+		run(nil, err)
+		return true
+	}
+	go func() {
+		defer writes.Done()
+		run(p, nil)
+	}()
+	return true
+}
+
+// takeWork waits for dirty keys, then for room for a request, then takes
+// the keys (nil batch: ctx is done). One worker of the link waits at a
+// time (takeMu), and none holds room while it waits for keys: the room of
+// a Client shared by many links must go to the links that have work.
+func (l *Link) takeWork(ctx context.Context) (*webdis.Room, *batch) {
+	l.takeMu.Lock()
+	defer l.takeMu.Unlock()
+	for l.dirty.WaitPending(ctx) {
+		// While the window is full the keys pile up: the request that
+		// gets the next room carries more of them (congestedBatch), so
+		// that what a window carries per round trip grows with the
+		// backlog, not only with the number of requests in flight.
+		n := l.cfg.BatchKeys
+		if l.client.Full() {
+			n *= congestedBatch
+		}
+		room := l.client.TakeRoom(ctx)
+		if room == nil {
+			return nil, nil
+		}
+		if b := l.dirty.TryTake(n); b != nil {
+			return room, b
+		}
+		room.Release() // taken meanwhile (a resync's keys went another way)
+	}
+	return nil, nil
+}
+
+// congestedBatch is how many times batch_keys a worker takes when it had
+// to wait for room: the reads stay bounded by max_batch_bytes (Deferred
+// keys), the requests by max_request_bytes.
+const congestedBatch = 4
+
+// settle ends the copy of batch b whose outcome is err: a batch that failed
 // for a reason other than its side is copied key by key (one bad key must
-// not hold up the others), failures are reported and backed off. It says
-// whether the worker goes on (false: ctx is done).
-func (l *Link) done(ctx, opCtx context.Context, b *batch, err error, bo *backoff) bool {
+// not hold up the others), failures are reported and back the workers off.
+func (l *Link) settle(opCtx context.Context, b *batch, err error) {
 	if err != nil && !sideWide(err) {
 		// Maybe one key's fault: the others must go through.
 		err = l.isolate(opCtx, b)
@@ -336,14 +401,54 @@ func (l *Link) done(ctx, opCtx context.Context, b *batch, err error, bo *backoff
 	if err != nil {
 		l.fail(err, "copy")
 		l.setState(Degraded)
-		return sleepCtx(ctx, bo.next())
+		l.pace.failed()
+		return
 	}
-	if bo.reset() {
+	if l.pace.ok() {
 		// The first success after failures: events may have been lost
 		// meanwhile (Redis drops them for nobody), so compare all.
 		l.requestResync(false)
 	}
-	return true
+}
+
+// pace holds the workers of a link back after a failed write, with
+// capped exponential backoff: writes run apart from their workers, so the
+// pause is the link's, not a worker's.
+type pace struct {
+	mu    sync.Mutex
+	bo    *backoff
+	until time.Time
+}
+
+func (p *pace) failed() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bo == nil {
+		p.bo = newBackoff()
+	}
+	p.until = time.Now().Add(p.bo.next())
+}
+
+// ok reports a success, and whether failures came before it.
+func (p *pace) ok() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.bo == nil {
+		return false
+	}
+	p.until = time.Time{}
+	return p.bo.reset()
+}
+
+// wait waits out the pause, if any (false: ctx is done).
+func (p *pace) wait(ctx context.Context) bool {
+	p.mu.Lock()
+	d := time.Until(p.until)
+	p.mu.Unlock()
+	if d <= 0 {
+		return ctx.Err() == nil
+	}
+	return sleepCtx(ctx, d)
 }
 
 // backoff is capped exponential backoff with jitter.

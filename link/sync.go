@@ -27,6 +27,17 @@ type plan struct {
 	toRemote, toLocal []copyJob
 }
 
+// size is about what p's writes carry, for the window of bytes in flight.
+func (p *plan) size() int {
+	n := 0
+	for _, jobs := range [][]copyJob{p.toRemote, p.toLocal} {
+		for _, j := range jobs {
+			n += int(j.st.Size())
+		}
+	}
+	return n
+}
+
 // commit writes what p says.
 func (l *Link) commit(ctx context.Context, p *plan) error {
 	if err := l.copyStates(ctx, l.local, l.remote, p.toRemote); err != nil {
@@ -124,13 +135,50 @@ func (l *Link) digestBig(ctx context.Context, s *store.Store, states []store.Sta
 	return nil
 }
 
+// needsRemoteRead says whether the outcome of a key dirty for why depends
+// on its remote state (direction both): unless only the local side
+// changed and the local side wins anyway.
+func (l *Link) needsRemoteRead(why uint8) bool { return why != changedLocal || !l.localWins() }
+
+// splitByRead cuts b (direction both) into the keys written without a
+// read of the remote first and those whose remote state must be read: a
+// key written locally goes out at once, its write carrying its own
+// precondition (State.Expect), instead of after a round trip to read the
+// remote state of other keys of its batch (the hub's events, echoes among
+// them). Either may be nil.
+func (l *Link) splitByRead(b *batch) (direct, read *batch) {
+	n := 0
+	for _, why := range b.whys {
+		if l.needsRemoteRead(why) {
+			n++
+		}
+	}
+	if n == 0 {
+		return b, nil
+	}
+	if n == len(b.keys) {
+		return nil, b
+	}
+	direct, read = &batch{}, &batch{}
+	for i, why := range b.whys {
+		to := direct
+		if l.needsRemoteRead(why) {
+			to = read
+		}
+		to.keys = append(to.keys, b.keys[i])
+		to.whys = append(to.whys, why)
+		to.since = append(to.since, b.since[i])
+	}
+	return direct, read
+}
+
 // readRemoteFor reads the remote state of the keys whose outcome depends on
 // it: all of them, but for keys only the local side changed when the local
 // side wins anyway.
 func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) ([]*store.State, error) {
 	var idx []int
 	for i, why := range whys {
-		if why != changedLocal || !l.localWins() {
+		if l.needsRemoteRead(why) {
 			idx = append(idx, i)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -32,7 +33,7 @@ type Options struct {
 	KeyFile  string // its private key (PEM)
 	CAFile   string // CA(s) that must have signed the proxy's certificate (PEM)
 
-	MaxConns      int           // parallel HTTPS connections of requests (event streams have their own); default 8
+	MaxConns      int           // HTTPS connections of requests, a spare among them (event streams have their own); default 8
 	Timeout       time.Duration // per request; default 60s
 	MaxReplyBytes int64         // larger replies are refused; default 1 GiB
 }
@@ -42,7 +43,10 @@ type Options struct {
 type Client struct {
 	url     string // ends with "/"
 	display string // url without credentials, for messages
-	http    *http.Client
+	// reqs carries the requests; over HTTP/2 it is replaced after
+	// h2RotateAfter requests (rotate).
+	reqs    atomic.Pointer[requests]
+	newReqs func() *requests
 	// streams carries the event streams (Subscribe): each holds its
 	// connection for as long as it lasts, so they are kept apart from the
 	// MaxConns connections of requests, which they would otherwise starve
@@ -51,6 +55,8 @@ type Client struct {
 	timeout  time.Duration
 	maxReply int64
 	bufs     sync.Pool
+	win      *window // requests in flight (window.go)
+	dial     *dialer // the requests' connections, and a spare (dialer.go)
 }
 
 // New checks the options and loads the certificates; the error names the file
@@ -68,6 +74,9 @@ func New(o Options) (*Client, error) {
 		return nil, err
 	}
 	tlsConf.ServerName = u.Hostname()
+	// Resumed sessions: a new connection costs a round trip less, which
+	// across a WAN is tens of milliseconds on the path of a change.
+	tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(64)
 	if o.MaxConns <= 0 {
 		o.MaxConns = 8
 	}
@@ -77,13 +86,22 @@ func New(o Options) (*Client, error) {
 	if o.MaxReplyBytes <= 0 {
 		o.MaxReplyBytes = 1 << 30
 	}
+	// The spare connection (dialer.go) is one of MaxConns.
+	conns := o.MaxConns
+	if conns > 1 {
+		conns--
+	}
+	reqTLS := tlsConf.Clone()
+	reqTLS.NextProtos = []string{"h2", "http/1.1"}
+	dial := newDialer(reqTLS, 10*time.Second)
 	tr := &http.Transport{
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		DialTLSContext:      dial.DialTLSContext,
 		TLSClientConfig:     tlsConf,
 		TLSHandshakeTimeout: 10 * time.Second,
-		MaxIdleConns:        o.MaxConns,
-		MaxIdleConnsPerHost: o.MaxConns,
-		MaxConnsPerHost:     o.MaxConns,
+		MaxIdleConns:        conns,
+		MaxIdleConnsPerHost: conns,
+		MaxConnsPerHost:     conns,
 		IdleConnTimeout:     50 * time.Second,
 		// A batch is tens of KiB: written through net/http's default 4 KiB
 		// buffer it became a TLS record and a syscall per 4 KiB.
@@ -91,6 +109,11 @@ func New(o Options) (*Client, error) {
 		ReadBufferSize:        64 << 10,
 		ExpectContinueTimeout: 0,
 		DisableCompression:    true,
+		// HTTP/2 where the front offers it (the gateway; nginx with
+		// "http2" on its listen): many requests in flight share one
+		// connection, so connections stop bounding what is in flight.
+		// net/http needs it asked for with a TLSClientConfig of our own.
+		ForceAttemptHTTP2: true,
 	}
 	// A stream sends one small request and reads small messages: net/http's
 	// default buffers (4 KiB) rather than a batch's, as a process may hold
@@ -98,20 +121,64 @@ func New(o Options) (*Client, error) {
 	st := tr.Clone()
 	st.MaxConnsPerHost, st.MaxIdleConns, st.MaxIdleConnsPerHost = 0, 2, 2
 	st.WriteBufferSize, st.ReadBufferSize = 0, 0
+	// Streams stay on HTTP/1.1, a connection each, as Webdis serves them:
+	// a stream lasts for hours and must not share the fate (or the flow
+	// control) of a connection of requests.
+	st.ForceAttemptHTTP2 = false
+	st.DialTLSContext = nil // no spare: a stream is dialled once and kept
+	st.TLSClientConfig.NextProtos = nil
+	st.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
 	path := u.String()
 	if !strings.HasSuffix(path, "/") {
 		path += "/"
 	}
 	u.User = nil
 	display := u.String()
-	return &Client{
-		url:      path,
-		display:  display,
-		http:     &http.Client{Transport: tr},
+	c := &Client{
+		url:     path,
+		display: display,
+		newReqs: func() *requests {
+			t := tr.Clone() // tr itself is never used: each clone sets up its own HTTP/2
+			return &requests{http: &http.Client{Transport: t}, tr: t}
+		},
 		streams:  &http.Client{Transport: st},
 		timeout:  o.Timeout,
 		maxReply: o.MaxReplyBytes,
-	}, nil
+		win:      newWindow(conns),
+		dial:     dial,
+	}
+	c.reqs.Store(c.newReqs())
+	return c, nil
+}
+
+// requests is one transport of a Client's requests, and how many it sent.
+type requests struct {
+	http *http.Client
+	tr   *http.Transport
+	n    atomic.Int64
+}
+
+// h2RotateAfter: an HTTP/2 connection gets no more requests after this
+// many. nginx ends one after keepalive_requests (1,000 by default) with a
+// GOAWAY, and the requests sent meanwhile, refused, are sent again a round
+// trip later on a new connection: the client moves to a new one first, on
+// the spare connection (dialer.go), while the old one finishes what it
+// carries.
+const h2RotateAfter = 900
+
+// transport is the requests' transport, replaced by a new one when the
+// current one, over HTTP/2, has carried h2RotateAfter requests.
+func (c *Client) transport() *requests {
+	r := c.reqs.Load()
+	if !c.Multiplexed() || r.n.Add(1) <= h2RotateAfter {
+		return r
+	}
+	if next := c.newReqs(); c.reqs.CompareAndSwap(r, next) {
+		// What it carries ends within the request timeout.
+		time.AfterFunc(c.timeout, r.tr.CloseIdleConnections)
+		return next
+	}
+	return c.reqs.Load()
 }
 
 // TLSConfig builds a client TLS configuration: TLS 1.2 or newer, the client
@@ -141,7 +208,8 @@ func (c *Client) URL() string { return c.display }
 
 // Close drops the idle connections.
 func (c *Client) Close() {
-	c.http.CloseIdleConnections()
+	c.dial.close()
+	c.reqs.Load().tr.CloseIdleConnections()
 	c.streams.CloseIdleConnections()
 }
 
@@ -188,7 +256,8 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	if !notIdempotent(parent) {
 		req.Header["X-Idempotency-Key"] = nil
 	}
-	resp, err := c.http.Do(req)
+	c.dial.used.Store(time.Now().UnixNano())
+	resp, err := c.transport().http.Do(req)
 	if err != nil {
 		switch {
 		case errors.Is(parent.Err(), context.DeadlineExceeded):
@@ -202,6 +271,9 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 		return nil, classifyTransport(c.display, err)
 	}
 	defer resp.Body.Close()
+	if resp.ProtoMajor == 2 {
+		c.win.multiplexed()
+	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
 	if err != nil {
 		return nil, classifyTransport(c.display, err)

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/config"
+
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -104,10 +106,16 @@ type burstResult struct {
 }
 
 func burstOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote redis.Conn, n int) (*burstResult, error) {
+	return burstWith(ctx, b, hub, linkConfig(hub, "burst:"), local, remote, n)
+}
+
+// burstWith is burstOnce with a link of cfg (namespace "burst:"): through
+// a delaying proxy, say (wan.go).
+func burstWith(ctx context.Context, b *bench, hub *webdistest.Hub, cfg config.Link, local, remote redis.Conn, n int) (*burstResult, error) {
 	if err := flush(local, remote); err != nil {
 		return nil, err
 	}
-	l, err := b.startLink(ctx, linkConfig(hub, "burst:"), true)
+	l, err := b.startLink(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}

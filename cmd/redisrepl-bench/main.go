@@ -18,7 +18,8 @@
 //
 // Scenarios (-only REGEX selects by these names): ceilings, burst, lag,
 // hotkeys, resync, memory, rc, bigkeys, gateway (both hubs side by side:
-// gateway.go), links (many links in one process: links.go). burst and rc
+// gateway.go), links (many links in one process: links.go), wan (both hubs
+// behind a delaying proxy at 50 and 200 ms of round trip: wan.go). burst and rc
 // need the ceilings of the same run for their ratios, so they measure them
 // first when -only left ceilings out.
 //
@@ -92,6 +93,7 @@ var scenarios = []scenario{
 	{"bigkeys", runBigKeys},
 	{"gateway", runGateway},
 	{"links", runLinks},
+	{"wan", runWAN},
 }
 
 func main() { os.Exit(run()) }

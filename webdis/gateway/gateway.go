@@ -137,7 +137,9 @@ func loadTLS(cfg *config.Gateway) (*tls.Config, error) {
 		Certificates: []tls.Certificate{cert},
 		ClientCAs:    pool,
 		ClientAuth:   tls.RequireAndVerifyClientCert,
-		NextProtos:   []string{"http/1.1"},
+		// HTTP/2 first: a link then carries many requests in flight on
+		// one connection (docs/ARCHITECTURE.md, "The path of a change").
+		NextProtos: []string{"h2", "http/1.1"},
 	}, nil
 }
 

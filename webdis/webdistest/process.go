@@ -354,6 +354,7 @@ type NginxConfig struct {
 	WebdisPort  int    // upstream webdis on 127.0.0.1
 	Certs       *Certs // server cert/key, client CA; the client cert is used to probe readiness
 	MaxBodySize string // client_max_body_size; "" leaves nginx's default (1m)
+	HTTP2       bool   // "http2" on the listen: clients that offer it get HTTP/2 (nginx 1.22 syntax)
 }
 
 // URL is the base URL of the Webdis location, without a trailing slash.
@@ -376,7 +377,7 @@ http {
         keepalive 64;
     }
     server {
-        listen 127.0.0.1:{{port}} ssl;
+        listen 127.0.0.1:{{port}} ssl{{http2}};
         server_name localhost;
         ssl_certificate        {{cert}};
         ssl_certificate_key    {{key}};
@@ -420,10 +421,14 @@ func StartNginx(dir string, c NginxConfig) (*Process, error) {
 	if c.MaxBodySize != "" {
 		maxbody = "client_max_body_size " + c.MaxBodySize + ";"
 	}
+	http2 := ""
+	if c.HTTP2 {
+		http2 = " http2"
+	}
 	conf := strings.NewReplacer("{{user}}", user, "{{base}}", base, "{{tmp}}", tmp,
 		"{{webdis}}", strconv.Itoa(c.WebdisPort), "{{port}}", strconv.Itoa(c.Port),
 		"{{cert}}", c.Certs.ServerCert, "{{key}}", c.Certs.ServerKey, "{{ca}}", c.Certs.CA,
-		"{{maxbody}}", maxbody).Replace(nginxConf)
+		"{{maxbody}}", maxbody, "{{http2}}", http2).Replace(nginxConf)
 	if err := os.WriteFile(base+".conf", []byte(conf), 0o644); err != nil {
 		return nil, err
 	}

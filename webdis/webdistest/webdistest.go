@@ -72,6 +72,12 @@ type Options struct {
 	// Front picks what serves URL: nginx+webdis (the default) or the
 	// gateway. See FrontGateway.
 	Front Front
+	// HTTP2 puts "http2" on nginx's listen, so that a client offering
+	// HTTP/2 gets it (Webdis behind it still speaks HTTP/1.1 to nginx).
+	// WEBDISTEST_HTTP2=1 in the environment sets it for every hub
+	// (HTTP2Env), so that a package's tests run over HTTP/2 unchanged.
+	// The gateway speaks HTTP/2 always.
+	HTTP2 bool
 	// With FrontGateway: the namespaces and read-only prefixes of the
 	// tenant that Cert is (CN "redisrepl test client"). No namespaces means
 	// the whole keyspace, which only this harness can ask for (a gateway
@@ -119,6 +125,10 @@ const (
 // FrontEnv names the environment variable that switches the default
 // front; "gateway" picks FrontGateway.
 const FrontEnv = "WEBDISTEST_FRONT"
+
+// HTTP2Env names the environment variable that, set to 1, turns
+// Options.HTTP2 on for every hub.
+const HTTP2Env = "WEBDISTEST_HTTP2"
 
 // Hub is a running stack on loopback: a local redis-server, and a remote
 // redis-server reached through webdis behind nginx with mutual TLS.
@@ -252,7 +262,8 @@ func Start(opts Options) (h *Hub, err error) {
 	}); err != nil {
 		return h, err
 	}
-	h.nginxCfg = NginxConfig{WebdisPort: h.webdisCfg.Port, Certs: c, MaxBodySize: opts.MaxBodySize}
+	h.nginxCfg = NginxConfig{WebdisPort: h.webdisCfg.Port, Certs: c, MaxBodySize: opts.MaxBodySize,
+		HTTP2: opts.HTTP2 || os.Getenv(HTTP2Env) == "1"}
 	if h.nginx, err = onFreePort(func(port int) (*Process, error) {
 		h.nginxCfg.Port = port
 		return StartNginx(dir, h.nginxCfg)
