@@ -63,6 +63,7 @@ type Stats struct {
 	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
 	EchoesDropped  atomic.Int64 // events of the link's own marked writes, dropped unread (echoes.go)
 	RemoteRequests atomic.Int64 // requests sent to the remote
+	ValuesUsed     atomic.Int64 // hub changes copied with the state their event carried, unread (echoes.go)
 	Errors         atomic.Int64
 	KeyErrors      atomic.Int64    // keys that failed alone (see keyerrors.go)
 	EventLapses    atomic.Int64    // times a side's events stopped coming (see health.go)

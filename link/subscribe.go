@@ -310,8 +310,8 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (
 		}
 	}()
 	upgrade := false
-	err = l.client.SubscribeAll(ctx, patterns, func(several bool) {
-		if several && !withCanary && !l.hubNoCanary.Load() {
+	err = l.client.Stream(ctx, patterns, l.remote.ValuesRequest(), func(info webdis.StreamInfo) {
+		if several := info.Several; several && !withCanary && !l.hubNoCanary.Load() {
 			l.hubSeveral.Store(true)
 			upgrade = true
 			cancel()
@@ -323,8 +323,9 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (
 		l.echoes[RemoteSide].reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
-	}, func(ch, _ []byte) {
+	}, func(e webdis.Event) {
 		last.Store(time.Now().UnixNano())
+		ch := e.Channel
 		if len(ch) < len(channel) {
 			return
 		}
@@ -340,7 +341,13 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (
 			return
 		}
 		l.Stats.EventsRemote.Add(1)
-		if l.echoes[RemoteSide].drop(key) {
+		var carried *store.State
+		if e.Value != nil {
+			if st, ok := l.remote.ParseValue(key, e.Value); ok {
+				carried = &st
+			}
+		}
+		if !l.echoes[RemoteSide].admit(key, carried) {
 			l.Stats.EchoesDropped.Add(1)
 			return
 		}
