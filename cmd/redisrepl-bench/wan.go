@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -142,9 +143,76 @@ func runWAN(ctx context.Context, b *bench) error {
 				b.emit("wan_"+k, append(kv, "secs", dur.Seconds(), "rounds", b.rounds)...)
 			}
 		}
+		if err := wanBandwidth(ctx, b, hub, far, proxy, f.name); err != nil {
+			proxy.Close()
+			b.closeHub(hub)
+			return err
+		}
 		proxy.Close()
 		b.closeHub(hub)
 	}
+	return nil
+}
+
+// The line of wanBandwidth: capped each way, 25 ms one way; values of
+// lab-like text (readings with varying digits), which compress about 3x.
+const (
+	wanLineBytesPerS = 2 << 20 // 16 Mbit/s
+	wanBWKeys        = 200
+	wanBWValue       = 64 << 10
+)
+
+// wanBandwidth measures, per front, a push burst of wanBWKeys values of
+// wanBWValue bytes across a line capped at wanLineBytesPerS:
+//
+//	wan_bwburst<n>_<front>   keys/s beside the line's ceiling for these
+//	                         values sent plain (rate / value size); over
+//	                         1x, they went compressed (the gateway takes
+//	                         gzip; nginx+Webdis does not, and its values
+//	                         also grow by percent-encoding)
+func wanBandwidth(ctx context.Context, b *bench, hub *webdistest.Hub, far string, proxy *webdistest.FaultProxy, front string) error {
+	proxy.SetDelay(25*time.Millisecond, 25*time.Millisecond)
+	proxy.SetBandwidth(wanLineBytesPerS)
+	defer proxy.SetBandwidth(0)
+	local, remote, err := dialBoth(hub)
+	if err != nil {
+		return err
+	}
+	defer local.Close()
+	defer remote.Close()
+	n := wanBWKeys
+	if b.quick {
+		n /= 4
+	}
+	vals := make([][]byte, n)
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range vals {
+		var v []byte
+		for len(v) < wanBWValue {
+			v = fmt.Appendf(v, "t=%d,ch%02d=%.4f;", 1700000000+i*60+len(v), rng.IntN(64), rng.Float64()*100)
+		}
+		vals[i] = v[:wanBWValue]
+	}
+	k := fmt.Sprintf("bwburst%d_%s", n, front)
+	s := series{}
+	for round := range b.rounds {
+		cfg := linkConfig(hub, "burst:")
+		cfg.Remote = far
+		up0, _ := proxy.Bytes()
+		r, err := burstOf(ctx, b, hub, cfg, local, remote, n, func(i int) []byte { return vals[i] })
+		if err != nil {
+			return fmt.Errorf("%s: %w", k, err)
+		}
+		up, _ := proxy.Bytes()
+		s.add(k, r.keysPerS)
+		s.add(k+"/wire", float64(up-up0)/float64(n*wanBWValue))
+		s.add(k+"/complete", boolf(r.complete))
+		progress("round %d wan_%s: %.1f keys/s, %.2f bytes up per value byte", round+1, k, r.keysPerS, s.med(k+"/wire"))
+	}
+	ceiling := float64(wanLineBytesPerS) / float64(wanBWValue)
+	b.emit("wan_"+k, append(s.headline("keys_per_s", k), "line_ceiling_keys_per_s", ceiling,
+		"ratio", ratio(s.med(k)/ceiling), "wire_bytes_per_value_byte", s.med(k+"/wire"),
+		"complete_rounds", s.med(k+"/complete"), "rounds", b.rounds)...)
 	return nil
 }
 
