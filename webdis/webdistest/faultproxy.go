@@ -26,7 +26,6 @@ type FaultProxy struct {
 	accepted atomic.Int64
 	bytes    [2]atomic.Int64 // forwarded: up, down
 
-
 	mu         sync.Mutex
 	up, down   time.Duration // client → target, target → client
 	rate       int64         // bytes/s each way, shared by every connection (0: no cap)
