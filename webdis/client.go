@@ -57,6 +57,7 @@ type Client struct {
 	bufs     sync.Pool
 	win      *window     // requests in flight (window.go)
 	gzip     atomic.Bool // the hub takes gzipped bodies (gzip.go)
+	answered atomic.Bool // the hub has answered a request over HTTP at least once
 	dial     *dialer     // the requests' connections, and a spare (dialer.go)
 }
 
@@ -283,8 +284,16 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 		case ctx.Err() == context.DeadlineExceeded:
 			return nil, &Error{Kind: KindTimeout, URL: c.display, Msg: fmt.Sprintf("no answer within %v", c.timeout), Err: err}
 		}
+		if !c.answered.Load() && closedByPeer(err) {
+			// Over TLS 1.3 a server that refuses the client certificate
+			// does so after the client's handshake is done: a request
+			// written at once meets the closed connection, before the
+			// alert is read.
+			return nil, &Error{Kind: KindCertRefused, URL: c.display, Msg: "the server closed the connection right after the TLS handshake, before answering any request: it refused the client certificate (missing, expired, or not signed by the CA it trusts)", Err: err}
+		}
 		return nil, classifyTransport(c.display, err)
 	}
+	c.answered.Store(true)
 	defer resp.Body.Close()
 	if resp.ProtoMajor == 2 {
 		c.win.multiplexed()

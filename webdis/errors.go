@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"syscall"
 )
 
 // Kind tells what went wrong on the way to the remote Redis, so that callers
@@ -139,4 +140,10 @@ func oldTLSMessage(err error) string {
 func isTimeout(err error) bool {
 	var ne net.Error
 	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// closedByPeer says whether err is the peer closing the connection under
+// a write or a read (a reset, a broken pipe).
+func closedByPeer(err error) bool {
+	return errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET)
 }
