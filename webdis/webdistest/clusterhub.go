@@ -1,0 +1,160 @@
+package webdistest
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/webdis/gateway"
+)
+
+// ClusterHub is a local redis-server and a hub made of a Redis Cluster
+// (3 masters, 3 replicas) behind the gateway (redis_cluster), on loopback.
+type ClusterHub struct {
+	Dir       string
+	LocalAddr string
+	URL       string // https://127.0.0.1:PORT/redis
+	CA        string
+	Cert, Key string // the default tenant's client certificate
+	Certs     *Certs
+	Cluster   *Cluster
+	Gateway   *gateway.Gateway
+
+	local *Process
+}
+
+// NewClusterHub starts a ClusterHub for t, stopped when t ends; opts gives
+// the gateway's tenants as for FrontGateway (Namespaces, Read, Tenants).
+func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
+	t.Helper()
+	RequireCluster(t)
+	dir, err := os.MkdirTemp("", "webdistest-cluster-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &ClusterHub{Dir: dir}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range append([]*Process{h.local}, h.clusterNodes()...) {
+				if p != nil {
+					t.Logf("%s", p.Tail(30))
+				}
+			}
+		}
+		if h.Gateway != nil {
+			h.Gateway.Close()
+		}
+		if h.Cluster != nil {
+			h.Cluster.Close()
+		}
+		if h.local != nil {
+			h.local.Stop()
+		}
+		os.RemoveAll(dir)
+	})
+	c, err := GenerateCerts(filepath.Join(dir, "certs"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.Certs, h.CA, h.Cert, h.Key = c, c.CA, c.ClientCert, c.ClientKey
+	if h.local, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
+		t.Fatal(err)
+	}
+	h.LocalAddr = h.local.Addr
+	start := time.Now()
+	if h.Cluster, err = StartCluster(dir, 3, 1); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("webdistest: cluster of 3 masters and 3 replicas up in %v: %v", time.Since(start).Round(time.Millisecond), h.Cluster.Seeds())
+	port, err := FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := GatewayConfig(c, fmt.Sprintf("127.0.0.1:%d", port), h.Cluster.Seeds()[0], opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.RedisCluster = h.Cluster.Seeds()
+	cfg.Redis = strings.Join(cfg.RedisCluster, ",")
+	logf := opts.Log
+	if logf == nil {
+		logf = t.Logf
+	}
+	g, err := gateway.New(cfg, zerolog.New(quietWriter{logWriter{logf}}).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	h.Gateway = g
+	h.URL = fmt.Sprintf("https://127.0.0.1:%d/redis", port)
+	return h
+}
+
+func (h *ClusterHub) clusterNodes() []*Process {
+	if h.Cluster == nil {
+		return nil
+	}
+	return h.Cluster.Nodes
+}
+
+// Local is a connection to the local Redis, closed when t ends.
+func (h *ClusterHub) Local(t testing.TB) redis.Conn {
+	t.Helper()
+	c, err := redis.Dial("tcp", h.LocalAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// WaitEqual waits until the local namespace prefix and the cluster's hold
+// the same keys, byte for byte, expiry times within 1.5 s; it fails t with
+// the differences after d, and returns the local dump.
+func (h *ClusterHub) WaitEqual(t testing.TB, prefix string, d time.Duration) map[string]Key {
+	t.Helper()
+	local := h.Local(t)
+	deadline := time.Now().Add(d)
+	for {
+		l, err := Dump(local, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := h.Cluster.Dump(prefix)
+		if err == nil {
+			diff := Diff(l, r, 1500)
+			if len(diff) == 0 {
+				return l
+			}
+			if time.Now().After(deadline) {
+				if len(diff) > 20 {
+					diff = append(diff[:20], fmt.Sprintf("... %d more", len(diff)-20))
+				}
+				t.Fatalf("local and cluster differ after %v (%d local keys, %d cluster keys):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("cannot read the cluster: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// quietWriter passes the gateway's log lines on but its access log: a
+// cluster test sees the topology's changes (info) without every request.
+type quietWriter struct{ w logWriter }
+
+func (q quietWriter) Write(p []byte) (int, error) {
+	if strings.Contains(string(p), `"message":"request"`) {
+		return len(p), nil
+	}
+	return q.w.Write(p)
+}
