@@ -16,6 +16,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 	goredis "github.com/redis/go-redis/v9"
+	"github.com/rs/zerolog"
 )
 
 // A Redis Cluster hub (docs/ARCHITECTURE.md, "A cluster hub"). go-redis's
@@ -51,6 +52,9 @@ type topology struct {
 }
 
 func newClusterHub(g *Gateway) *clusterHub {
+	// go-redis logs its reconnections to stderr through one logger of the
+	// process; they are the debug lines of the gateway's own log.
+	goredis.SetLogger(goredisLog{g.log})
 	h := &clusterHub{g: g, nodes: map[string]*goredis.Client{}, tenants: map[*tenant]*goredis.ClusterClient{},
 		changed: make(chan struct{})}
 	h.admin = goredis.NewClusterClient(&goredis.ClusterOptions{
@@ -97,7 +101,7 @@ func (h *clusterHub) refresh(ctx context.Context) (tp *topology, nodes bool, err
 	var masters, all, msig, asig []string
 	for _, s := range shards {
 		for _, n := range s.Nodes {
-			if n.Health != "online" {
+			if n.Health == "failed" || n.Health == "fail" {
 				continue
 			}
 			ip := n.IP
@@ -107,7 +111,7 @@ func (h *clusterHub) refresh(ctx context.Context) (tp *topology, nodes bool, err
 			addr := net.JoinHostPort(ip, strconv.FormatInt(n.Port, 10))
 			all = append(all, addr)
 			asig = append(asig, n.ID+" "+n.Role+" "+addr)
-			if n.Role == "master" && len(s.Slots) > 0 {
+			if n.Role == "master" && len(s.Slots) > 0 && n.Health == "online" {
 				masters = append(masters, addr)
 				msig = append(msig, n.ID+" "+addr)
 			}
@@ -451,4 +455,13 @@ func argBytes(a any) []byte {
 		return strconv.AppendInt(nil, v, 10)
 	}
 	return []byte(fmt.Sprint(a))
+}
+
+// goredisLog passes go-redis's messages to the gateway's log, at debug
+// level: what they say (a node refusing connections) the gateway reports
+// itself when it matters.
+type goredisLog struct{ l zerolog.Logger }
+
+func (w goredisLog) Printf(_ context.Context, format string, v ...any) {
+	w.l.Debug().Str("from", "go-redis").Msg(fmt.Sprintf(format, v...))
 }

@@ -171,8 +171,10 @@ func (c *clusterConn) parts(n int, part func(i int) (string, []any)) ([]any, any
 		}()
 	}
 	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return nil, nil, err
+	for _, err := range errs {
+		if err != nil {
+			return nil, nil, err
+		}
 	}
 	for _, r := range replies {
 		if re, ok := r.(redis.Error); ok {

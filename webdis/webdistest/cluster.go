@@ -92,7 +92,7 @@ func (c *Cluster) startNode() (*Process, error) {
 			"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
 			"--save", "", "--appendonly", "no", "--dir", c.Dir, "--daemonize", "no", "--logfile", base+".log",
 			"--cluster-enabled", "yes", "--cluster-config-file", base+".nodes.conf",
-			"--cluster-node-timeout", strconv.Itoa(clusterNodeTimeout))
+			"--cluster-node-timeout", strconv.Itoa(clusterNodeTimeout), "--repl-diskless-sync-delay", "0")
 		if err != nil {
 			last = err
 			continue
@@ -142,7 +142,7 @@ func (c *Cluster) Seeds() []string {
 }
 
 // WaitOK waits until every running node says cluster_state:ok and agrees
-// on which nodes serve slots.
+// on which nodes serve slots, and every replica is in sync.
 func (c *Cluster) WaitOK(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
@@ -164,6 +164,14 @@ func (c *Cluster) checkOK() error {
 		}
 		if !strings.Contains(string(info.([]byte)), "cluster_state:ok") {
 			return fmt.Errorf("%s: cluster_state is not ok", addr)
+		}
+		// A replica that has not synced yet cannot be promoted.
+		repl, err := redis.String(c.do(addr, "INFO", "replication"))
+		if err != nil {
+			return err
+		}
+		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
+			return fmt.Errorf("%s: a replica not in sync with its master", addr)
 		}
 		m, err := c.mastersSeenBy(addr)
 		if err != nil {
@@ -268,9 +276,23 @@ func (c *Cluster) Masters() ([]ClusterNode, error) {
 
 // Reshard moves slots slots from the master from to the master to (node
 // IDs) with redis-cli --cluster reshard, keys and all (MIGRATE).
+// redis-cli refuses to start while the nodes do not agree on the
+// configuration yet (just after another reshard or add-node): it is run
+// once the cluster is ok, and again after such a refusal.
 func (c *Cluster) Reshard(from, to string, slots int) error {
-	return c.cli("redis-cli", "--cluster", "reshard", c.Seeds()[0], "--cluster-from", from, "--cluster-to", to,
-		"--cluster-slots", strconv.Itoa(slots), "--cluster-yes", "--cluster-pipeline", "100")
+	var err error
+	for range 5 {
+		if err = c.WaitOK(30 * time.Second); err != nil {
+			return err
+		}
+		err = c.cli("redis-cli", "--cluster", "reshard", c.Seeds()[0], "--cluster-from", from, "--cluster-to", to,
+			"--cluster-slots", strconv.Itoa(slots), "--cluster-yes", "--cluster-pipeline", "100")
+		if err == nil || !strings.Contains(err.Error(), "agree") {
+			return err
+		}
+		time.Sleep(time.Second)
+	}
+	return err
 }
 
 // AddMaster starts an empty node and adds it to the cluster as a master

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redisrepl/redisrepl/webdis/gateway"
+	"github.com/redisrepl/redisrepl/webdis/pki"
 )
 
 // ClusterHub is a local redis-server and a hub made of a Redis Cluster
@@ -27,7 +28,24 @@ type ClusterHub struct {
 	Cluster   *Cluster
 	Gateway   *gateway.Gateway
 
-	local *Process
+	local    *Process
+	tenantCA *pki.CA
+	clientCA string
+}
+
+// ClientCert writes a client certificate and key for name (a tenant's
+// client) signed by a CA the gateway trusts, and returns their files.
+func (h *ClusterHub) ClientCert(t testing.TB, name string) (cert, key string) {
+	t.Helper()
+	certPEM, keyPEM, err := h.tenantCA.IssueClient(name, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, key = filepath.Join(h.Dir, "certs", name+".pem"), filepath.Join(h.Dir, "certs", name+".key")
+	if err := pki.WriteFiles(cert, certPEM, key, keyPEM, true); err != nil {
+		t.Fatal(err)
+	}
+	return cert, key
 }
 
 // NewClusterHub starts a ClusterHub for t, stopped when t ends; opts gives
@@ -44,7 +62,7 @@ func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 		if t.Failed() {
 			for _, p := range append([]*Process{h.local}, h.clusterNodes()...) {
 				if p != nil {
-					t.Logf("%s", p.Tail(30))
+					t.Logf("%s", p.Tail(8))
 				}
 			}
 		}
@@ -64,6 +82,16 @@ func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 		t.Fatal(err)
 	}
 	h.Certs, h.CA, h.Cert, h.Key = c, c.CA, c.ClientCert, c.ClientKey
+	// Every client certificate of another tenant comes from a CA of the
+	// hub's own (GenerateCerts keeps no CA key), which the gateway trusts.
+	if h.tenantCA, err = pki.NewCA("redisrepl test tenants CA", 0); err != nil {
+		t.Fatal(err)
+	}
+	bundle, _ := os.ReadFile(c.CA)
+	h.clientCA = filepath.Join(dir, "certs", "clients-ca.pem")
+	if err := os.WriteFile(h.clientCA, append(bundle, h.tenantCA.CertPEM...), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	if h.local, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
 		t.Fatal(err)
 	}
@@ -81,6 +109,7 @@ func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 	if err != nil {
 		t.Fatal(err)
 	}
+	cfg.ClientCA = h.clientCA
 	cfg.RedisCluster = h.Cluster.Seeds()
 	cfg.Redis = strings.Join(cfg.RedisCluster, ",")
 	logf := opts.Log
@@ -149,11 +178,12 @@ func (h *ClusterHub) WaitEqual(t testing.TB, prefix string, d time.Duration) map
 }
 
 // quietWriter passes the gateway's log lines on but its access log: a
-// cluster test sees the topology's changes (info) without every request.
+// cluster test sees the topology's changes (info) without every request
+// or refusal.
 type quietWriter struct{ w logWriter }
 
 func (q quietWriter) Write(p []byte) (int, error) {
-	if strings.Contains(string(p), `"message":"request"`) {
+	if strings.Contains(string(p), `"message":"request"`) || strings.Contains(string(p), `"message":"refused"`) {
 		return len(p), nil
 	}
 	return q.w.Write(p)
