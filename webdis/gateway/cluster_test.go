@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -94,5 +96,99 @@ func TestClusterLinkEveryType(t *testing.T) {
 				t.Error("another namespace was copied locally")
 			}
 		})
+	}
+}
+
+// TestClusterCommandsSplitPerSlot: multi-key commands across slots are
+// split and merged into one reply; one that cannot be split is refused
+// whole (CROSSSLOT), applied nowhere; SCAN and KEYS cover every master
+// and only the tenant's keys.
+func TestClusterCommandsSplitPerSlot(t *testing.T) {
+	hub := webdistest.NewClusterHub(t, webdistest.Options{Namespaces: []string{"lab1:"},
+		Tenants: []config.Tenant{{Name: "other", Client: "other lab", Namespaces: []string{"lab2:"}}}})
+	c := webdisClient(t, hub.URL, hub.Cert, hub.Key, hub.CA)
+	cc := clusterClient(t, hub)
+	ctx := context.Background()
+	do := func(args ...string) (any, error) {
+		b := make([][]byte, len(args))
+		for i, a := range args {
+			b[i] = []byte(a)
+		}
+		return c.Do(ctx, b...)
+	}
+	const n = 300
+	mset := []string{"MSET"}
+	mget := []string{"MGET"}
+	for i := range n {
+		mset = append(mset, fmt.Sprintf("lab1:k%d", i), fmt.Sprint(i))
+		mget = append(mget, fmt.Sprintf("lab1:k%d", i))
+		cc.Set(ctx, fmt.Sprintf("lab2:k%d", i), "other", 0)
+	}
+	if v, err := redis.String(do(mset...)); err != nil || v != "OK" {
+		t.Fatalf("MSET across slots: %q %v", v, err)
+	}
+	vs, err := redis.Strings(do(append(mget, "lab1:none")...))
+	if err != nil || len(vs) != n+1 {
+		t.Fatalf("MGET across slots: %d values, %v", len(vs), err)
+	}
+	for i := range n {
+		if vs[i] != fmt.Sprint(i) {
+			t.Fatalf("MGET: value %d is %q", i, vs[i])
+		}
+	}
+	if vs[n] != "" {
+		t.Errorf("MGET of a missing key: %q", vs[n])
+	}
+	if e, err := redis.Int(do(append([]string{"EXISTS"}, mget[1:]...)...)); err != nil || e != n {
+		t.Errorf("EXISTS across slots: %d %v", e, err)
+	}
+	if _, err := do("RENAME", "lab1:k1", "lab1:k2"); err == nil || !strings.Contains(err.Error(), "CROSSSLOT") {
+		t.Errorf("RENAME across slots: %v, want Redis's CROSSSLOT", err)
+	}
+	if v, _ := cc.Get(ctx, "lab1:k1").Result(); v != "1" {
+		t.Errorf("a refused RENAME touched its key: %q", v)
+	}
+	if _, err := do("MGET", "lab1:k1", "lab2:k1"); err == nil {
+		t.Error("MGET of another tenant's key across slots was served")
+	}
+	// SCAN: a cursor through every master; only the tenant's keys.
+	seen := map[string]bool{}
+	nodes := map[uint64]bool{}
+	for cursor, steps := "0", 0; ; steps++ {
+		v, err := redis.Values(do("SCAN", cursor, "COUNT", "50"))
+		if err != nil || len(v) != 2 || steps > 10000 {
+			t.Fatalf("SCAN: %v %v", v, err)
+		}
+		cursor, _ = redis.String(v[0], nil)
+		keys, _ := redis.Strings(v[1], nil)
+		for _, k := range keys {
+			if !strings.HasPrefix(k, "lab1:") {
+				t.Fatalf("SCAN listed %q", k)
+			}
+			seen[k] = true
+		}
+		cur, _ := strconv.ParseUint(cursor, 10, 64)
+		nodes[cur&0xff] = true
+		if cursor == "0" {
+			break
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("SCAN listed %d of the tenant's %d keys", len(seen), n)
+	}
+	if len(nodes) < 3 {
+		t.Errorf("SCAN's cursors named %d nodes, want every master's", len(nodes))
+	}
+	keys, err := redis.Strings(do("KEYS", "lab1:k*"))
+	if err != nil || len(keys) != n {
+		t.Errorf("KEYS: %d keys, %v", len(keys), err)
+	}
+	if d, err := redis.Int(do(append([]string{"DEL"}, mget[1:]...)...)); err != nil || d != n {
+		t.Errorf("DEL across slots: %d %v", d, err)
+	}
+	for i := range n {
+		if v, err := cc.Get(ctx, fmt.Sprintf("lab2:k%d", i)).Result(); v != "other" {
+			t.Fatalf("the other tenant's lab2:k%d: %q %v", i, v, err)
+		}
 	}
 }
