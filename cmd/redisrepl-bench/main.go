@@ -91,6 +91,7 @@ var scenarios = []scenario{
 	{"rc", runRC},
 	{"bigkeys", runBigKeys},
 	{"gateway", runGateway},
+	{"cluster", runCluster},
 	{"links", runLinks},
 }
 

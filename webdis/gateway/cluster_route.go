@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/gomodule/redigo/redis"
 	goredis "github.com/redis/go-redis/v9"
@@ -155,26 +154,44 @@ func slotGroups(keys []any, step int) [][]int {
 	return groups
 }
 
-// parts runs n commands at once and returns their replies; err is the
-// first failure to reach the cluster, and a part's error reply is
-// returned as reply when no part failed so.
-func (c *clusterConn) parts(n int, part func(i int) (string, []any)) ([]any, any, error) {
-	replies := make([]any, n)
-	errs := make([]error, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			name, args := part(i)
-			replies[i], errs[i] = c.one(name, args)
-		}()
-	}
-	wg.Wait()
-	for _, err := range errs {
-		if err != nil {
-			return nil, nil, err
+// parts runs n commands in one go-redis pipeline, which sends each
+// node's share in one round trip (and follows MOVED and ASK per command):
+// a batch split into hundreds of slots is still one request per node. err
+// is the first failure to reach the cluster; a part's error reply is
+// returned as refused when no part failed so.
+func (c *clusterConn) parts(n int, part func(i int) (string, []any)) (replies []any, refused any, err error) {
+	run := func() ([]any, bool, error) {
+		pipe := c.cc.Pipeline()
+		names := make([]string, n)
+		argss := make([][]any, n)
+		cmds := make([]*goredis.Cmd, n)
+		for i := range n {
+			names[i], argss[i] = part(i)
+			cmds[i] = pipe.Do(c.ctx, append([]any{names[i]}, argss[i]...)...)
 		}
+		_, _ = pipe.Exec(c.ctx)
+		out := make([]any, n)
+		unknown := false
+		var first error
+		for i, cmd := range cmds {
+			v, err := fromGoRedis(names[i], argss[i], cmd)
+			unknown = unknown || isUnknownUser(v, err)
+			if err != nil && first == nil {
+				first = err
+			}
+			out[i] = v
+		}
+		return out, unknown, first
+	}
+	replies, unknown, err := run()
+	if unknown {
+		c.h.g.log.Warn().Str("tenant", c.t.cfg.Name).Msg("a cluster node does not know this tenant's ACL user: setting it on every node again")
+		if c.t.setUser(c.ctx) == nil {
+			replies, _, err = run()
+		}
+	}
+	if err != nil {
+		return nil, nil, err
 	}
 	for _, r := range replies {
 		if re, ok := r.(redis.Error); ok {

@@ -2,6 +2,7 @@ package webdistest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -48,84 +49,119 @@ func (h *ClusterHub) ClientCert(t testing.TB, name string) (cert, key string) {
 	return cert, key
 }
 
-// NewClusterHub starts a ClusterHub for t, stopped when t ends; opts gives
-// the gateway's tenants as for FrontGateway (Namespaces, Read, Tenants).
+// NewClusterHub starts a ClusterHub for t (StartClusterHub), stopped when
+// t ends; opts gives the gateway's tenants as for FrontGateway
+// (Namespaces, Read, Tenants) and its log (Log, default t.Logf).
 func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 	t.Helper()
 	RequireCluster(t)
-	dir, err := os.MkdirTemp("", "webdistest-cluster-")
+	if opts.Log == nil {
+		opts.Log = t.Logf
+	}
+	h, err := StartClusterHub(opts)
+	if h != nil {
+		t.Cleanup(func() {
+			if t.Failed() {
+				for _, p := range append([]*Process{h.local}, h.clusterNodes()...) {
+					if p != nil {
+						t.Logf("%s", p.Tail(8))
+					}
+				}
+			}
+			h.Close()
+		})
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &ClusterHub{Dir: dir}
-	t.Cleanup(func() {
-		if t.Failed() {
-			for _, p := range append([]*Process{h.local}, h.clusterNodes()...) {
-				if p != nil {
-					t.Logf("%s", p.Tail(8))
-				}
-			}
-		}
-		if h.Gateway != nil {
-			h.Gateway.Close()
-		}
-		if h.Cluster != nil {
-			h.Cluster.Close()
-		}
-		if h.local != nil {
-			h.local.Stop()
-		}
-		os.RemoveAll(dir)
-	})
-	c, err := GenerateCerts(filepath.Join(dir, "certs"))
+	return h
+}
+
+// StartClusterHub starts a local redis-server, a cluster of 3 masters and
+// 3 replicas, and the gateway in front of it, in a temporary directory;
+// on error, what was started is stopped.
+func StartClusterHub(opts Options) (*ClusterHub, error) {
+	dir, err := os.MkdirTemp("", "webdistest-cluster-")
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
+	}
+	h := &ClusterHub{Dir: dir}
+	if err := h.start(opts); err != nil {
+		h.Close()
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *ClusterHub) start(opts Options) error {
+	c, err := GenerateCerts(filepath.Join(h.Dir, "certs"))
+	if err != nil {
+		return err
 	}
 	h.Certs, h.CA, h.Cert, h.Key = c, c.CA, c.ClientCert, c.ClientKey
 	// Every client certificate of another tenant comes from a CA of the
 	// hub's own (GenerateCerts keeps no CA key), which the gateway trusts.
 	if h.tenantCA, err = pki.NewCA("redisrepl test tenants CA", 0); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	bundle, _ := os.ReadFile(c.CA)
-	h.clientCA = filepath.Join(dir, "certs", "clients-ca.pem")
+	bundle, err := os.ReadFile(c.CA)
+	if err != nil {
+		return err
+	}
+	h.clientCA = filepath.Join(h.Dir, "certs", "clients-ca.pem")
 	if err := os.WriteFile(h.clientCA, append(bundle, h.tenantCA.CertPEM...), 0o644); err != nil {
-		t.Fatal(err)
+		return err
 	}
-	if h.local, err = onFreePort(func(port int) (*Process, error) { return StartRedis(dir, port) }); err != nil {
-		t.Fatal(err)
+	if h.local, err = onFreePort(func(port int) (*Process, error) { return StartRedis(h.Dir, port) }); err != nil {
+		return err
 	}
 	h.LocalAddr = h.local.Addr
 	start := time.Now()
-	if h.Cluster, err = StartCluster(dir, 3, 1); err != nil {
-		t.Fatal(err)
+	if h.Cluster, err = StartCluster(h.Dir, 3, 1); err != nil {
+		return err
 	}
-	t.Logf("webdistest: cluster of 3 masters and 3 replicas up in %v: %v", time.Since(start).Round(time.Millisecond), h.Cluster.Seeds())
+	logf := opts.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	logf("webdistest: cluster of 3 masters and 3 replicas up in %v: %v", time.Since(start).Round(time.Millisecond), h.Cluster.Seeds())
 	port, err := FreePort()
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cfg, err := GatewayConfig(c, fmt.Sprintf("127.0.0.1:%d", port), h.Cluster.Seeds()[0], opts)
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	cfg.ClientCA = h.clientCA
 	cfg.RedisCluster = h.Cluster.Seeds()
 	cfg.Redis = strings.Join(cfg.RedisCluster, ",")
-	logf := opts.Log
-	if logf == nil {
-		logf = t.Logf
-	}
 	g, err := gateway.New(cfg, zerolog.New(quietWriter{logWriter{logf}}).Level(zerolog.InfoLevel))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
 	if err := g.Start(context.Background()); err != nil {
-		t.Fatal(err)
+		return err
 	}
 	h.Gateway = g
 	h.URL = fmt.Sprintf("https://127.0.0.1:%d/redis", port)
-	return h
+	return nil
+}
+
+// Close stops the gateway and every process by pid, and removes Dir.
+func (h *ClusterHub) Close() error {
+	var errs []error
+	if h.Gateway != nil {
+		errs = append(errs, h.Gateway.Close())
+	}
+	if h.Cluster != nil {
+		errs = append(errs, h.Cluster.Close())
+	}
+	if h.local != nil {
+		errs = append(errs, h.local.Stop())
+	}
+	errs = append(errs, os.RemoveAll(h.Dir))
+	return errors.Join(errs...)
 }
 
 func (h *ClusterHub) clusterNodes() []*Process {
