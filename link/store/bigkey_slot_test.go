@@ -9,11 +9,11 @@ import (
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
-// TestStagingKeyHashesToItsTargetsSlot: the staging key of a big key's
+// TestClusterStagingKeyHashesToItsTargetsSlot: the staging key of a big key's
 // copy is in its target's Redis Cluster slot (CLUSTER KEYSLOT), so the
 // RENAME into place is not CROSSSLOT, for a target with or without a hash
 // tag; and it is still a staging key of the namespace.
-func TestStagingKeyHashesToItsTargetsSlot(t *testing.T) {
+func TestClusterStagingKeyHashesToItsTargetsSlot(t *testing.T) {
 	cl := webdistest.NewCluster(t, 3, 0)
 	c := cl.ConnT(t, cl.Seeds()[0])
 	prefix := []byte("lab1:")
