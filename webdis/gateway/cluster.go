@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"slices"
 	"strconv"
@@ -237,13 +238,7 @@ func (h *clusterHub) users(ctx context.Context) ([]string, error) {
 		mu.Unlock()
 		return err
 	})
-	return slices.Sorted(func(yield func(string) bool) {
-		for u := range seen {
-			if !yield(u) {
-				return
-			}
-		}
-	}), err
+	return slices.Sorted(maps.Keys(seen)), err
 }
 
 // ensureEvents adds [gateway] keyspace_events to notify-keyspace-events

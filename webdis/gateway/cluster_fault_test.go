@@ -216,6 +216,11 @@ func TestClusterMasterKilled(t *testing.T) {
 		if m.Addr == ms[0].Addr {
 			t.Fatalf("the killed master %s still serves slots", m.Addr)
 		}
+		// The promoted replica (every master, indeed) has the tenant's user.
+		users, err := redis.Strings(hub.Cluster.ConnT(t, m.Addr).Do("ACL", "USERS"))
+		if err != nil || !slices.Contains(users, "redisrepl-gw-test") {
+			t.Errorf("master %s: ACL users %q (%v), want the tenant's", m.Addr, users, err)
+		}
 	}
 	time.Sleep(2 * time.Second)
 	w.halt()

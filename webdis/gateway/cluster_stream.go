@@ -78,6 +78,17 @@ func (h *clusterHub) openStream(ctx context.Context, t *tenant, sub *subscriptio
 		st.subs = append(st.subs, ps)
 		for range per[i] {
 			v, err := ps.ReceiveTimeout(sctx, streamConfirmWait)
+			if isUnknownUser(nil, err) && !sub.readOnly {
+				// A node without the tenant's user (restarted without it):
+				// set it again; the client's next stream finds it.
+				st.close()
+				h.g.log.Warn().Str("tenant", t.cfg.Name).Str("node", addr).
+					Msg("a cluster node does not know this tenant's ACL user: setting it on every node again")
+				if serr := t.setUser(ctx); serr != nil {
+					return nil, serr
+				}
+				return nil, err
+			}
 			if err != nil {
 				var re goredis.Error
 				if errors.As(err, &re) {

@@ -82,10 +82,13 @@ func TestClusterLinkEveryType(t *testing.T) {
 				cc.Set(ctx, "lab1:from-hub", "back", 0)
 				cc.Del(ctx, "lab1:l")
 				cc.HSet(ctx, "lab1:h2", "a", "b")
+				cc.PExpire(ctx, "lab1:z", 90*time.Second)
+				cc.ZAdd(ctx, "lab1:z2", goredis.Z{Score: 2, Member: "n"})
 				webdistest.WaitFor(t, 15*time.Second, "the hub's changes locally", func() bool {
 					v, _ := redis.String(local.Do("GET", "lab1:from-hub"))
-					n, _ := redis.Int(local.Do("EXISTS", "lab1:l", "lab1:h2"))
-					return v == "back" && n == 1
+					n, _ := redis.Int(local.Do("EXISTS", "lab1:l", "lab1:h2", "lab1:z2"))
+					ttl, _ := redis.Int(local.Do("PTTL", "lab1:z"))
+					return v == "back" && n == 2 && ttl > 0
 				})
 				hub.WaitEqual(t, "lab1:", 10*time.Second)
 			}
