@@ -124,6 +124,9 @@ func TestClusterReshardDuringWrites(t *testing.T) {
 	}
 	from, to := ms[0], ms[1]
 	before := countKeys(t, hub, from.Addr, "lab1:")
+	// The writers never delete: every del event of the namespace is a
+	// key leaving its node (MIGRATE), which the link must not propagate.
+	dels := countDels(t, hub, ms, "lab1:")
 	start := time.Now()
 	if err := hub.Cluster.Reshard(from.ID, to.ID, 2000); err != nil {
 		t.Fatal(err)
@@ -158,16 +161,45 @@ func TestClusterReshardDuringWrites(t *testing.T) {
 	}
 	lostL, staleL := w.check(dump)
 	lostR, staleR := w.check(remote)
+	if dels.Load() == 0 {
+		t.Error("no del event of a migrating key was seen: the reshard moved none of the namespace's keys during the writes")
+	}
 	t.Logf("reshard of 2000 + 1000 slots in %v during writes: %d writes acknowledged (%d failed and retried), %d keys; "+
-		"lost: %d local, %d hub; stale: %d local, %d hub; converged %v after the writes stopped; link resyncs %d",
+		"lost: %d local, %d hub; stale: %d local, %d hub; converged %v after the writes stopped; link resyncs %d; migration del events %d, hub events read by the link %d",
 		resharded.Round(time.Millisecond), w.written.Load(), w.failed.Load(), len(w.last), lostL, lostR, staleL, staleR,
-		converged.Round(time.Millisecond), l.Status().Resyncs)
+		converged.Round(time.Millisecond), l.Status().Resyncs, dels.Load(), l.Stats.EventsRemote.Load())
 	if lostL+lostR+staleL+staleR != 0 {
 		t.Errorf("keys lost or stale after the reshard: lost %d local %d hub, stale %d local %d hub", lostL, lostR, staleL, staleR)
 	}
 	if len(dump) != len(w.last) {
 		t.Errorf("%d keys locally, %d written: a migration was taken for a delete, or a key came from nowhere", len(dump), len(w.last))
 	}
+}
+
+// countDels counts the del events of keys under prefix on every master
+// of ms until t ends.
+func countDels(t *testing.T, hub *webdistest.ClusterHub, ms []webdistest.ClusterNode, prefix string) *atomic.Int64 {
+	var n atomic.Int64
+	for _, m := range ms {
+		c := hub.Cluster.ConnT(t, m.Addr)
+		psc := redis.PubSubConn{Conn: c}
+		if err := psc.PSubscribe("__keyspace@0__:" + prefix + "*"); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			for {
+				switch v := psc.Receive().(type) {
+				case redis.Message:
+					if string(v.Data) == "del" {
+						n.Add(1)
+					}
+				case error:
+					return
+				}
+			}
+		}()
+	}
+	return &n
 }
 
 func countKeys(t *testing.T, hub *webdistest.ClusterHub, addr, prefix string) int {
