@@ -18,7 +18,8 @@ import (
 )
 
 // ClusterHub is a local redis-server and a hub made of a Redis Cluster
-// (3 masters, 3 replicas) behind the gateway (redis_cluster), on loopback.
+// (3 masters, and replicas: 3 for tests) behind the gateway
+// (redis_cluster), on loopback.
 type ClusterHub struct {
 	Dir       string
 	LocalAddr string
@@ -58,7 +59,7 @@ func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 	if opts.Log == nil {
 		opts.Log = t.Logf
 	}
-	h, err := StartClusterHub(opts)
+	h, err := StartClusterHub(opts, 1)
 	if h != nil {
 		t.Cleanup(func() {
 			if t.Failed() {
@@ -77,23 +78,23 @@ func NewClusterHub(t testing.TB, opts Options) *ClusterHub {
 	return h
 }
 
-// StartClusterHub starts a local redis-server, a cluster of 3 masters and
-// 3 replicas, and the gateway in front of it, in a temporary directory;
-// on error, what was started is stopped.
-func StartClusterHub(opts Options) (*ClusterHub, error) {
+// StartClusterHub starts a local redis-server, a cluster of 3 masters with
+// replicas replicas each, and the gateway in front of it, in a temporary
+// directory; on error, what was started is stopped.
+func StartClusterHub(opts Options, replicas int) (*ClusterHub, error) {
 	dir, err := os.MkdirTemp("", "webdistest-cluster-")
 	if err != nil {
 		return nil, err
 	}
 	h := &ClusterHub{Dir: dir}
-	if err := h.start(opts); err != nil {
+	if err := h.start(opts, replicas); err != nil {
 		h.Close()
 		return nil, err
 	}
 	return h, nil
 }
 
-func (h *ClusterHub) start(opts Options) error {
+func (h *ClusterHub) start(opts Options, replicas int) error {
 	c, err := GenerateCerts(filepath.Join(h.Dir, "certs"))
 	if err != nil {
 		return err
@@ -117,14 +118,14 @@ func (h *ClusterHub) start(opts Options) error {
 	}
 	h.LocalAddr = h.local.Addr
 	start := time.Now()
-	if h.Cluster, err = StartCluster(h.Dir, 3, 1); err != nil {
+	if h.Cluster, err = StartCluster(h.Dir, 3, replicas); err != nil {
 		return err
 	}
 	logf := opts.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	logf("webdistest: cluster of 3 masters and 3 replicas up in %v: %v", time.Since(start).Round(time.Millisecond), h.Cluster.Seeds())
+	logf("webdistest: cluster of 3 masters and %d replicas up in %v: %v", 3*replicas, time.Since(start).Round(time.Millisecond), h.Cluster.Seeds())
 	port, err := FreePort()
 	if err != nil {
 		return err
