@@ -56,7 +56,7 @@ build: check-go
 # ("service X stop"; for webdis, whose package may have no init script, also
 # a kill of the new webdis pids whose parent is init). Processes are found
 # through /proc, as a fresh machine may lack procps.
-DEPS           := redis-server:redis-server webdis:webdis nginx:nginx-light \
+DEPS           := redis-server:redis-server redis-cli:redis-tools webdis:webdis nginx:nginx-light \
                   prometheus:prometheus promtool:prometheus chromium:chromium lintian:lintian
 DEPS_BACKPORTS := valkey-server:valkey-server
 # The daemons those packages may start: process name (as in /proc/PID/comm,
@@ -122,16 +122,20 @@ demo: deps build
 # harness's tests, and VALKEY_LINK_TESTS (every type, deletes, TTLs, both
 # ways, resync, restarts, lapses, plain commands, local TLS) behind both hubs.
 # DEB_TEST installs the package: it runs alone, as other packages' tests may
-# use /var/lib/redisrepl, which its purge removes.
+# use /var/lib/redisrepl, which its purge removes. CLUSTER_TESTS start Redis
+# Clusters (a cluster hub behind the gateway): they do not depend on the
+# front, and run once, on their own line.
 DEB_TEST := TestDebInstallUpgradeRemovePurge
+CLUSTER_TESTS := TestCluster
 VALKEY_LINK_TESTS := TestPushEveryType|TestPushDeletes|TestPushTTL$$|TestPushStreamKeepsRemoteGroups|TestBothRemoteChangesReachLocal|TestBothNoLoop|TestResyncCopiesOnlyDifferences|TestConvergeAfterLocalRestart|TestNotificationsResetNoticed|TestPlainLinkReplicates|TestLocalTLSReplicates|TestLocalResetPush
 test: deps
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 15m -skip '^$(DEB_TEST)$$' ./...
+	$(GO) test -count=1 -timeout 15m -skip '^($(DEB_TEST)$$|$(CLUSTER_TESTS))' ./...
 	$(GO) test -count=1 -timeout 5m -run '^$(DEB_TEST)$$' ./examples/
-	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m ./link/...
-	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m ./link/store/ ./webdis/gateway/ ./webdis/webdistest/
-	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m ./link/store/
+	$(GO) test -count=1 -timeout 10m -run '^$(CLUSTER_TESTS)' ./link/store/ ./webdis/gateway/
+	WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 15m -skip '^$(CLUSTER_TESTS)' ./link/...
+	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m -skip '^$(CLUSTER_TESTS)' ./link/store/ ./webdis/gateway/ ./webdis/webdistest/
+	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m -skip '^$(CLUSTER_TESTS)' ./link/store/
 	WEBDISTEST_REDIS=valkey-server $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
 	WEBDISTEST_REDIS=valkey-server WEBDISTEST_FRONT=gateway $(GO) test -count=1 -timeout 10m -run '^($(VALKEY_LINK_TESTS))' ./link/
 

@@ -45,6 +45,9 @@ type Gateway struct {
 	RedisUser     string
 	RedisPassword string
 	RedisTLS      bool
+	// RedisCluster: the seed nodes of a Redis Cluster hub (gateway_hub.go);
+	// empty for one Redis.
+	RedisCluster []string
 
 	MetricsAddr string // "" = off
 	LogLevel    string
@@ -360,16 +363,17 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 				g.UserPrefix = s
 			}
 		default:
-			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) {
+			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) && !hubField(fail, k, v, g) {
 				fail("unknown field")
 			}
 		}
 	}
-	for _, k := range []string{"listen", "cert", "key", "client_ca", "redis"} {
+	for _, k := range []string{"listen", "cert", "key", "client_ca"} {
 		if _, ok := t[k]; !ok {
 			p.failG(k, "required")
 		}
 	}
+	p.hubRequired(t)
 	p.checkGatewayFiles(g)
 }
 

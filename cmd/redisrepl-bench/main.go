@@ -92,6 +92,7 @@ var scenarios = []scenario{
 	{"rc", runRC},
 	{"bigkeys", runBigKeys},
 	{"gateway", runGateway},
+	{"cluster", runCluster},
 	{"links", runLinks},
 	{"wan", runWAN},
 }

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha1"
@@ -49,9 +50,34 @@ func CopyBig(ctx context.Context, src, dst *Store, key []byte, ty string, exp in
 	return err
 }
 
+// stagingKeyFor is a new staging key of namespace prefix that hashes to
+// key's Redis Cluster slot, so that the RENAME into place is one slot's
+// (a cluster refuses it across slots): its hash tag is key's own ({...}
+// with content, or the whole name). A prefix holding "{", or a whole name
+// holding "}", cannot be tagged so: the key stays untagged, fine on one
+// Redis (a cluster answers CROSSSLOT, and the copy fails as an error).
+func stagingKeyFor(prefix, key []byte) []byte {
+	tmp := stagingKey(prefix)
+	if bytes.IndexByte(prefix, '{') >= 0 {
+		return tmp
+	}
+	tag, whole := key, true
+	if s := bytes.IndexByte(key, '{'); s >= 0 {
+		if e := bytes.IndexByte(key[s+1:], '}'); e > 0 {
+			tag, whole = key[s+1:s+1+e], false
+		}
+	}
+	if whole && bytes.IndexByte(key, '}') >= 0 {
+		return tmp
+	}
+	at := len(prefix) + len(stagingMark)
+	out := append(append(append(append([]byte{}, tmp[:at]...), '{'), tag...), '}')
+	return append(out, tmp[at:]...)
+}
+
 // copyChunks copies key in chunks through a staging key.
 func copyChunks(ctx context.Context, src, dst *Store, key []byte, ty string, exp int64) (err error) {
-	tmp := stagingKey(dst.Prefix)
+	tmp := stagingKeyFor(dst.Prefix, key)
 	budget := dst.MaxRequest
 	if budget <= 0 {
 		budget = noLimitRequest

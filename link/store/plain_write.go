@@ -78,7 +78,7 @@ func (p plainOps) applyOne(ctx context.Context, prefix []byte, st *State) (err e
 		_, err = p.doKey(ctx, "DEL", st.Key)
 		return err
 	}
-	tmp := stagingKey(prefix)
+	tmp := stagingKeyFor(prefix, st.Key)
 	defer func() {
 		if err != nil {
 			_, _ = p.doKey(context.WithoutCancel(ctx), "DEL", tmp)

@@ -56,17 +56,21 @@ func aclRule(user, pass string, db int, c config.Tenant) []any {
 
 // setUser creates or updates t's ACL user on the hub.
 func (t *tenant) setUser(ctx context.Context) error {
-	c, err := t.g.admin.GetContext(ctx)
-	if err != nil {
-		return err
+	do := func(rule []any) error { return t.g.backend.setUser(ctx, rule) }
+	if t.g.backend == nil {
+		c, err := t.g.admin.GetContext(ctx)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		do = func(rule []any) error { _, err := c.Do("ACL", rule...); return err }
 	}
-	defer c.Close()
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.retired.Err() != nil {
 		return errRetired
 	}
-	if _, err := c.Do("ACL", aclRule(t.user, t.pass, t.g.cfg.RedisDB, t.cfg)...); err != nil {
+	if err := do(aclRule(t.user, t.pass, t.g.cfg.RedisDB, t.cfg)); err != nil {
 		t.ready = false
 		return fmt.Errorf("ACL SETUSER %s: %w", t.user, err)
 	}
@@ -92,6 +96,9 @@ func (t *tenant) isReady() bool {
 
 // delUser removes an ACL user; Redis closes its connections.
 func (g *Gateway) delUser(ctx context.Context, user string) error {
+	if g.backend != nil {
+		return g.backend.delUser(ctx, user)
+	}
 	c, err := g.admin.GetContext(ctx)
 	if err != nil {
 		return err
@@ -104,12 +111,7 @@ func (g *Gateway) delUser(ctx context.Context, user string) error {
 // staleUsers are the hub's ACL users named with the gateway's prefix that
 // no tenant has (left by an earlier run whose file had other tenants).
 func (g *Gateway) staleUsers(ctx context.Context, keep map[string]bool) ([]string, error) {
-	c, err := g.admin.GetContext(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer c.Close()
-	users, err := redis.Strings(c.Do("ACL", "USERS"))
+	users, err := g.aclUsers(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -120,4 +122,17 @@ func (g *Gateway) staleUsers(ctx context.Context, keep map[string]bool) ([]strin
 		}
 	}
 	return stale, nil
+}
+
+// aclUsers are the hub's ACL users (on a cluster: of every node).
+func (g *Gateway) aclUsers(ctx context.Context) ([]string, error) {
+	if g.backend != nil {
+		return g.backend.users(ctx)
+	}
+	c, err := g.admin.GetContext(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	return redis.Strings(c.Do("ACL", "USERS"))
 }

@@ -68,7 +68,9 @@ func parseCarry(h string) (sha string, args []any, ok bool) {
 // ask for them, the format is not RESP (the link's), or no connection to
 // read them can be had (the stream goes on without values).
 func (g *Gateway) newCarry(r *http.Request, t *tenant, c *command, sub *subscription) *carry {
-	if c.format != fmtRaw || !sub.pattern || sub.readOnly {
+	// On a cluster hub a key's node is not the stream's: no values there
+	// (the link reads as without them).
+	if c.format != fmtRaw || !sub.pattern || sub.readOnly || g.backend != nil {
 		return nil
 	}
 	sha, args, ok := parseCarry(r.Header.Get(valuesHeader))

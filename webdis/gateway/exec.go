@@ -398,8 +398,11 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 			return g.scanScript(r, t, c)
 		}
 		own = t.checkScript(c) == scriptOwn
+		if own && g.backend != nil {
+			return ownScriptOnCluster, nil // cluster_route.go
+		}
 	}
-	conn, err := t.pool.GetContext(ctx)
+	conn, err := g.tenantConn(ctx, t)
 	if err != nil {
 		return nil, err
 	}
@@ -445,6 +448,9 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 }
 
 func (g *Gateway) adminDo(r *http.Request, cmd string, args ...any) (any, error) {
+	if g.backend != nil {
+		return g.backend.adminDo(r.Context(), cmd, args...)
+	}
 	conn, err := g.admin.GetContext(r.Context())
 	if err != nil {
 		return nil, err

@@ -15,7 +15,8 @@
 // (what a tenant may run), tenant.go (a tenant in force, its pool), acl.go
 // (its ACL user), exec.go (serving a request: limits, running a command),
 // scan.go (SCAN and KEYS filtered), stream.go (SUBSCRIBE streams), glob.go,
-// metrics.go (/metrics, /healthz, /status).
+// metrics.go (/metrics, /healthz, /status); backend.go (a hub past one
+// Redis), cluster*.go (a Redis Cluster hub).
 package gateway
 
 import (
@@ -45,6 +46,7 @@ type Gateway struct {
 	cfg      *config.Gateway // settings fixed at start (listen, redis, limits)
 	log      zerolog.Logger
 	admin    *redis.Pool // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
+	backend  hubBackend  // a hub past one Redis (backend.go); nil: the one Redis of admin and the tenants' pools
 	metrics  *metrics
 	disabled map[string]bool // [gateway] disabled
 	tlsConf  atomic.Pointer[tls.Config]
@@ -97,6 +99,9 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	}
 	g.tlsConf.Store(tc)
 	g.state.Store(&state{byClient: map[string]*tenant{}, byName: map[string]*tenant{}})
+	if len(g.cfg.RedisCluster) > 0 {
+		g.backend = newClusterHub(g)
+	}
 	return g, nil
 }
 
@@ -162,7 +167,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		return err
 	}
 	g.ln = ln
-	g.warnEviction(ctx)
+	if g.backend == nil {
+		g.warnEviction(ctx)
+	}
 	base, cancel := context.WithCancel(context.Background())
 	g.cancelBase = cancel
 	g.srv = &http.Server{
@@ -211,6 +218,9 @@ func (g *Gateway) Close() error {
 		t.pool.Close()
 	}
 	g.admin.Close()
+	if g.backend != nil {
+		g.backend.close()
+	}
 	return g.err
 }
 
@@ -320,6 +330,10 @@ func (g *Gateway) watchHub(ctx context.Context) {
 }
 
 func (g *Gateway) checkHub(ctx context.Context) {
+	if g.backend != nil {
+		g.backend.check(ctx)
+		return
+	}
 	c, err := g.admin.GetContext(ctx)
 	if err != nil {
 		g.redisUp.Store(false)
@@ -354,6 +368,10 @@ func (g *Gateway) checkHub(ctx context.Context) {
 // notify-keyspace-events, keeping the classes already there: tenants may
 // not run CONFIG SET, and links need keyspace events on the hub.
 func (g *Gateway) ensureKeyspaceEvents(ctx context.Context) {
+	if g.backend != nil {
+		g.backend.ensureEvents(ctx)
+		return
+	}
 	if g.cfg.KeyspaceEvents == "" {
 		g.eventsSet.Store(true)
 		return

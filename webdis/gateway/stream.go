@@ -27,30 +27,18 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		t.m.streamsG.Dec()
 	}()
 	sub := newSubscription(t, c)
-	var conn redis.Conn
-	var err error
-	if sub.readOnly {
-		conn, err = g.dialAdminTimeout(0) // checked by policy: see grant.readOnly
-	} else {
-		conn, err = t.dial(0)
-	}
+	verb := append([]byte(nil), c.args[0]...)
+	conn, err := g.openStream(r.Context(), t, sub, verb)
 	if err != nil {
 		g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Msg("hub Redis unavailable for a stream")
 		return g.empty(w, http.StatusServiceUnavailable), 0
 	}
-	defer conn.Close()
-	verb := append([]byte(nil), c.args[0]...)
-	if err := conn.Send(string(verb), sub.redisArgs()...); err != nil {
-		return g.empty(w, http.StatusServiceUnavailable), 0
-	}
-	if err := conn.Flush(); err != nil {
-		return g.empty(w, http.StatusServiceUnavailable), 0
-	}
+	defer conn.close()
 	// The client leaving, or the tenant's removal, closes the connection,
 	// which ends Receive.
-	stop := context.AfterFunc(r.Context(), func() { conn.Close() })
+	stop := context.AfterFunc(r.Context(), conn.close)
 	defer stop()
-	stopT := context.AfterFunc(t.retired, func() { conn.Close() })
+	stopT := context.AfterFunc(t.retired, conn.close)
 	defer stopT()
 	rc := http.NewResponseController(w)
 	h := w.Header()
@@ -116,6 +104,33 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 			return http.StatusOK, out // a refused subscription ends the stream
 		}
 	}
+}
+
+// openStream subscribes to sub on a connection of its own: as t's user,
+// or the gateway's for a read prefix's channel (see grant.readOnly).
+func (g *Gateway) openStream(ctx context.Context, t *tenant, sub *subscription, verb []byte) (hubStream, error) {
+	if g.backend != nil {
+		return g.backend.openStream(ctx, t, sub, verb)
+	}
+	var conn redis.Conn
+	var err error
+	if sub.readOnly {
+		conn, err = g.dialAdminTimeout(0) // checked by policy: see grant.readOnly
+	} else {
+		conn, err = t.dial(0)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := conn.Send(string(verb), sub.redisArgs()...); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	if err := conn.Flush(); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return connStream{conn}, nil
 }
 
 // subscription maps what a client subscribes to onto what the tenant's
@@ -222,9 +237,9 @@ func (s *subscription) translate(out []any, v any) []any {
 // A reply that is an error (a refused subscription) ends the batch: it is
 // its last message. An error of the connection comes with the messages
 // received before it, if any, then alone.
-func receiver(done <-chan struct{}, conn redis.Conn, batched bool) func(vs []any) ([]any, error) {
+func receiver(done <-chan struct{}, conn hubStream, batched bool) func(vs []any) ([]any, error) {
 	one := func() (any, error) {
-		v, err := conn.Receive()
+		v, err := conn.receive()
 		if re, ok := err.(redis.Error); ok {
 			return re, nil
 		}
