@@ -16,6 +16,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // DefaultPath is where the service looks for its configuration.
@@ -60,7 +62,7 @@ const (
 	MinMaxRequestBytes     = 64 * 1024
 	DefaultMaxDirtyKeys    = 1_000_000
 	DefaultMaxValueBytes   = 512 << 20
-	DefaultCanaryPrefix    = "redisrepl:canary:" // + the link's name
+	DefaultCanaryPrefix    = dedup.CanaryPrefix // + the link's name
 )
 
 // Duration is a time.Duration written in TOML as a string such as "10m" or "30s".
@@ -129,7 +131,7 @@ type Link struct {
 // HubCanaryPrefix is where, behind the gateway, the hub's canary keys of
 // the links of namespace ns live (webdis/gateway/canary.go): outside every
 // namespace, and the tenants of ns may write them.
-func HubCanaryPrefix(ns string) string { return DefaultCanaryPrefix + ns }
+func HubCanaryPrefix(ns string) string { return dedup.HubCanaryPrefix(ns) }
 
 // WithDefaults is l with every setting that has a default and is not set
 // (zero) given its default.

@@ -79,7 +79,7 @@ type Link struct {
 
 	// The proof that events flow (health.go), outside every namespace.
 	canary      []byte      // cfg.CanaryKey, on the local side
-	hubCanary   []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
+	hubCanary   []byte      // the hub's, behind the gateway (dedup.HubCanaryPrefix)
 	hubSeveral  atomic.Bool // the hub said it takes several patterns per stream (the gateway)
 	hubNoCanary atomic.Bool // it refused the hub canary's pattern: the namespace's alone
 
@@ -128,7 +128,7 @@ func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 	}
 	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
 	l.canary = []byte(cfg.CanaryKey)
-	l.hubCanary = []byte(config.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
+	l.hubCanary = []byte(dedup.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
 	l.remote.OnFallback = l.reportFallback
 	l.state.Store(Starting)
 	return l, nil

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
+	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
@@ -56,7 +57,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	channel := fmt.Sprintf("__keyspace@%d__:", l.cfg.LocalDB)
+	channel := dedup.KeyspaceChannel(l.cfg.LocalDB)
 	psc := redis.PubSubConn{Conn: conn}
 	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
 		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
@@ -181,14 +182,12 @@ func receiveEvent(c redis.Conn, timeout time.Duration) (kind string, channel []b
 	return string(k), nil, nil
 }
 
-// keepaliveMark follows the namespace in the channel the link publishes to
-// itself on the remote when its event stream has been idle for
-// keepaliveEvery, so that the stream is never idle for long (proxies close
-// idle streams) and a dead stream is noticed. It is a message on a channel
-// of the namespace's pattern (Webdis takes one pattern per stream), never a
-// key: the only thing a subscriber of the namespace sees from an idle link.
-var keepaliveMark = []byte("\x00redisrepl-keepalive")
-
+// keepaliveEvery: a hub stream idle this long gets a message on the
+// keepalive channel (dedup.KeepaliveMark after the namespace), so that the
+// stream is never idle for long (proxies close idle streams) and a dead
+// stream is noticed. It is a message on a channel of the namespace's
+// pattern (Webdis takes one pattern per stream), never a key: the only
+// thing a subscriber of the namespace sees from an idle link.
 const keepaliveEvery = 3 * time.Second
 
 // streamStallAfter: a remote stream silent this long (no keepalive, no
@@ -255,13 +254,13 @@ var errSeveralPatterns = errors.New("the hub takes several patterns per stream")
 // namespace's pattern, and withCanary of the hub canary key's too. It says
 // whether the stream was made (every pattern confirmed).
 func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (made bool, err error) {
-	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
+	channel := []byte(dedup.KeyspaceChannel(l.cfg.RemoteDB))
 	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
 	patterns := [][]byte{pattern}
 	if withCanary {
 		patterns = append(patterns, append(append([]byte{}, channel...), store.GlobEscape(l.hubCanary)...))
 	}
-	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
+	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), dedup.KeepaliveMark...)
 	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
 
 	ctx, cancel := context.WithCancel(ctx)

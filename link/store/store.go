@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
@@ -310,17 +311,13 @@ func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (b
 	return marked, s.carryLeft(ctx, all, &left)
 }
 
-// writeMarkTag follows the namespace and stagingMark in a write mark: a
-// staging name, so a link that does not know marks ignores them.
-var writeMarkTag = []byte("written:")
-
 // WriteMark is the channel a write marked token publishes to on a side
 // whose keyspace events of db are listened to for namespace prefix: the
 // keyspace channel of a staging key, so that the link's own subscription
 // receives it after the write's events (ParseWriteMark reads it back).
 func WriteMark(db int, prefix []byte, token uint64) []byte {
-	m := fmt.Appendf(nil, "__keyspace@%d__:", db)
-	m = append(append(append(m, prefix...), stagingMark...), writeMarkTag...)
+	m := []byte(dedup.KeyspaceChannel(db))
+	m = append(append(append(m, prefix...), dedup.StagingMark...), dedup.WriteMarkTag...)
 	return strconv.AppendUint(m, token, 10)
 }
 
@@ -330,7 +327,7 @@ func ParseWriteMark(prefix, key []byte) (uint64, bool) {
 	if !IsStaging(prefix, key) {
 		return 0, false
 	}
-	rest, ok := bytes.CutPrefix(key[len(prefix)+len(stagingMark):], writeMarkTag)
+	rest, ok := bytes.CutPrefix(key[len(prefix)+len(stagingMark):], []byte(dedup.WriteMarkTag))
 	if !ok {
 		return 0, false
 	}
@@ -406,10 +403,9 @@ func GlobEscape(s []byte) []byte {
 	return p
 }
 
-// stagingMark follows the namespace in the name of a staging key, the
-// temporary key a big value is built in on the far side before it is renamed
-// into place. Links ignore such keys: they are never replicated.
-var stagingMark = []byte("\x00redisrepl-staging\x00")
+// stagingMark follows the namespace in the name of a staging key
+// (dedup.StagingMark): links ignore such keys.
+var stagingMark = []byte(dedup.StagingMark)
 
 // LegacyCanaryKey is the key older links wrote in namespace prefix to prove
 // that keyspace events flow. It is a staging key by name, so links never
@@ -418,7 +414,7 @@ var stagingMark = []byte("\x00redisrepl-staging\x00")
 // (config.Link.CanaryKey).
 func LegacyCanaryKey(prefix []byte) []byte {
 	k := append(append([]byte{}, prefix...), stagingMark...)
-	return append(k, "canary"...)
+	return append(k, dedup.LegacyCanaryTag...)
 }
 
 // IsStaging says whether key is a staging key of namespace prefix.

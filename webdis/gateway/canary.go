@@ -2,10 +2,10 @@ package gateway
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // A link proves that the stream of its namespace's events flows without
@@ -59,7 +59,7 @@ func canarySelectors(c config.Tenant) []any {
 
 // canaryGrants are the keyspace channels of c's canary keys.
 func canaryGrants(db int, c config.Tenant) []grant {
-	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
+	ks := dedup.KeyspaceChannel(db)
 	var gs []grant
 	for _, p := range canaryPrefixes(c) {
 		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*"})
