@@ -65,6 +65,13 @@ func (hs *Hubs) Clients() int {
 	return len(hs.hubs)
 }
 
+// shared is what a link built by Hubs shares with the other links of its
+// hub and of its local Redis; zero for a link of its own.
+type shared struct {
+	hub   *hub        // the hub of its client
+	local *localRedis // the probe of its local Redis
+}
+
 // hub is one shared client and the health work done once for its links.
 type hub struct {
 	hs     *Hubs
@@ -322,7 +329,7 @@ func (h *hub) lastRunID() (string, error) {
 
 // follow is probeLoop for side s of a link whose probe is shared (hubs.go):
 // each change the shared probe sees is handled as the link's own probe's.
-func (l *Link) follow(ctx context.Context, s Side, p *prober) {
+func (l *Link) follow(ctx context.Context, s *side, p *prober) {
 	for {
 		r, ok, c := p.b.next()
 		if ok {
@@ -401,33 +408,33 @@ func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
 		h.release()
 		return nil, err
 	}
-	l.hub, l.localProbe = h, hs.acquireLocal(sides.Pool.Addr())
+	l.shared = shared{hub: h, local: hs.acquireLocal(sides.Pool.Addr())}
 	return sides, nil
 }
 
 // joinShared has the shared probes of the link's hub and local Redis look
 // for flushes for it too, until the returned function is called.
 func (l *Link) joinShared() (leave func()) {
-	if l.hub == nil {
+	if l.shared.hub == nil {
 		return func() {}
 	}
-	l.hub.flush.join(l)
-	l.localProbe.flush.join(l)
+	l.shared.hub.flush.join(l)
+	l.shared.local.flush.join(l)
 	return func() {
-		l.hub.flush.leave(l)
-		l.localProbe.flush.leave(l)
+		l.shared.hub.flush.leave(l)
+		l.shared.local.flush.leave(l)
 	}
 }
 
 // closeClient closes the link's own client, or gives its hub and local
 // probe back.
 func (l *Link) closeClient() {
-	if l.hub == nil {
+	if l.shared.hub == nil {
 		l.client.Close()
 		return
 	}
-	l.hub.release()
-	l.localProbe.release()
+	l.shared.hub.release()
+	l.shared.local.release()
 }
 
 // flushProbe is flushedSide done once for the links sharing a side: every
@@ -473,10 +480,7 @@ func (f *flushProbe) probe(ctx context.Context, s Side) {
 		}
 		if keys := l.flushSample(); len(keys) > 0 {
 			sample = append(sample, keys[:min(len(keys), 4)]...)
-			st = l.local
-			if s == RemoteSide {
-				st = l.remote
-			}
+			st = l.side(s).st
 		}
 	}
 	if len(sample) < 4 {

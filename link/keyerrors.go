@@ -105,7 +105,7 @@ func (l *Link) isolate(ctx context.Context, b *batch) error {
 		err := l.copyBatch(ctx, one)
 		switch {
 		case err == nil:
-			l.retries.ok(one.keys)
+			l.work.retries.ok(one.keys)
 		case sideWide(err):
 			b.later = nil
 			return err
@@ -113,7 +113,7 @@ func (l *Link) isolate(ctx context.Context, b *batch) error {
 			b.later[i] = -1
 			l.keyFail(k, err, "not retried until it changes")
 		default:
-			b.later[i] = l.retries.failed(k)
+			b.later[i] = l.work.retries.failed(k)
 			l.keyFail(k, err, "retried in "+b.later[i].String())
 		}
 	}

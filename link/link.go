@@ -19,7 +19,6 @@ package link
 import (
 	"context"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -53,49 +52,43 @@ const shutdownGrace = 10 * time.Second
 type Link struct {
 	cfg    config.Link
 	log    zerolog.Logger
-	pool   *store.Pool
-	client *webdis.Client
-	local  *store.Store
-	remote *store.Store
-	dirty  *dirtySet
-	synced *dedup.Table
+	pool   *store.Pool    // to the local Redis
+	client *webdis.Client // to the hub, through Webdis
+	// The two sides (side.go), and what they share: the dirty set, the
+	// synced states, the policy (cfg).
+	local, remote *side
+	dirty         *dirtySet
+	synced        *dedup.Table
+	Stats         Stats
 
-	resyncReq      chan struct{}
-	flushSuspect   chan struct{} // a shared flush probe found keys gone (hubs.go)
-	resyncForget   atomic.Bool   // the resync requested must forget the synced states
-	runIDs         runIDs        // of both Redis servers, as the last resync saw them
-	bar            io.Writer     // where resyncs draw a progress bar; nil = none
-	lastResyncKeys int           // keys the last resync compared: the next one's expected total
-	state          atomic.Value  // a State
-	Stats          Stats
+	standing standing    // where the link stands, the last error met
+	rs       resyncState // resyncs asked for and done (resync.go)
+	work     work        // the workers' shared state
+	reset    localReset  // a kept local reset (direction push)
+	persist  syncPersist // the sync state's files (syncstate.go)
+	shared   shared      // with the other links of a Hubs (hubs.go); zero for a link of its own
+}
 
-	resyncs      resyncInfo
-	retries      keyRetries     // keys that failed alone
-	health       [2]sideHealth  // by Side: events proved, probes answered
-	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
-	reset        localReset     // a kept local reset (direction push)
-	savedChanges uint64         // synced.Changes() when the sync state was last saved
-	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
+// work is what the workers of a link share.
+type work struct {
+	takeMu  sync.Mutex // one worker at a time waits for keys (worker)
+	pace    pace       // the workers' backoff after a failed write
+	retries keyRetries // keys that failed alone (keyerrors.go)
+}
 
-	// The proof that events flow (health.go), outside every namespace.
-	canary      []byte      // cfg.CanaryKey, on the local side
-	hubCanary   []byte      // the hub's, behind the gateway (dedup.HubCanaryPrefix)
-	hubSeveral  atomic.Bool // the hub said it takes several patterns per stream (the gateway)
-	hubNoCanary atomic.Bool // it refused the hub canary's pattern: the namespace's alone
+// standing is where a link stands, and the last error it met.
+type standing struct {
+	state atomic.Value // a State
 
-	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
-
-	takeMu sync.Mutex // one worker at a time waits for keys (worker)
-	pace   pace       // the workers' backoff after a failed write
-
-	errMu   sync.Mutex
+	mu      sync.Mutex
 	lastErr string
 	errAt   time.Time
+}
 
-	// Shared with other links built by the same Hubs (hubs.go), nil for a
-	// link of its own: the hub of client, and the probe of the local Redis.
-	hub        *hub
-	localProbe *localRedis
+func (s *standing) lastError() (string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr, s.errAt
 }
 
 // New checks cfg (settings left zero take config's defaults) and loads its
@@ -109,28 +102,26 @@ func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
 		return nil, fmt.Errorf("link %q: canary key %q lies in the namespace %q: it must be outside every replicated namespace", cfg.Name, cfg.CanaryKey, cfg.Namespace)
 	}
 	l := &Link{
-		cfg:          cfg,
-		log:          log.With().Str("link", cfg.Name).Logger(),
-		Stats:        newStats(),
-		dirty:        newDirtySet(cfg.MaxDirtyKeys),
-		synced:       dedup.New(syncedCap(cfg.Direction)),
-		resyncReq:    make(chan struct{}, 1),
-		flushSuspect: make(chan struct{}, 1),
-		echoes:       [2]*echoFilter{newEchoFilter(), newEchoFilter()},
+		cfg:    cfg,
+		log:    log.With().Str("link", cfg.Name).Logger(),
+		Stats:  newStats(),
+		dirty:  newDirtySet(cfg.MaxDirtyKeys),
+		synced: dedup.New(syncedCap(cfg.Direction)),
+		rs:     resyncState{req: make(chan struct{}, 1), flushSuspect: make(chan struct{}, 1)},
 	}
 	if err := l.lockState(); err != nil {
 		return nil, err
 	}
 	sides, err := l.openSides(hubs)
 	if err != nil {
-		l.stateLock.Unlock()
+		l.persist.lock.Unlock()
 		return nil, err
 	}
-	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
-	l.canary = []byte(cfg.CanaryKey)
-	l.hubCanary = []byte(dedup.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
-	l.remote.OnFallback = l.reportFallback
-	l.state.Store(Starting)
+	l.pool, l.client = sides.Pool, sides.Client
+	l.local = newSide(LocalSide, sides.Local, cfg.LocalDB, []byte(cfg.CanaryKey), &l.Stats)
+	l.remote = newSide(RemoteSide, sides.Remote, cfg.RemoteDB, []byte(dedup.HubCanaryPrefix(cfg.Namespace)+cfg.Name), &l.Stats)
+	l.remote.st.OnFallback = l.reportFallback
+	l.standing.state.Store(Starting)
 	return l, nil
 }
 
@@ -152,13 +143,12 @@ func syncedCap(d config.Direction) int {
 func (l *Link) Name() string { return l.cfg.Name }
 
 // State is where the link stands.
-func (l *Link) State() State { return l.state.Load().(State) }
+func (l *Link) State() State { return l.standing.state.Load().(State) }
 
 // LastError is the last error the link met, "" if none.
 func (l *Link) LastError() string {
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
-	return l.lastErr
+	e, _ := l.standing.lastError()
+	return e
 }
 
 // Idle says whether no key is waiting or being copied.
@@ -168,7 +158,7 @@ func (l *Link) Idle() bool { return l.dirty.Idle() }
 func (l *Link) Pending() int { return l.dirty.Len() }
 
 func (l *Link) setState(s State) {
-	if old := l.state.Swap(s); old != s {
+	if old := l.standing.state.Swap(s); old != s {
 		l.log.Info().Str("from", string(old.(State))).Str("to", string(s)).Msg("link state")
 	}
 }
@@ -187,9 +177,9 @@ func (l *Link) fail(err error, what string) {
 // noteErr counts err and keeps it as LastError, without logging it.
 func (l *Link) noteErr(err error, what string) {
 	l.Stats.Errors.Add(1)
-	l.errMu.Lock()
-	l.lastErr, l.errAt = what+": "+truncate(err.Error(), logErrMax), time.Now()
-	l.errMu.Unlock()
+	l.standing.mu.Lock()
+	l.standing.lastErr, l.standing.errAt = what+": "+truncate(err.Error(), logErrMax), time.Now()
+	l.standing.mu.Unlock()
 }
 
 // requestResync asks for a full comparison of both sides. With forget, a
@@ -197,10 +187,10 @@ func (l *Link) noteErr(err error, what string) {
 // who changed what (see runids.go).
 func (l *Link) requestResync(forget bool) {
 	if forget {
-		l.resyncForget.Store(true)
+		l.rs.forget.Store(true)
 	}
 	select {
-	case l.resyncReq <- struct{}{}:
+	case l.rs.req <- struct{}{}:
 	default:
 	}
 }
@@ -212,7 +202,7 @@ func (l *Link) Resync() { l.requestResync(false) }
 // (up to shutdownGrace) and returns nil. It returns an error only when the
 // link cannot run at all.
 func (l *Link) Run(ctx context.Context) error {
-	defer l.stateLock.Unlock()
+	defer l.persist.lock.Unlock()
 	defer l.closeClient()
 	defer l.pool.Close()
 	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
@@ -235,16 +225,16 @@ func (l *Link) Run(ctx context.Context) error {
 	} else {
 		l.loadLocalReset()
 	}
-	run(func() { l.subscribeLocal(ctx) })
+	run(func() { l.subscribe(ctx, l.local) })
 	if l.both() {
-		run(func() { l.subscribeRemote(ctx) })
+		run(func() { l.subscribe(ctx, l.remote) })
 		run(func() { l.saveSyncStateLoop(ctx) })
 	}
 	run(func() { l.resyncLoop(ctx) })
 	run(func() { l.watchRemote(ctx) })
 	run(func() { l.canaryLoop(ctx) })
-	run(func() { l.probeLoop(ctx, LocalSide) })
-	run(func() { l.probeLoop(ctx, RemoteSide) })
+	run(func() { l.probeLoop(ctx, l.local) })
+	run(func() { l.probeLoop(ctx, l.remote) })
 	if l.both() {
 		run(func() { l.remoteProofLoop(ctx) })
 	}
@@ -272,7 +262,7 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 	var writes sync.WaitGroup
 	defer writes.Wait()
 	for {
-		if !l.pace.wait(ctx) {
+		if !l.work.pace.wait(ctx) {
 			return
 		}
 		room, b := l.takeWork(ctx)
@@ -313,7 +303,7 @@ func (l *Link) worker(ctx, opCtx context.Context) {
 // taken for it, the write beside the worker (with async, the read too).
 // false: ctx is done, b is handed back.
 func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, writes *sync.WaitGroup, async bool) bool {
-	if !l.hub.takeBatch(ctx) {
+	if !l.shared.hub.takeBatch(ctx) {
 		room.Release()
 		l.dirty.Done(b, true)
 		return false
@@ -322,7 +312,7 @@ func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, wri
 		if err == nil {
 			err = l.commit(opCtx, p)
 		}
-		l.hub.batchDone()
+		l.shared.hub.batchDone()
 		room.Release()
 		l.settle(opCtx, b, err)
 	}
@@ -337,7 +327,7 @@ func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, wri
 	p, err := l.prepare(opCtx, b)
 	if err == nil && !room.Grow(ctx, p.size()) {
 		writes.Done()
-		l.hub.batchDone()
+		l.shared.hub.batchDone()
 		room.Release()
 		l.dirty.Done(b, true)
 		return false
@@ -359,8 +349,8 @@ func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, wri
 // time (takeMu), and none holds room while it waits for keys: the room of
 // a Client shared by many links must go to the links that have work.
 func (l *Link) takeWork(ctx context.Context) (*webdis.Room, *batch) {
-	l.takeMu.Lock()
-	defer l.takeMu.Unlock()
+	l.work.takeMu.Lock()
+	defer l.work.takeMu.Unlock()
 	for l.dirty.WaitPending(ctx) {
 		// While the window is full the keys pile up: the request that
 		// gets the next room carries more of them (congestedBatch), so
@@ -395,16 +385,16 @@ func (l *Link) settle(opCtx context.Context, b *batch, err error) {
 		// Maybe one key's fault: the others must go through.
 		err = l.isolate(opCtx, b)
 	} else if err == nil {
-		l.retries.ok(b.keys)
+		l.work.retries.ok(b.keys)
 	}
 	l.dirty.Done(b, err != nil)
 	if err != nil {
 		l.fail(err, "copy")
 		l.setState(Degraded)
-		l.pace.failed()
+		l.work.pace.failed()
 		return
 	}
-	if l.pace.ok() {
+	if l.work.pace.ok() {
 		// The first success after failures: events may have been lost
 		// meanwhile (Redis drops them for nobody), so compare all.
 		l.requestResync(false)

@@ -153,7 +153,7 @@ func (l *Link) resetPolicy(ctx context.Context, only [][]byte, lost bool, kept *
 	l.enterLocalReset()
 	if l.cfg.OnLocalReset == config.RestoreLocal {
 		l.log.Warn().Int("keys", len(only)).Msg("the local side lacks keys the hub holds: restoring them locally (on_local_reset = \"restore\")")
-		return nil, store.RestoreMissing(ctx, l.remote, l.local, only)
+		return nil, store.RestoreMissing(ctx, l.remote.st, l.local.st, only)
 	}
 	*kept += len(only)
 	return nil, nil

@@ -106,4 +106,4 @@ var barMu sync.Mutex
 
 // SetProgressBar makes resyncs draw a progress bar on w (a terminal);
 // nil turns it off. Call it before Run.
-func (l *Link) SetProgressBar(w io.Writer) { l.bar = w }
+func (l *Link) SetProgressBar(w io.Writer) { l.rs.bar = w }

@@ -125,14 +125,16 @@ func (r *resyncInfo) set(at time.Time, took time.Duration, outcome string) {
 	r.mu.Unlock()
 }
 
+func (r *resyncInfo) get() (at time.Time, outcome string, took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at, r.outcome, r.duration
+}
+
 // Status returns the link's current status.
 func (l *Link) Status() Status {
-	l.errMu.Lock()
-	lastErr, errAt := l.lastErr, l.errAt
-	l.errMu.Unlock()
-	l.resyncs.mu.Lock()
-	rat, rout, rdur := l.resyncs.at, l.resyncs.outcome, l.resyncs.duration
-	l.resyncs.mu.Unlock()
+	lastErr, errAt := l.standing.lastError()
+	rat, rout, rdur := l.rs.last.get()
 	s := &l.Stats
 	st := Status{
 		Name: l.cfg.Name, State: l.State(), Direction: l.cfg.Direction,
@@ -144,8 +146,8 @@ func (l *Link) Status() Status {
 		KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
 		KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
 		Errors: s.Errors.Load(), KeyErrors: s.KeyErrors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
-		WritePath: l.remote.Path(), EventLapses: s.EventLapses.Load(),
-		Sides:      []SideStatus{l.health[LocalSide].status(LocalSide), l.health[RemoteSide].status(RemoteSide)},
+		WritePath: l.remote.st.Path(), EventLapses: s.EventLapses.Load(),
+		Sides:      []SideStatus{l.local.health.status(LocalSide), l.remote.health.status(RemoteSide)},
 		LocalReset: l.reset.status(),
 	}
 	if !rat.IsZero() {

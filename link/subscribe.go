@@ -1,7 +1,6 @@
 package link
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,38 +9,17 @@ import (
 
 	"github.com/gomodule/redigo/redis"
 
-	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
-// subscribeLocal reads the local keyspace events of the namespace into the
-// dirty set, reconnecting with backoff until ctx is done. It does nothing
-// slow per event: Redis drops a subscriber that falls behind.
-//
-// Every (re)subscription asks for a resync: whatever changed while no one
-// listened (including before the link started) is found by comparison.
-func (l *Link) subscribeLocal(ctx context.Context) {
-	bo := newBackoff()
-	for ctx.Err() == nil {
-		err := l.readLocalEvents(ctx, bo)
-		if ctx.Err() != nil {
-			return
-		}
-		l.streamBroken(LocalSide)
-		l.fail(err, "local events")
-		l.setState(Degraded)
-		if !sleepCtx(ctx, bo.next()) {
-			return
-		}
-	}
-}
-
 // pingEvery is how often an idle subscription is checked.
 const pingEvery = 5 * time.Second
 
-func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
-	if err := l.enableNotifications(ctx, LocalSide); err != nil {
+// readLocalEvents reads one subscription of the local Redis, on a
+// connection of its own.
+func (l *Link) readLocalEvents(ctx context.Context, s *side, bo *backoff) error {
+	if err := l.enableNotifications(ctx, s); err != nil {
 		if sideWide(err) && !refused(err) {
 			return err // not a refusal: Redis is not there (yet)
 		}
@@ -57,17 +35,17 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	channel := dedup.KeyspaceChannel(l.cfg.LocalDB)
+	pattern := append(append([]byte{}, s.channel...), store.MatchPattern(s.st.Prefix)...)
 	psc := redis.PubSubConn{Conn: conn}
-	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
-		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	if err := psc.PSubscribe(pattern); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 	}
 	// The canary key lives outside the namespace; its pattern goes on this
 	// same connection, so that its events prove this connection
 	// (health.go). A command of its own: an ACL refusing its channel must
 	// not refuse the namespace's.
-	if err := psc.PSubscribe(append([]byte(channel), store.GlobEscape(l.canary)...)); err != nil {
-		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	if err := psc.PSubscribe(append(append([]byte{}, s.channel...), store.GlobEscape(s.canary)...)); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 	}
 	replies := 0 // of the two PSUBSCRIBEs: the namespace's, then the canary's
 	// A dead connection is found by pings answered (as Pong) on the same
@@ -84,7 +62,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			case <-done:
 				return
 			case <-pinger.C:
-				if l.provedWithin(LocalSide, pingEvery) {
+				if l.provedWithin(s, pingEvery) {
 					continue // the canary's event came on this stream: it is alive
 				}
 				if psc.Ping("") != nil {
@@ -100,46 +78,27 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 		if errors.As(err, &refusal) && replies < 2 {
 			replies++
 			if replies == 1 {
-				return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+				return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 			}
-			l.canaryRefused(LocalSide, err)
+			l.canaryRefused(s, err)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: events: %w", l.local.Name, err)
+			return fmt.Errorf("%s: events: %w", s.st.Name, err)
 		}
 		switch kind {
 		case "pmessage":
-			if len(ch) < len(channel) {
-				continue
-			}
-			key := ch[len(channel):]
-			if bytes.Equal(key, l.canary) {
-				l.canarySeen(LocalSide)
-				continue
-			}
-			if store.IsStaging(l.local.Prefix, key) {
-				if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
-					l.echoes[LocalSide].release(t)
-				}
-				continue
-			}
-			l.Stats.EventsLocal.Add(1)
-			if l.echoes[LocalSide].drop(key) {
-				l.Stats.EchoesDropped.Add(1)
-				continue
-			}
-			l.dirty.Add(key, changedLocal)
+			l.event(s, ch)
 		case "psubscribe":
 			if replies++; replies == 2 {
-				l.canaryAllowed(LocalSide)
+				l.canaryAllowed(s)
 			}
 			if !subscribed {
 				subscribed = true
-				l.streamMade(LocalSide, true)
-				l.echoes[LocalSide].reset() // marks sent before are lost
+				l.streamMade(s, true)
+				s.echoes.reset() // marks sent before are lost
 				bo.reset()
-				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
+				l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to local events")
 				l.requestResync(false)
 			}
 		}
@@ -195,24 +154,6 @@ const keepaliveEvery = 3 * time.Second
 // stream is noticed within about 10 s.
 const streamStallAfter = 8 * time.Second
 
-// subscribeRemote reads the remote keyspace events of the namespace into the
-// dirty set (direction both), reconnecting with backoff. Every
-// (re)subscription asks for a resync: events are lost while no one listens.
-func (l *Link) subscribeRemote(ctx context.Context) {
-	bo := newBackoff()
-	for ctx.Err() == nil {
-		err := l.readRemoteEvents(ctx, bo)
-		if ctx.Err() != nil {
-			return
-		}
-		l.fail(err, "remote events")
-		l.setState(Degraded)
-		if !sleepCtx(ctx, bo.next()) {
-			return
-		}
-	}
-}
-
 // readRemoteEvents reads one stream of the hub's events. A hub that says
 // it takes several patterns per stream (the gateway:
 // webdis.SeveralPatternsHeader) gets the hub canary key's pattern beside
@@ -220,8 +161,8 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 // namespace's alone, and is proved by the keepalive and its notification
 // setting (health.go). Two patterns are never sent to a hub that did not
 // say so: Webdis answers them without a status line, which nginx passes on.
-func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
-	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
+func (l *Link) readRemoteEvents(ctx context.Context, s *side, bo *backoff) error {
+	if err := l.enableNotifications(ctx, s); err != nil {
 		if sideWide(err) && !refused(err) {
 			return err // the hub does not answer: retried with backoff
 		}
@@ -231,14 +172,14 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		l.fail(err, "enable remote notifications")
 	}
 	for {
-		withCanary := l.hubSeveral.Load() && !l.hubNoCanary.Load()
-		made, err := l.remoteStream(ctx, bo, withCanary)
+		withCanary := s.several.Load() && !s.noCanary.Load()
+		made, err := l.remoteStream(ctx, s, bo, withCanary)
 		switch {
 		case errors.Is(err, errSeveralPatterns):
 			continue // made again at once, with the canary's pattern
 		case withCanary && !made && webdis.KindOf(err) == webdis.KindForbidden:
-			l.hubNoCanary.Store(true)
-			l.log.Warn().Err(err).Str("canary_key", fmt.Sprintf("%q", l.hubCanary)).
+			s.noCanary.Store(true)
+			l.log.Warn().Err(err).Str("canary_key", fmt.Sprintf("%q", s.canary)).
 				Msg("the hub refuses the canary key's channel: its stream is proved by a keepalive while idle instead")
 			continue
 		}
@@ -253,15 +194,13 @@ var errSeveralPatterns = errors.New("the hub takes several patterns per stream")
 // remoteStream reads a stream of the hub's events until it ends: of the
 // namespace's pattern, and withCanary of the hub canary key's too. It says
 // whether the stream was made (every pattern confirmed).
-func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (made bool, err error) {
-	channel := []byte(dedup.KeyspaceChannel(l.cfg.RemoteDB))
-	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
+func (l *Link) remoteStream(ctx context.Context, s *side, bo *backoff, withCanary bool) (made bool, err error) {
+	pattern := append(append([]byte{}, s.channel...), store.MatchPattern(s.st.Prefix)...)
 	patterns := [][]byte{pattern}
 	if withCanary {
-		patterns = append(patterns, append(append([]byte{}, channel...), store.GlobEscape(l.hubCanary)...))
+		patterns = append(patterns, append(append([]byte{}, s.channel...), store.GlobEscape(s.canary)...))
 	}
-	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), dedup.KeepaliveMark...)
-	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
+	keepalive := append(append([]byte{}, s.channel...), s.keepalive...)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -310,54 +249,35 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (
 	}()
 	upgrade := false
 	err = l.client.SubscribeAll(ctx, patterns, func(several bool) {
-		if several && !withCanary && !l.hubNoCanary.Load() {
-			l.hubSeveral.Store(true)
+		if several && !withCanary && !s.noCanary.Load() {
+			s.several.Store(true)
 			upgrade = true
 			cancel()
 			return
 		}
 		made = true
-		l.streamMade(RemoteSide, withCanary)
+		l.streamMade(s, withCanary)
 		bo.reset()
-		l.echoes[RemoteSide].reset() // marks sent before are lost
+		s.echoes.reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
 	}, func(ch, _ []byte) {
 		last.Store(time.Now().UnixNano())
-		if len(ch) < len(channel) {
-			return
-		}
-		key := ch[len(channel):]
-		if bytes.Equal(key, l.hubCanary) {
-			l.canarySeen(RemoteSide)
-			return
-		}
-		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
-			if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
-				l.echoes[RemoteSide].release(t)
-			}
-			return
-		}
-		l.Stats.EventsRemote.Add(1)
-		if l.echoes[RemoteSide].drop(key) {
-			l.Stats.EchoesDropped.Add(1)
-			return
-		}
-		l.dirty.Add(key, changedRemote)
+		l.event(s, ch)
 	})
 	if upgrade {
 		return false, errSeveralPatterns
 	}
 	if made && (ctx.Err() == nil || isClosed(stalled)) {
-		l.streamBroken(RemoteSide)
+		l.streamBroken(s)
 	}
 	select {
 	case <-stalled:
-		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
+		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", s.st.Name, streamStallAfter)
 	default:
 	}
 	if err == nil && ctx.Err() == nil {
-		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
+		err = fmt.Errorf("%s: event stream ended", s.st.Name)
 	}
 	return made, err
 }

@@ -54,7 +54,7 @@ func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 	for i, k := range b.keys {
 		keys[i] = []byte(k)
 	}
-	local, err := l.local.Read(ctx, keys)
+	local, err := l.local.st.Read(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +64,12 @@ func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 			return nil, err
 		}
 	}
-	if err := l.digestBig(ctx, l.local, local); err != nil {
+	if err := l.digestBig(ctx, l.local.st, local); err != nil {
 		return nil, err
 	}
 	for _, r := range remote {
 		if r != nil && r.Big && !r.Deferred {
-			if r.Digest, err = l.remote.BigDigest(ctx, r.Key, r.Type); err != nil {
+			if r.Digest, err = l.remote.st.BigDigest(ctx, r.Key, r.Type); err != nil {
 				return nil, err
 			}
 		}
@@ -190,7 +190,7 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	for j, i := range idx {
 		pick[j] = keys[i]
 	}
-	states, err := l.remote.Read(ctx, pick)
+	states, err := l.remote.st.Read(ctx, pick)
 	if err != nil {
 		return nil, err
 	}
@@ -236,7 +236,7 @@ func (l *Link) record(st *store.State) {
 // one the link wrote and still be its echo: dedup.EchoTolerance, but the
 // plain fallback reads long TTLs to the second.
 func (l *Link) echoTolerance() int64 {
-	if l.remote.Path() == store.PathPlain {
+	if l.remote.st.Path() == store.PathPlain {
 		return dedup.ExpiryTolerance
 	}
 	return dedup.EchoTolerance
@@ -248,17 +248,17 @@ type copyJob struct {
 	since int64
 }
 
-// copyStates writes the states read from src on dst: as many keys per
-// request as fit, big keys in chunks. Each key written is recorded as synced.
-func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []copyJob) error {
+// copyStates writes the states read from side src on side dst: as many
+// keys per request as fit, big keys in chunks. Each key written is recorded
+// as synced.
+func (l *Link) copyStates(ctx context.Context, src, dst *side, jobs []copyJob) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	toRemote := dst == l.remote
 	var whole []store.State
 	var wholeJobs, big []copyJob
 	for _, j := range jobs {
-		if !dst.Fits(j.st) {
+		if !dst.st.Fits(j.st) {
 			big = append(big, j)
 		} else {
 			whole = append(whole, *j.st)
@@ -271,10 +271,7 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		var echoes *echoFilter
 		var token uint64
 		if l.both() {
-			echoes = l.echoes[RemoteSide]
-			if !toRemote {
-				echoes = l.echoes[LocalSide]
-			}
+			echoes = dst.echoes
 			keys := make([]string, len(whole))
 			for i := range whole {
 				keys[i] = string(whole[i].Key)
@@ -284,12 +281,12 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 		var err error
 		if echoes != nil {
 			var marked bool
-			marked, err = dst.ApplyMarked(ctx, whole, l.writeMark(toRemote, token))
+			marked, err = dst.st.ApplyMarked(ctx, whole, store.WriteMark(dst.db, dst.st.Prefix, token))
 			if !marked || err != nil {
 				echoes.release(token)
 			}
 		} else {
-			err = dst.Apply(ctx, whole)
+			err = dst.st.Apply(ctx, whole)
 		}
 		// A key the plain fallback cannot write (a stream) is reported, not
 		// retried: the next change or resync reports it again.
@@ -307,7 +304,7 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 				}
 				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
 			case unsup == nil || !unsup.Has(j.st.Key):
-				l.written(j, toRemote, "")
+				l.written(j, dst, "")
 			}
 		}
 		if unsup != nil {
@@ -320,46 +317,29 @@ func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []cop
 			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.cfg.MaxValueBytes), "copy")
 			continue
 		}
-		if err := store.CopyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
+		if err := store.CopyBig(ctx, src.st, dst.st, st.Key, st.Type, st.ExpireAt); err != nil {
 			if errors.As(err, new(*store.UnsupportedError)) {
 				l.fail(err, "copy")
 				continue
 			}
 			return err
 		}
-		l.written(j, toRemote, " in chunks")
+		l.written(j, dst, " in chunks")
 	}
 	return nil
 }
 
-// writeMark is the mark of write token on the remote side, or the local.
-func (l *Link) writeMark(toRemote bool, token uint64) []byte {
-	if toRemote {
-		return store.WriteMark(l.cfg.RemoteDB, l.remote.Prefix, token)
-	}
-	return store.WriteMark(l.cfg.LocalDB, l.local.Prefix, token)
-}
-
-// written records a copied key: synced state, counters, lag, debug log.
-func (l *Link) written(j copyJob, toRemote bool, how string) {
+// written records a key copied to side dst: synced state, counters, lag,
+// debug log.
+func (l *Link) written(j copyJob, dst *side, how string) {
 	st := j.st
 	l.record(st)
-	size := st.Size()
-	if toRemote {
-		l.Stats.KeysToRemote.Add(1)
-		l.Stats.BytesToRemote.Add(size)
-	} else {
-		l.Stats.KeysToLocal.Add(1)
-		l.Stats.BytesToLocal.Add(size)
-	}
+	dst.keys.Add(1)
+	dst.bytes.Add(st.Size())
 	if j.since > 0 {
 		l.Stats.Lag.Observe(time.Duration(time.Now().UnixNano() - j.since))
 	}
 	if e := l.log.Debug(); e.Enabled() {
-		dir := "to remote"
-		if !toRemote {
-			dir = "to local"
-		}
-		e.Bytes("key", st.Key).Str("type", st.Type).Str("copied", dir+how).Msg("key copied")
+		e.Bytes("key", st.Key).Str("type", st.Type).Str("copied", "to "+dst.id.String()+how).Msg("key copied")
 	}
 }
