@@ -88,12 +88,7 @@ type hub struct {
 
 	flush flushProbe // of the links running on it
 
-	// The hub's notify-keyspace-events, read for the links that prove the
-	// hub by it (health.go), at most once per canaryEvery/2 for all.
-	settingMu  sync.Mutex
-	setting    string
-	settingErr error
-	settingAt  time.Time
+	setting notifyCache // the hub's notify-keyspace-events
 
 	// batches bounds the batches read and not yet written by all the
 	// links of the hub: two per connection, so that every connection has
@@ -250,7 +245,7 @@ func (hs *Hubs) acquire(cfg config.Link) (*hub, error) {
 	if conns <= 0 {
 		conns = HubConns
 	}
-	client, err := webdis.New(webdis.Options{URL: cfg.Remote, CertFile: cfg.Cert, KeyFile: cfg.Key, CAFile: cfg.CA, MaxConns: conns})
+	client, err := webdis.New(hubOptions(cfg, conns))
 	if err != nil {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
@@ -311,13 +306,23 @@ func (h *hub) readRunID(ctx context.Context) {
 // notifySetting is the hub's notify-keyspace-events, read now or within
 // the last canaryEvery/2 by one of its links.
 func (h *hub) notifySetting(ctx context.Context) (string, error) {
-	h.settingMu.Lock()
-	defer h.settingMu.Unlock()
-	if time.Since(h.settingAt) >= canaryEvery/2 {
-		h.setting, h.settingErr = notifySetting(ctx, h.client)
-		h.settingAt = time.Now()
+	c := &h.setting
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= canaryEvery/2 {
+		c.flags, c.err = notifySetting(ctx, h.client)
+		c.at = time.Now()
 	}
-	return h.setting, h.settingErr
+	return c.flags, c.err
+}
+
+// notifyCache is a hub's notify-keyspace-events, read for the links that
+// prove the hub by it (health.go), at most once per canaryEvery/2 for all.
+type notifyCache struct {
+	mu    sync.Mutex
+	flags string
+	err   error
+	at    time.Time
 }
 
 // lastRunID is the run_id the hub's watch read last.
@@ -392,23 +397,28 @@ func (p *prober) probed(r probeResult) {
 // openSides opens the link's two sides: on its own Webdis client, or on
 // the shared client of its hub in hs.
 func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
-	wrap := func(d store.Doer) store.Doer {
+	o := StoreOptions(l.cfg, l.cfg.Workers+2)
+	o.Wrap = func(d store.Doer) store.Doer {
 		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
 	}
-	conns := l.cfg.Workers + 2
-	if hs == nil {
-		return store.Open(l.cfg, conns, wrap)
+	var h *hub
+	if hs != nil {
+		var err error
+		if h, err = hs.acquire(l.cfg); err != nil {
+			return nil, err
+		}
+		o.Client = h.client
 	}
-	h, err := hs.acquire(l.cfg)
+	sides, err := store.Open(o)
 	if err != nil {
+		if h != nil {
+			h.release()
+		}
 		return nil, err
 	}
-	sides, err := store.OpenOn(l.cfg, h.client, conns, wrap)
-	if err != nil {
-		h.release()
-		return nil, err
+	if h != nil {
+		l.shared = shared{hub: h, local: hs.acquireLocal(sides.Pool.Addr())}
 	}
-	l.shared = shared{hub: h, local: hs.acquireLocal(sides.Pool.Addr())}
 	return sides, nil
 }
 

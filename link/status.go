@@ -54,25 +54,40 @@ func (h *Histogram) Snapshot() (cumulative []uint64, count uint64, sum float64) 
 
 // Stats are a link's counters since it started.
 type Stats struct {
-	EventsLocal    atomic.Int64 // keyspace events read from the local Redis
-	EventsRemote   atomic.Int64 // keyspace events read from the remote (direction both)
-	KeysToRemote   atomic.Int64 // keys written on the remote (deletes included)
-	KeysToLocal    atomic.Int64 // keys written on the local side (direction both)
-	BytesToRemote  atomic.Int64 // value bytes written on the remote
-	BytesToLocal   atomic.Int64
-	KeysSkipped    atomic.Int64 // dirty keys found already synced (echoes, no-ops)
-	EchoesDropped  atomic.Int64 // events of the link's own marked writes, dropped unread (echoes.go)
+	EventCounts
+	CopyCounts
+	ResyncCounts
 	RemoteRequests atomic.Int64 // requests sent to the remote
 	Errors         atomic.Int64
-	KeyErrors      atomic.Int64    // keys that failed alone (see keyerrors.go)
-	EventLapses    atomic.Int64    // times a side's events stopped coming (see health.go)
-	CanaryWrites   [2]atomic.Int64 // canary keys written, by Side (health.go): writes that are not replication
-	Resyncs        atomic.Int64
-	Repaired       atomic.Int64 // keys resyncs found different
-	Overflows      atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
 
 	Lag           *Histogram // from a key's change to its copy on the other side
 	RemoteLatency *Histogram // of requests to the remote
+}
+
+// EventCounts count the keyspace events of both sides and their proof.
+type EventCounts struct {
+	EventsLocal   atomic.Int64    // keyspace events read from the local Redis
+	EventsRemote  atomic.Int64    // keyspace events read from the remote (direction both)
+	EchoesDropped atomic.Int64    // events of the link's own marked writes, dropped unread (echoes.go)
+	EventLapses   atomic.Int64    // times a side's events stopped coming (see health.go)
+	CanaryWrites  [2]atomic.Int64 // canary keys written, by Side (health.go): writes that are not replication
+}
+
+// CopyCounts count the keys copied.
+type CopyCounts struct {
+	KeysToRemote  atomic.Int64 // keys written on the remote (deletes included)
+	KeysToLocal   atomic.Int64 // keys written on the local side (direction both)
+	BytesToRemote atomic.Int64 // value bytes written on the remote
+	BytesToLocal  atomic.Int64
+	KeysSkipped   atomic.Int64 // dirty keys found already synced (echoes, no-ops)
+	KeyErrors     atomic.Int64 // keys that failed alone (see keyerrors.go)
+}
+
+// ResyncCounts count the resyncs.
+type ResyncCounts struct {
+	Resyncs   atomic.Int64
+	Repaired  atomic.Int64 // keys resyncs found different
+	Overflows atomic.Int64 // times the dirty set overflowed (and was dropped for a resync)
 }
 
 func newStats() Stats {
@@ -91,24 +106,34 @@ type Status struct {
 	LagP50Ms   float64          `json:"lag_p50_ms"`
 	LagP99Ms   float64          `json:"lag_p99_ms"`
 
+	ResyncStatus
+	Counts
+
+	WritePath  store.Path        `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
+	Sides      []SideStatus      `json:"sides"`
+	LocalReset *LocalResetStatus `json:"local_reset,omitempty"`
+}
+
+// ResyncStatus is what /status shows of the last resync.
+type ResyncStatus struct {
 	LastResync         time.Time `json:"last_resync,omitzero"`
 	LastResyncOutcome  string    `json:"last_resync_outcome,omitempty"`
 	LastResyncDuration string    `json:"last_resync_duration,omitempty"`
+}
 
-	EventsLocal  int64             `json:"events_local"`
-	EventsRemote int64             `json:"events_remote"`
-	KeysToRemote int64             `json:"keys_to_remote"`
-	KeysToLocal  int64             `json:"keys_to_local"`
-	KeysSkipped  int64             `json:"keys_skipped"`
-	Requests     int64             `json:"remote_requests"`
-	Errors       int64             `json:"errors"`
-	KeyErrors    int64             `json:"key_errors"`
-	Resyncs      int64             `json:"resyncs"`
-	KeysRepaired int64             `json:"keys_repaired"`
-	WritePath    store.Path        `json:"write_path"` // "eval" (atomic, batched) or "plain" (fallback)
-	EventLapses  int64             `json:"event_lapses"`
-	Sides        []SideStatus      `json:"sides"`
-	LocalReset   *LocalResetStatus `json:"local_reset,omitempty"`
+// Counts are the link's Stats as /status shows them.
+type Counts struct {
+	EventsLocal  int64 `json:"events_local"`
+	EventsRemote int64 `json:"events_remote"`
+	KeysToRemote int64 `json:"keys_to_remote"`
+	KeysToLocal  int64 `json:"keys_to_local"`
+	KeysSkipped  int64 `json:"keys_skipped"`
+	Requests     int64 `json:"remote_requests"`
+	Errors       int64 `json:"errors"`
+	KeyErrors    int64 `json:"key_errors"`
+	Resyncs      int64 `json:"resyncs"`
+	KeysRepaired int64 `json:"keys_repaired"`
+	EventLapses  int64 `json:"event_lapses"`
 }
 
 // resyncInfo is the outcome of the last resync.
@@ -141,12 +166,15 @@ func (l *Link) Status() Status {
 		LastError: lastErr, ErrorAt: errAt,
 		DirtyKeys: l.dirty.Len(), SyncedKeys: l.synced.Len(),
 		LagP50Ms: quantileMs(s.Lag, 0.5), LagP99Ms: quantileMs(s.Lag, 0.99),
-		LastResync: rat, LastResyncOutcome: rout,
-		EventsLocal: s.EventsLocal.Load(), EventsRemote: s.EventsRemote.Load(),
-		KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
-		KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
-		Errors: s.Errors.Load(), KeyErrors: s.KeyErrors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
-		WritePath: l.remote.st.Path(), EventLapses: s.EventLapses.Load(),
+		ResyncStatus: ResyncStatus{LastResync: rat, LastResyncOutcome: rout},
+		Counts: Counts{
+			EventsLocal: s.EventsLocal.Load(), EventsRemote: s.EventsRemote.Load(),
+			KeysToRemote: s.KeysToRemote.Load(), KeysToLocal: s.KeysToLocal.Load(),
+			KeysSkipped: s.KeysSkipped.Load(), Requests: s.RemoteRequests.Load(),
+			Errors: s.Errors.Load(), KeyErrors: s.KeyErrors.Load(), Resyncs: s.Resyncs.Load(), KeysRepaired: s.Repaired.Load(),
+			EventLapses: s.EventLapses.Load(),
+		},
+		WritePath:  l.remote.st.Path(),
 		Sides:      []SideStatus{l.local.health.status(LocalSide), l.remote.health.status(RemoteSide)},
 		LocalReset: l.reset.status(),
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
@@ -147,7 +148,8 @@ type verifier struct {
 }
 
 func (v *verifier) run(ctx context.Context, lc config.Link) int {
-	sides, err := store.Open(lc.WithDefaults(), lc.WithDefaults().Workers+2, nil)
+	lc = lc.WithDefaults()
+	sides, err := store.Open(link.StoreOptions(lc, lc.Workers+2))
 	if err != nil {
 		fmt.Fprintf(v.progress.w, "redisrepl verify: %v\n", err)
 		return 2
