@@ -231,7 +231,7 @@ func (l *Link) canaryTick(ctx context.Context, s *side, tick int) {
 		if h.unseen.IsZero() {
 			h.unseen = time.Now()
 		}
-	case refused(err) && h.unproven == "":
+	case answered(err) && h.unproven == "":
 		h.unproven = "the canary key cannot be written: " + err.Error()
 		l.log.Warn().Str("side", s.id.String()).Str("canary_key", fmt.Sprintf("%q", s.canary)).Err(err).
 			Msg("cannot prove that keyspace events flow (the canary key is refused); allow SET on canary_key to have lapses noticed")
@@ -292,7 +292,7 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 	flags, err := l.hubNotifySetting(gctx)
 	cancel()
 	switch {
-	case err != nil && refused(err):
+	case err != nil && answered(err):
 		h.mu.Lock()
 		first := h.unproven == ""
 		h.unproven = "the hub's notify-keyspace-events cannot be read: " + err.Error()
@@ -346,10 +346,10 @@ func (l *Link) dropLegacyCanary(ctx context.Context, s *side) bool {
 	defer cancel()
 	n, err := redis.Int(do.Do(dctx, []byte("EXISTS"), key))
 	if err != nil || n == 0 {
-		return err == nil || refused(err)
+		return err == nil || answered(err)
 	}
 	if _, err := do.Do(dctx, []byte("DEL"), key); err != nil {
-		return refused(err)
+		return answered(err)
 	}
 	l.log.Info().Str("side", s.id.String()).Msg("deleted the canary key an older redisrepl left in the namespace")
 	return true
@@ -403,7 +403,7 @@ func (l *Link) probeLoop(ctx context.Context, s *side) {
 
 // probed handles the outcome of a PING of side s that took took.
 func (l *Link) probed(s *side, err error, took time.Duration) {
-	if err != nil && refused(err) {
+	if err != nil && answered(err) {
 		err = nil // it answered: PING is refused, not the side down
 	}
 	h := &s.health
@@ -421,11 +421,11 @@ func (l *Link) probed(s *side, err error, took time.Duration) {
 	}
 }
 
-// refused says whether err is the side refusing a command (an ACL, a
-// renamed command, Webdis's ACL), as opposed to not answering.
-func refused(err error) bool {
+// answered says whether err is the side's answer (an error reply, or a
+// refusal: webdis.ErrRefused), as opposed to no answer.
+func answered(err error) bool {
 	var re redis.Error
-	return errors.As(err, &re) || webdis.KindOf(err) == webdis.KindForbidden
+	return errors.As(err, &re) || errors.Is(webdis.Classify(err), webdis.ErrRefused)
 }
 
 // connDoer runs commands on one connection of its own.

@@ -385,7 +385,7 @@ type prober struct {
 func (p *prober) init() { p.b.init() }
 
 func (p *prober) probed(r probeResult) {
-	if r.err != nil && refused(r.err) {
+	if r.err != nil && answered(r.err) {
 		r.err = nil // it answered: PING is refused, not the side down
 	}
 	if down := r.err != nil; down != p.down || !p.b.set {

@@ -3,14 +3,9 @@ package link
 import (
 	"context"
 	"errors"
-	"io"
-	"net"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
-
-	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/webdis"
 )
@@ -61,39 +56,17 @@ func (r *keyRetries) ok(keys []string) {
 }
 
 // sideWide says whether err concerns a side as a whole (it is down, slow,
-// refuses the link, or answers garbage) rather than one key: then the whole
-// batch waits, with backoff. Anything else is taken as one key's problem.
+// refuses the link, or answers garbage: webdis.ErrTransient, or Webdis
+// refusing the request) rather than one key: then the whole batch waits,
+// with backoff. Anything else is taken as one key's problem.
 func sideWide(err error) bool {
-	switch webdis.KindOf(err) {
-	case webdis.KindTooLarge:
-		return false
-	case webdis.KindUnknown:
-	default:
-		return true
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		for _, p := range []string{"LOADING", "BUSY", "NOAUTH", "WRONGPASS", "MISCONF", "READONLY", "OOM", "MASTERDOWN", "NOSCRIPT"} {
-			if strings.HasPrefix(string(re), p) {
-				return true
-			}
-		}
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "redigo: ")
+	err = webdis.Classify(err)
+	return errors.Is(err, webdis.ErrTransient) || webdis.KindOf(err) == webdis.KindForbidden
 }
 
 // permanent says whether a key's error will not go away by retrying the
 // same state: the key or its value is over a size limit.
-func permanent(err error) bool {
-	if webdis.KindOf(err) == webdis.KindTooLarge {
-		return true
-	}
-	s := err.Error()
-	return strings.Contains(s, "does not fit in one request") || strings.Contains(s, "max_value_bytes")
-}
+func permanent(err error) bool { return errors.Is(webdis.Classify(err), webdis.ErrPermanent) }
 
 // isolate copies the keys of a batch that failed one by one. It returns a
 // side-wide error if one stops it; keys that fail alone get their own delay

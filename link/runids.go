@@ -41,7 +41,7 @@ func (l *Link) identity() string {
 func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	lv, err := l.pool.Do(ctx, []byte("INFO"), []byte("server"))
 	switch {
-	case err != nil && refused(err):
+	case err != nil && answered(err):
 		// An ACL without INFO (+@all -@dangerous): a restart of the local
 		// Redis is then noticed by its subscription only. Say it once.
 		if !r.infoRefused {

@@ -20,7 +20,7 @@ const pingEvery = 5 * time.Second
 // connection of its own.
 func (l *Link) readLocalEvents(ctx context.Context, s *side, bo *backoff) error {
 	if err := l.enableNotifications(ctx, s); err != nil {
-		if sideWide(err) && !refused(err) {
+		if sideWide(err) && !answered(err) {
 			return err // not a refusal: Redis is not there (yet)
 		}
 		// A refusal is not fatal: notifications may be on already (the
@@ -163,7 +163,7 @@ const streamStallAfter = 8 * time.Second
 // say so: Webdis answers them without a status line, which nginx passes on.
 func (l *Link) readRemoteEvents(ctx context.Context, s *side, bo *backoff) error {
 	if err := l.enableNotifications(ctx, s); err != nil {
-		if sideWide(err) && !refused(err) {
+		if sideWide(err) && !answered(err) {
 			return err // the hub does not answer: retried with backoff
 		}
 		// The hub may refuse CONFIG (a managed Redis, a Webdis ACL) and

@@ -106,7 +106,7 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark 
 			args = append(args, states[i].Key, states[i].Elems[0])
 		}
 		_, err := e.do.Do(ctx, args...)
-		if err == nil || !commandRefused(err) {
+		if err == nil || !errors.Is(webdis.Classify(err), webdis.ErrRefused) {
 			return false, err
 		}
 		// Refused, before anything was written: the script writes
@@ -155,16 +155,6 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark 
 		}
 	}
 	return out[0] == "1", nil
-}
-
-// commandRefused says whether err is the side refusing a command (Webdis's
-// 403, an ACL's NOPERM, a renamed command) rather than failing to run it.
-func commandRefused(err error) bool {
-	var re redis.Error
-	if errors.As(err, &re) {
-		return strings.HasPrefix(string(re), "NOPERM") || strings.HasPrefix(string(re), "ERR unknown command")
-	}
-	return webdis.KindOf(err) == webdis.KindForbidden
 }
 
 // msetable says whether states can be written by one MSET: strings without

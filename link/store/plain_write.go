@@ -137,7 +137,7 @@ func (p plainOps) add(ctx context.Context, k []byte, ty string, elems [][]byte, 
 			l += argLen(e)
 		}
 		if overhead+l > budget {
-			return fmt.Errorf("an element of %d bytes does not fit in one request of %d bytes", l, budget)
+			return webdis.WithKind(fmt.Errorf("an element of %d bytes does not fit in one request of %d bytes", l, budget), webdis.ErrTooLarge)
 		}
 		if size+l > budget || len(args)+step > maxPlainArgs || ty == "string" {
 			if err := send(); err != nil {

@@ -297,7 +297,7 @@ func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (b
 			n++
 		}
 		if n == 0 {
-			return false, fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest)
+			return false, webdis.WithKind(fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest), webdis.ErrTooLarge)
 		}
 		part := states[:n]
 		var ok bool
