@@ -128,11 +128,6 @@ type Link struct {
 	MaxValueBytes   int64
 }
 
-// HubCanaryPrefix is where, behind the gateway, the hub's canary keys of
-// the links of namespace ns live (webdis/gateway/canary.go): outside every
-// namespace, and the tenants of ns may write them.
-func HubCanaryPrefix(ns string) string { return dedup.HubCanaryPrefix(ns) }
-
 // WithDefaults is l with every setting that has a default and is not set
 // (zero) given its default.
 func (l Link) WithDefaults() Link {

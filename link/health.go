@@ -265,7 +265,7 @@ func (l *Link) canaryAllowed(s *side) {
 
 // remoteProofLoop proves the hub's events (direction both): by the hub's
 // canary where its stream carries the canary's pattern (behind the
-// gateway); else its stream is watched by subscribeRemote and here, every
+// gateway); else its stream is watched by its subscription (subscribe.go) and here, every
 // canaryEvery, the hub's notification setting is read: a setting without
 // the classes the link needs is a lapse.
 func (l *Link) remoteProofLoop(ctx context.Context) {
@@ -331,10 +331,7 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 // hubNotifySetting is the hub's notify-keyspace-events, read once for the
 // links of a shared hub (hubs.go).
 func (l *Link) hubNotifySetting(ctx context.Context) (string, error) {
-	if l.shared.hub != nil {
-		return l.shared.hub.notifySetting(ctx)
-	}
-	return notifySetting(ctx, l.client)
+	return l.shared.notifySetting(ctx, l.client)
 }
 
 // dropLegacyCanary deletes the canary key older links wrote in the
@@ -370,12 +367,8 @@ func (l *Link) lapsed(ctx context.Context, s *side, err error) {
 // probeLoop asks side s PING every probeEvery; a link built by Hubs
 // follows the probes it shares instead (hubs.go).
 func (l *Link) probeLoop(ctx context.Context, s *side) {
-	switch {
-	case s.id == RemoteSide && l.shared.hub != nil:
-		l.follow(ctx, s, &l.shared.hub.probe)
-		return
-	case s.id == LocalSide && l.shared.local != nil:
-		l.follow(ctx, s, &l.shared.local.probe)
+	if p := l.shared.probe(s.id); p != nil {
+		l.follow(ctx, s, p)
 		return
 	}
 	do := s.st.Doer()

@@ -72,6 +72,38 @@ type shared struct {
 	local *localRedis // the probe of its local Redis
 }
 
+// A link of its own differs from one built by Hubs only where these ask
+// whether it shares (the zero shared: it does not).
+
+// probe is the shared probe of side s, nil for a link of its own.
+func (sh shared) probe(s Side) *prober {
+	switch {
+	case s == RemoteSide && sh.hub != nil:
+		return &sh.hub.probe
+	case s == LocalSide && sh.local != nil:
+		return &sh.local.probe
+	}
+	return nil
+}
+
+// notifySetting is the hub's notify-keyspace-events: as the shared hub
+// read it lately, or read now on c.
+func (sh shared) notifySetting(ctx context.Context, c *webdis.Client) (string, error) {
+	if sh.hub != nil {
+		return sh.hub.notifySetting(ctx)
+	}
+	return notifySetting(ctx, c)
+}
+
+// watchedRunID is the hub's run_id as its shared watch read it last, or
+// read now on c.
+func (sh shared) watchedRunID(ctx context.Context, c *webdis.Client) (string, error) {
+	if sh.hub != nil {
+		return sh.hub.lastRunID()
+	}
+	return remoteRunID(ctx, c)
+}
+
 // hub is one shared client and the health work done once for its links.
 type hub struct {
 	hs     *Hubs
@@ -438,13 +470,15 @@ func (l *Link) joinShared() (leave func()) {
 
 // closeClient closes the link's own client, or gives its hub and local
 // probe back.
-func (l *Link) closeClient() {
-	if l.shared.hub == nil {
-		l.client.Close()
+func (l *Link) closeClient() { l.shared.release(l.client) }
+
+func (sh shared) release(own *webdis.Client) {
+	if sh.hub == nil {
+		own.Close()
 		return
 	}
-	l.shared.hub.release()
-	l.shared.local.release()
+	sh.hub.release()
+	sh.local.release()
 }
 
 // flushProbe is flushedSide done once for the links sharing a side: every

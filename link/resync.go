@@ -312,10 +312,7 @@ func (l *Link) stillClean(keys [][]byte) bool {
 // shared hub the one its watch read last (a restart is noticed a few
 // seconds later; a resync still reads its own, remoteRunID).
 func (l *Link) watchedRunID(ctx context.Context) (string, error) {
-	if l.shared.hub != nil {
-		return l.shared.hub.lastRunID()
-	}
-	return l.remoteRunID(ctx)
+	return l.shared.watchedRunID(ctx, l.client)
 }
 
 func (l *Link) remoteRunID(ctx context.Context) (string, error) { return remoteRunID(ctx, l.client) }

@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -248,85 +247,60 @@ type copyJob struct {
 	since int64
 }
 
-// copyStates writes the states read from side src on side dst: as many
-// keys per request as fit, big keys in chunks. Each key written is recorded
-// as synced.
+// copyStates writes the states read from side src on side dst (Store.Write:
+// as many keys per request as fit, big keys in chunks). Each key written is
+// recorded as synced; a key skipped, changed on dst since it was read, is
+// decided again.
 func (l *Link) copyStates(ctx context.Context, src, dst *side, jobs []copyJob) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	var whole []store.State
-	var wholeJobs, big []copyJob
-	for _, j := range jobs {
-		if !dst.st.Fits(j.st) {
-			big = append(big, j)
-		} else {
-			whole = append(whole, *j.st)
-			wholeJobs = append(wholeJobs, j)
-		}
+	states := make([]store.State, len(jobs))
+	for i, j := range jobs {
+		states[i] = *j.st
 	}
-	if len(whole) > 0 {
-		// In direction both, the write's own events on dst are dropped
-		// until its mark comes (echoes.go).
-		var echoes *echoFilter
-		var token uint64
-		if l.both() {
-			echoes = dst.echoes
+	o := store.WriteOptions{MaxValueBytes: l.cfg.MaxValueBytes}
+	// In direction both, the write's own events on dst are dropped until
+	// its mark comes (echoes.go).
+	var echoes *echoFilter
+	var token uint64
+	if l.both() {
+		echoes = dst.echoes
+		o.Mark = func(whole []int) []byte {
 			keys := make([]string, len(whole))
-			for i := range whole {
-				keys[i] = string(whole[i].Key)
+			for k, i := range whole {
+				keys[k] = string(states[i].Key)
 			}
 			token = echoes.expect(keys)
-		}
-		var err error
-		if echoes != nil {
-			var marked bool
-			marked, err = dst.st.ApplyMarked(ctx, whole, store.WriteMark(dst.db, dst.st.Prefix, token))
-			if !marked || err != nil {
-				echoes.release(token)
-			}
-		} else {
-			err = dst.st.Apply(ctx, whole)
-		}
-		// A key the plain fallback cannot write (a stream) is reported, not
-		// retried: the next change or resync reports it again.
-		var unsup *store.UnsupportedError
-		if err != nil && !errors.As(err, &unsup) {
-			return err
-		}
-		for i, j := range wholeJobs {
-			switch {
-			case whole[i].Skipped:
-				// Changed on dst since it was read: decide again, with
-				// both sides read (its event is on its way too).
-				if echoes != nil {
-					echoes.releaseKey(string(j.st.Key), token)
-				}
-				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
-			case unsup == nil || !unsup.Has(j.st.Key):
-				l.written(j, dst, "")
-			}
-		}
-		if unsup != nil {
-			l.fail(err, "copy")
+			return store.WriteMark(dst.db, dst.st.Prefix, token)
 		}
 	}
-	for _, j := range big {
-		st := j.st
-		if st.BigSize > l.cfg.MaxValueBytes {
-			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.cfg.MaxValueBytes), "copy")
-			continue
-		}
-		if err := store.CopyBig(ctx, src.st, dst.st, st.Key, st.Type, st.ExpireAt); err != nil {
-			if errors.As(err, new(*store.UnsupportedError)) {
-				l.fail(err, "copy")
-				continue
-			}
-			return err
-		}
-		l.written(j, dst, " in chunks")
+	w, err := dst.st.Write(ctx, src.st, states, o)
+	if token != 0 && (!w.Marked || err != nil) {
+		echoes.release(token)
 	}
-	return nil
+	for i, j := range jobs {
+		switch w.Outcomes[i] {
+		case store.Skipped:
+			// Changed on dst since it was read: decide again, with both
+			// sides read (its event is on its way too).
+			if echoes != nil {
+				echoes.releaseKey(string(j.st.Key), token)
+			}
+			l.dirty.Add(j.st.Key, changedLocal|changedRemote)
+		case store.Wrote:
+			l.written(j, dst, "")
+		case store.WroteInChunks:
+			l.written(j, dst, " in chunks")
+		}
+	}
+	// A key left out (a stream the plain fallback cannot write, a value
+	// over max_value_bytes) is reported, not retried: the next change or
+	// resync reports it again.
+	for _, e := range w.Left {
+		l.fail(e, "copy")
+	}
+	return err
 }
 
 // written records a key copied to side dst: synced state, counters, lag,

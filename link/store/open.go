@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/redisrepl/redisrepl/webdis"
@@ -78,51 +77,4 @@ func (s *Sides) Close() {
 		s.Client.Close()
 	}
 	s.Pool.Close()
-}
-
-// CopyKeys makes each of keys on dst hold its current state on src: whole
-// keys, each written atomically, a key that src lacks deleted, a key too big
-// for one request copied in chunks and renamed into place. Unlike a running
-// link it applies no max_value_bytes limit: the caller asked for these keys.
-func CopyKeys(ctx context.Context, src, dst *Store, keys [][]byte) error {
-	return copyKeys(ctx, src, dst, keys, "")
-}
-
-// RestoreMissing is CopyKeys for keys that dst lacks: a key written on dst
-// meanwhile is left as it is (the write checks, atomically, that the key is
-// still absent). A key too big for one request is copied in chunks and
-// renamed into place unconditionally: a write of it on dst during its copy
-// is overwritten.
-func RestoreMissing(ctx context.Context, src, dst *Store, keys [][]byte) error {
-	return copyKeys(ctx, src, dst, keys, DigestPrefix(NoneDigest))
-}
-
-func copyKeys(ctx context.Context, src, dst *Store, keys [][]byte, expect string) error {
-	for len(keys) > 0 {
-		states, err := src.Read(ctx, keys)
-		if err != nil {
-			return err
-		}
-		var whole []State
-		var deferred [][]byte
-		for i := range states {
-			st := &states[i]
-			switch {
-			case st.Deferred: // past the read's byte budget: read again
-				deferred = append(deferred, st.Key)
-			case !dst.Fits(st):
-				if err := CopyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
-					return err
-				}
-			default:
-				st.Expect = expect
-				whole = append(whole, *st)
-			}
-		}
-		if err := dst.Apply(ctx, whole); err != nil {
-			return err
-		}
-		keys = deferred
-	}
-	return nil
 }

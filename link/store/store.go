@@ -266,27 +266,30 @@ func (s *Store) applyOverhead(n int) int { return s.applyBase + intLen(int64(n))
 // Apply writes states (none of them Big), each atomically, packing as many
 // keys into each request as MaxRequest allows. A state with Expect is
 // written only if the key still holds that digest (scripts only: plain
-// commands write unconditionally); one that held something else is marked
-// Skipped. A state that alone does not fit (see Fits) is an error.
+// commands write unconditionally). A state that alone does not fit (see
+// Fits) is an error. Write is Apply with what it did told back, and big
+// keys.
 //
 // Keys of a type plain commands cannot write (a stream) are carried with
 // DUMP and RESTORE from the peer they were read on where this side accepts
 // it (plain_dump.go); otherwise they are left out and named in an
 // *UnsupportedError, returned once every other key is written.
 func (s *Store) Apply(ctx context.Context, states []State) error {
-	_, err := s.ApplyMarked(ctx, states, nil)
+	_, _, err := s.apply(ctx, states, nil)
 	return err
 }
 
-// ApplyMarked is Apply publishing mark (WriteMark) in each write request,
-// in the same atomic step, after its writes. It says whether every request
-// published it: not on plain commands, which cannot write and publish in
-// one step, nor where the side refuses PUBLISH.
-func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (bool, error) {
+// apply is Apply publishing mark (WriteMark) in each write request, in the
+// same atomic step, after its writes. It says whether every request
+// published it (not on plain commands, which cannot write and publish in
+// one step, nor where the side refuses PUBLISH), and which states it
+// skipped (their Expect not met), by index.
+func (s *Store) apply(ctx context.Context, states []State, mark []byte) (marked bool, skipped []int, err error) {
 	var left unsupportedKeys
 	all := states
-	marked := mark != nil
-	for len(states) > 0 {
+	marked = mark != nil
+	for at := 0; at < len(all); {
+		states := all[at:]
 		n, size := 0, 0
 		for n < len(states) {
 			l := states[n].applyLen()
@@ -297,18 +300,22 @@ func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (b
 			n++
 		}
 		if n == 0 {
-			return false, webdis.WithKind(fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest), webdis.ErrTooLarge)
+			return false, nil, webdis.WithKind(fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest), webdis.ErrTooLarge)
 		}
 		part := states[:n]
 		var ok bool
-		err := s.run(func(o ops) (err error) { ok, err = o.apply(ctx, s.Prefix, part, mark); return err })
+		var sk []int
+		err := s.run(func(o ops) (err error) { ok, sk, err = o.apply(ctx, s.Prefix, part, mark); return err })
 		marked = marked && ok
 		if err != nil && !left.add(err) {
-			return false, fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
+			return false, nil, fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
 		}
-		states = states[n:]
+		for _, i := range sk {
+			skipped = append(skipped, at+i)
+		}
+		at += n
 	}
-	return marked, s.carryLeft(ctx, all, &left)
+	return marked, skipped, s.carryLeft(ctx, all, &left)
 }
 
 // WriteMark is the channel a write marked token publishes to on a side

@@ -12,7 +12,7 @@ import (
 // writing into the namespace (docs/ARCHITECTURE.md, "Health"): it writes a
 // canary key outside every namespace and subscribes to the key's channel on
 // the same stream as the namespace's pattern. For each namespace ns of a
-// tenant, its canary keys are config.HubCanaryPrefix(ns) + anything: the
+// tenant, its canary keys are dedup.HubCanaryPrefix(ns) + anything: the
 // tenants of ns may write them, and subscribe to their keyspace channel.
 //
 // They are not a second namespace: an ACL selector allows only what the
@@ -36,7 +36,7 @@ var canaryCommands = []string{"+set", "+exists", "+del"}
 func canaryPrefixes(c config.Tenant) []string {
 	var out []string
 	for _, ns := range c.Namespaces {
-		p := config.HubCanaryPrefix(ns)
+		p := dedup.HubCanaryPrefix(ns)
 		if !slices.ContainsFunc(c.Namespaces, func(n string) bool { return strings.HasPrefix(p, n) }) {
 			out = append(out, p)
 		}
