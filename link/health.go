@@ -2,15 +2,12 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/link/store"
-	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // Health (docs/ARCHITECTURE.md, "Health"): a link must never go silent,
@@ -33,64 +30,6 @@ import (
 //   - Each side is asked PING every probeEvery, with probeTimeout: a hung
 //     side (a stopped Webdis, nginx or Redis) is noticed within seconds, not
 //     when a request times out. When it answers again, a resync follows.
-
-const (
-	canaryEvery   = 2 * time.Second
-	canaryTimeout = 3500 * time.Millisecond
-	canaryTTLms   = "30000"
-	probeEvery    = 2 * time.Second
-	probeTimeout  = 4 * time.Second
-
-	// lapsedRetryTicks: while a side's events lapse, every this many
-	// canaries (30 s) the link resyncs and tries to enable them again.
-	lapsedRetryTicks = 15
-)
-
-// sideHealth is what the link knows of one side's liveness.
-type sideHealth struct {
-	mu         sync.Mutex
-	listened   bool      // the link subscribes to this side's events
-	unseen     time.Time // a canary written and its event not seen yet; zero if none
-	lastProof  time.Time // when events were last proved to flow
-	lapsed     bool      // events do not flow (the canary, or the notification setting)
-	streamDead bool      // the subscription is broken and being made again
-	canary     bool      // the subscription carries the canary's pattern
-	lapses     int64
-	down       bool // the side does not answer the probe
-	// Why events cannot be proved, "" if they can: the canary key or the
-	// notification setting cannot be written or read, or the canary's
-	// channel cannot be subscribed to.
-	unproven, channelRefused string
-}
-
-// SideStatus is what /status shows of one side.
-type SideStatus struct {
-	Side          string    `json:"side"`
-	Answering     bool      `json:"answering"`
-	EventsFlowing *bool     `json:"events_flowing,omitempty"` // nil: not listened to, or not provable
-	LastProof     time.Time `json:"last_event_proof,omitzero"`
-	Lapses        int64     `json:"event_lapses"`
-	Unproven      string    `json:"events_unproven,omitempty"`
-}
-
-// why is why events cannot be proved, "" if they can; h.mu is held.
-func (h *sideHealth) why() string {
-	if h.channelRefused != "" {
-		return h.channelRefused
-	}
-	return h.unproven
-}
-
-func (h *sideHealth) status(s Side) SideStatus {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := SideStatus{Side: s.String(), Answering: !h.down, LastProof: h.lastProof, Lapses: h.lapses, Unproven: h.why()}
-	if h.listened && (st.Unproven == "" || h.streamDead) {
-		ok := !h.lapsed && !h.streamDead
-		st.EventsFlowing = &ok
-	}
-	return st
-}
 
 // healthy says whether no side has lapsed or stopped answering, and no
 // local reset is kept.
@@ -412,24 +351,6 @@ func (l *Link) probed(s *side, err error, took time.Duration) {
 		l.log.Info().Str("side", s.id.String()).Msg("answers again: resyncing")
 		l.requestResync(false)
 	}
-}
-
-// answered says whether err is the side's answer (an error reply, or a
-// refusal: webdis.ErrRefused), as opposed to no answer.
-func answered(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) || errors.Is(webdis.Classify(err), webdis.ErrRefused)
-}
-
-// connDoer runs commands on one connection of its own.
-type connDoer struct{ c redis.Conn }
-
-func (d connDoer) Do(ctx context.Context, args ...[]byte) (any, error) {
-	rest := make([]any, len(args)-1)
-	for i, a := range args[1:] {
-		rest[i] = a
-	}
-	return redis.DoContext(d.c, ctx, string(args[0]), rest...)
 }
 
 // enableNotifications turns on the keyspace events the link needs on side

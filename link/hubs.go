@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
@@ -49,13 +47,6 @@ type Hubs struct {
 
 // NewHubs returns an empty set.
 func NewHubs() *Hubs { return &Hubs{hubs: map[string]*hub{}, locals: map[string]*localRedis{}} }
-
-// New is link.New for a link that shares its hub with the other links of
-// hs. The link holds its hub from now until its Run returns: build only
-// links that will run.
-func (hs *Hubs) New(cfg config.Link, log zerolog.Logger) (*Link, error) {
-	return newLink(cfg, log, hs)
-}
 
 // Clients is the number of hub clients open: one per distinct hub of the
 // links running.
@@ -228,21 +219,6 @@ func (hs *Hubs) unref(refs *int, forget func()) (last bool) {
 	return true
 }
 
-// ping asks do PING within probeTimeout.
-func ping(ctx context.Context, do store.Doer) probeResult {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	start := time.Now()
-	_, err := do.Do(pctx, []byte("PING"))
-	return probeResult{err, time.Since(start)}
-}
-
-// probeResult is one PING of a side.
-type probeResult struct {
-	err  error
-	took time.Duration
-}
-
 // hubKey identifies a hub by its URL and the contents of the files the
 // client loads: a link whose certificate was renewed in place gets a client
 // of its own, with the new files, while links still on the old ones keep
@@ -377,52 +353,6 @@ func (l *Link) follow(ctx context.Context, s *side, p *prober) {
 			return
 		case <-c:
 		}
-	}
-}
-
-// bulletin holds the latest of a series of values and wakes its readers
-// at each new one.
-type bulletin[T any] struct {
-	mu  sync.Mutex
-	v   T
-	set bool          // a value was posted
-	c   chan struct{} // closed when v is replaced
-}
-
-func (b *bulletin[T]) init() { b.c = make(chan struct{}) }
-
-func (b *bulletin[T]) post(v T) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.v, b.set = v, true
-	close(b.c)
-	b.c = make(chan struct{})
-}
-
-// next is the latest value (ok: one was posted) and the channel closed by
-// the post after it.
-func (b *bulletin[T]) next() (v T, ok bool, c <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.v, b.set, b.c
-}
-
-// prober posts the outcomes of a side's PING that change whether it
-// answers: idle links wake only when their side goes down or comes back.
-type prober struct {
-	b    bulletin[probeResult]
-	down bool
-}
-
-func (p *prober) init() { p.b.init() }
-
-func (p *prober) probed(r probeResult) {
-	if r.err != nil && answered(r.err) {
-		r.err = nil // it answered: PING is refused, not the side down
-	}
-	if down := r.err != nil; down != p.down || !p.b.set {
-		p.down = down
-		p.b.post(r)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
@@ -25,17 +24,6 @@ import (
 //
 // Live events keep flowing meanwhile and cannot be overwritten by the
 // resync: it only marks keys dirty; the copy always reads the current state.
-
-// resyncState is what a link keeps of its resyncs.
-type resyncState struct {
-	req          chan struct{} // a resync is asked for (requestResync)
-	flushSuspect chan struct{} // a shared flush probe found keys gone (hubs.go)
-	forget       atomic.Bool   // the resync asked for must forget the synced states
-	runIDs       runIDs        // of both Redis servers, as the last resync saw them
-	bar          io.Writer     // where resyncs draw a progress bar; nil = none
-	lastKeys     int           // keys the last resync compared: the next one's expected total
-	last         resyncInfo    // the outcome of the last one, for /status
-}
 
 // resyncLoop runs a resync whenever one is requested, when the dirty set
 // overflows and every resync_interval.
@@ -341,3 +329,7 @@ func runID(info string) string {
 	}
 	return ""
 }
+
+// SetProgressBar makes resyncs draw a progress bar on w (a terminal);
+// nil turns it off. Call it before Run.
+func (l *Link) SetProgressBar(w io.Writer) { l.rs.bar = w }

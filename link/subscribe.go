@@ -1,6 +1,7 @@
 package link
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -288,5 +289,64 @@ func isClosed(c chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// subscribe reads side s's keyspace events of the namespace into the dirty
+// set, reconnecting with backoff until ctx is done. It does nothing slow
+// per event: Redis drops a subscriber that falls behind.
+//
+// Every (re)subscription asks for a resync: whatever changed while no one
+// listened (including before the link started) is found by comparison.
+func (l *Link) subscribe(ctx context.Context, s *side) {
+	bo := newBackoff()
+	for ctx.Err() == nil {
+		err := l.readEvents(ctx, s, bo)
+		if ctx.Err() != nil {
+			return
+		}
+		l.fail(err, s.id.String()+" events")
+		l.setState(Degraded)
+		if !sleepCtx(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+// readEvents reads one subscription of side s until it breaks.
+func (l *Link) readEvents(ctx context.Context, s *side, bo *backoff) error {
+	if s.id == RemoteSide {
+		return l.readRemoteEvents(ctx, s, bo)
+	}
+	err := l.readLocalEvents(ctx, s, bo)
+	if ctx.Err() == nil {
+		// The hub's stream tells whether it was made (remoteStream).
+		l.streamBroken(s)
+	}
+	return err
+}
+
+// event handles a message of side s's subscription on channel ch: the
+// proof of its canary, a write mark or the keepalive (never replicated), or
+// a key of the namespace that changed.
+func (l *Link) event(s *side, ch []byte) {
+	if len(ch) < len(s.channel) {
+		return
+	}
+	key := ch[len(s.channel):]
+	switch {
+	case bytes.Equal(key, s.canary):
+		l.canarySeen(s)
+	case store.IsStaging(s.st.Prefix, key) || s.keepalive != nil && bytes.Equal(key, s.keepalive):
+		if t, ok := store.ParseWriteMark(s.st.Prefix, key); ok {
+			s.echoes.release(t)
+		}
+	default:
+		s.events.Add(1)
+		if s.echoes.drop(key) {
+			l.Stats.EchoesDropped.Add(1)
+			return
+		}
+		l.dirty.Add(key, s.id.changed())
 	}
 }

@@ -22,13 +22,6 @@ import (
 
 const saveStateEvery = 10 * time.Second
 
-// syncPersist is what a link keeps of its sync state's files.
-type syncPersist struct {
-	lock  *dedup.StateLock // the sync state is this link's until Run returns
-	saved uint64           // synced.Changes() when the sync state was last saved
-	off   bool             // the files could be neither read nor moved aside: not saved
-}
-
 // compactJournalAt is how large the journal may grow, in bytes, before it is
 // folded into the snapshot: twice the snapshot's size, or at least 16 MiB.
 func compactJournalAt(keys int) int64 { return max(16<<20, 2*64*int64(keys)) }
