@@ -3,6 +3,8 @@ package link
 import (
 	"sync"
 	"time"
+
+	"github.com/redisrepl/redisrepl/link/store"
 )
 
 // Echo marks (docs/ARCHITECTURE.md, "No echo loops"). In direction both a
@@ -33,7 +35,23 @@ type echoFilter struct {
 	next   uint64
 	keys   map[string]uint64 // key → token of the marked write it waits for
 	tokens map[uint64]markWait
+
+	// carried holds the states events of the hub brought along (values on
+	// the stream, store/carried.go), until a worker takes their key. They
+	// are kept here, under the lock of the marks, because a state read
+	// before a write of the link is stale once the write is sent: expect
+	// forgets it, and an event admitted while a write waits for its mark
+	// is an echo and brings none.
+	carried      map[string]*store.State
+	carriedBytes int
 }
+
+// Bounds of the carried states: past them an event's state is not kept,
+// and the worker reads the key as without values.
+const (
+	maxCarried      = 1 << 16
+	maxCarriedBytes = 64 << 20
+)
 
 type markWait struct {
 	keys []string
@@ -41,7 +59,7 @@ type markWait struct {
 }
 
 func newEchoFilter() *echoFilter {
-	return &echoFilter{keys: map[string]uint64{}, tokens: map[uint64]markWait{}}
+	return &echoFilter{keys: map[string]uint64{}, tokens: map[uint64]markWait{}, carried: map[string]*store.State{}}
 }
 
 // expect registers keys about to be written with a mark, and returns the
@@ -55,17 +73,43 @@ func (f *echoFilter) expect(keys []string) uint64 {
 	f.tokens[t] = markWait{keys: keys, at: now}
 	for _, k := range keys {
 		f.keys[k] = t
+		f.forgetCarriedLocked(k)
 	}
 	return t
 }
 
-// drop says whether an event of key is an echo of a marked write whose mark
-// has not come yet.
-func (f *echoFilter) drop(key []byte) bool {
+// admit says whether an event of key is a new change, not an echo (drop).
+// A new change's state, carried by the event (nil: none), replaces what
+// an earlier event of key carried, until a worker takes it (takeCarried).
+func (f *echoFilter) admit(key []byte, st *store.State) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	t, ok := f.keys[string(key)]
-	return ok && time.Since(f.tokens[t].at) < markTimeout
+	if t, ok := f.keys[string(key)]; ok && time.Since(f.tokens[t].at) < markTimeout {
+		return false
+	}
+	f.forgetCarriedLocked(string(key))
+	if st != nil && len(f.carried) < maxCarried && f.carriedBytes+int(st.Size()) <= maxCarriedBytes {
+		f.carried[string(key)] = st
+		f.carriedBytes += int(st.Size())
+	}
+	return true
+}
+
+// takeCarried returns, and forgets, the state the last event of key
+// carried (nil: none).
+func (f *echoFilter) takeCarried(key []byte) *store.State {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	st := f.carried[string(key)]
+	f.forgetCarriedLocked(string(key))
+	return st
+}
+
+func (f *echoFilter) forgetCarriedLocked(key string) {
+	if st, ok := f.carried[key]; ok {
+		f.carriedBytes -= int(st.Size())
+		delete(f.carried, key)
+	}
 }
 
 // release forgets the write of token t: its mark came, or it failed or
@@ -111,4 +155,6 @@ func (f *echoFilter) reset() {
 	defer f.mu.Unlock()
 	clear(f.keys)
 	clear(f.tokens)
+	clear(f.carried)
+	f.carriedBytes = 0
 }

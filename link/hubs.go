@@ -32,6 +32,14 @@ import (
 // while open (webdis.Client.Subscribe).
 const HubConns = 32
 
+// remoteConns is the fewest connections a link of its own opens to its
+// hub at most (they are dialled as needed): over HTTP/1.1, which carries
+// one request per connection at a time, they bound the requests in
+// flight, and across a WAN a rate of writes needs rate × round trip of
+// them (docs/ARCHITECTURE.md, "The path of a change"). Over HTTP/2 one
+// connection carries them all.
+const remoteConns = 32
+
 // Hubs is the set of hubs shared by the links it builds. Create it with
 // NewHubs, build links with its New; a hub's client is closed when the last
 // of its links stops (Run returns). The zero value is not usable.
@@ -359,7 +367,7 @@ func (l *Link) follow(ctx context.Context, s *side, p *prober) {
 // openSides opens the link's two sides: on its own Webdis client, or on
 // the shared client of its hub in hs.
 func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
-	o := StoreOptions(l.cfg, l.cfg.Workers+2)
+	o := StoreOptions(l.cfg, max(l.cfg.Workers+2, remoteConns))
 	o.Wrap = func(d store.Doer) store.Doer {
 		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
 	}

@@ -67,6 +67,7 @@ type EventCounts struct {
 	EventsLocal   atomic.Int64    // keyspace events read from the local Redis
 	EventsRemote  atomic.Int64    // keyspace events read from the remote (direction both)
 	EchoesDropped atomic.Int64    // events of the link's own marked writes, dropped unread (echoes.go)
+	ValuesUsed    atomic.Int64    // hub changes copied with the state their event carried, unread (echoes.go)
 	EventLapses   atomic.Int64    // times a side's events stopped coming (see health.go)
 	CanaryWrites  [2]atomic.Int64 // canary keys written, by Side (health.go): writes that are not replication
 }

@@ -89,7 +89,7 @@ func (l *Link) readLocalEvents(ctx context.Context, s *side, bo *backoff) error 
 		}
 		switch kind {
 		case "pmessage":
-			l.event(s, ch)
+			l.event(s, ch, nil)
 		case "psubscribe":
 			if replies++; replies == 2 {
 				l.canaryAllowed(s)
@@ -249,8 +249,8 @@ func (l *Link) remoteStream(ctx context.Context, s *side, bo *backoff, withCanar
 		}
 	}()
 	upgrade := false
-	err = l.client.SubscribeAll(ctx, patterns, func(several bool) {
-		if several && !withCanary && !s.noCanary.Load() {
+	err = l.client.Stream(ctx, patterns, s.st.ValuesRequest(), func(info webdis.StreamInfo) {
+		if info.Several && !withCanary && !s.noCanary.Load() {
 			s.several.Store(true)
 			upgrade = true
 			cancel()
@@ -262,9 +262,9 @@ func (l *Link) remoteStream(ctx context.Context, s *side, bo *backoff, withCanar
 		s.echoes.reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
-	}, func(ch, _ []byte) {
+	}, func(e webdis.Event) {
 		last.Store(time.Now().UnixNano())
-		l.event(s, ch)
+		l.event(s, e.Channel, e.Value)
 	})
 	if upgrade {
 		return false, errSeveralPatterns
@@ -328,8 +328,9 @@ func (l *Link) readEvents(ctx context.Context, s *side, bo *backoff) error {
 
 // event handles a message of side s's subscription on channel ch: the
 // proof of its canary, a write mark or the keepalive (never replicated), or
-// a key of the namespace that changed.
-func (l *Link) event(s *side, ch []byte) {
+// a key of the namespace that changed, with the state the event carried
+// (value: values on the hub's stream, store/carried.go; nil for none).
+func (l *Link) event(s *side, ch []byte, value any) {
 	if len(ch) < len(s.channel) {
 		return
 	}
@@ -343,7 +344,13 @@ func (l *Link) event(s *side, ch []byte) {
 		}
 	default:
 		s.events.Add(1)
-		if s.echoes.drop(key) {
+		var carried *store.State
+		if value != nil {
+			if st, ok := s.st.ParseValue(key, value); ok {
+				carried = &st
+			}
+		}
+		if !s.echoes.admit(key, carried) {
 			l.Stats.EchoesDropped.Add(1)
 			return
 		}

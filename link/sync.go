@@ -174,14 +174,23 @@ func (l *Link) splitByRead(b *batch) (direct, read *batch) {
 // readRemoteFor reads the remote state of the keys whose outcome depends on
 // it: all of them, but for keys only the local side changed when the local
 // side wins anyway.
+//
+// A key only the hub changed, whose last event carried its state (values
+// on the stream: echoes.go), is not read: the state carried is the hub's
+// after that event, as a read would be.
 func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) ([]*store.State, error) {
 	var idx []int
+	out := make([]*store.State, len(keys))
 	for i, why := range whys {
-		if l.needsRemoteRead(why) {
+		carried := l.remote.echoes.takeCarried(keys[i])
+		switch {
+		case carried != nil && why == changedRemote:
+			out[i] = carried
+			l.Stats.ValuesUsed.Add(1)
+		case l.needsRemoteRead(why):
 			idx = append(idx, i)
 		}
 	}
-	out := make([]*store.State, len(keys))
 	if len(idx) == 0 {
 		return out, nil
 	}

@@ -198,3 +198,37 @@ func TestWANReconnectUnderLoadLosesNothing(t *testing.T) {
 		})
 	}
 }
+
+// Across a line of capped bandwidth, values that compress travel gzipped
+// to a hub that takes it (the gateway says so on its responses): the
+// bytes on the wire are a fraction of the values'. nginx+Webdis, which
+// does not say so, gets them plain, and both hubs end equal to the local
+// side.
+func TestWANCompressesForAHubThatTakesGzip(t *testing.T) {
+	for name, front := range map[string]webdistest.Front{"gateway": webdistest.FrontGateway, "nginx": webdistest.FrontNginx} {
+		t.Run(name, func(t *testing.T) {
+			hub := webdistest.New(t, webdistest.Options{MaxBodySize: "64m", Front: front, Log: t.Logf})
+			cfg, proxy := behindDelay(t, hub, "gz:", 5*time.Millisecond)
+			proxy.SetBandwidth(8 << 20)
+			startLink(t, cfg)
+			local, _ := conns(t, hub)
+			up0, _ := proxy.Bytes()
+			const n, size = 64, 64 << 10
+			for i := range n {
+				// Text-like values, each different: what lab state looks like.
+				v := strings.Repeat(fmt.Sprintf("reading %d=%.3f;", i, float64(i)/7), size/8)[:size]
+				do(t, local, "SET", fmt.Sprintf("gz:%d", i), v)
+			}
+			waitEqual(t, hub, "gz:", 30*time.Second)
+			up, _ := proxy.Bytes()
+			sent := up - up0
+			t.Logf("%s: %d KiB of values, %d KiB up the wire", name, n*size>>10, sent>>10)
+			switch compressed := sent < n*size/2; {
+			case front == webdistest.FrontGateway && !compressed:
+				t.Errorf("%d bytes up the wire for %d of values: not compressed", sent, n*size)
+			case front == webdistest.FrontNginx && compressed:
+				t.Errorf("%d bytes up the wire for %d of values: compressed for a hub that did not say it takes gzip", sent, n*size)
+			}
+		})
+	}
+}

@@ -55,8 +55,9 @@ type Client struct {
 	timeout  time.Duration
 	maxReply int64
 	bufs     sync.Pool
-	win      *window // requests in flight (window.go)
-	dial     *dialer // the requests' connections, and a spare (dialer.go)
+	win      *window     // requests in flight (window.go)
+	gzip     atomic.Bool // the hub takes gzipped bodies (gzip.go)
+	dial     *dialer     // the requests' connections, and a spare (dialer.go)
 }
 
 // New checks the options and loads the certificates; the error names the file
@@ -244,11 +245,25 @@ func commandName(args [][]byte) string {
 func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	ctx, cancel := context.WithTimeout(parent, c.timeout)
 	defer cancel()
+	gz := c.gzip.Load()
+	var zipped []byte
+	if gz && len(body) >= GzipMinBytes {
+		var zbuf bytes.Buffer
+		if zipped = gzipped(&zbuf, body); zipped != nil {
+			body = zipped
+		}
+	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return nil, &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if gz {
+		req.Header.Set("Accept-Encoding", "gzip")
+	}
+	if zipped != nil {
+		req.Header.Set("Content-Encoding", "gzip")
+	}
 	// Every command redisrepl sends writes a whole state or only reads, so it
 	// is safe to resend when a keep-alive connection turns out to be closed
 	// (nginx closes one after keepalive_requests); this header, present but
@@ -274,7 +289,14 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	if resp.ProtoMajor == 2 {
 		c.win.multiplexed()
 	}
-	data, err := io.ReadAll(io.LimitReader(resp.Body, c.maxReply+1))
+	if !gz && takesGzip(resp.Header) {
+		c.gzip.Store(true)
+	}
+	rb, err := replyBody(resp)
+	if err != nil {
+		return nil, &Error{Kind: KindBadReply, Status: resp.StatusCode, URL: c.display, Msg: "gzipped reply does not decode", Err: err}
+	}
+	data, err := io.ReadAll(io.LimitReader(rb, c.maxReply+1))
 	if err != nil {
 		return nil, classifyTransport(c.display, err)
 	}

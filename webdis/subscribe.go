@@ -41,12 +41,48 @@ const SeveralPatternsHeader = "X-Redisrepl-Patterns"
 // onSubscribed once every one is confirmed, with whether the hub said it
 // takes several patterns per stream (SeveralPatternsHeader).
 func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscribed func(several bool), onMessage func(channel, data []byte)) error {
+	return c.Stream(ctx, patterns, "", func(s StreamInfo) {
+		if onSubscribed != nil {
+			onSubscribed(s.Several)
+		}
+	}, func(e Event) { onMessage(e.Channel, e.Data) })
+}
+
+// ValuesHeader, in a PSUBSCRIBE request, asks the hub to send each
+// keyspace event with the key's state, as "sha max_elems max_bytes
+// max_batch_bytes": the link's read script and its limits (link/store). A
+// hub that does so (the gateway) answers with the header set to "on", and
+// a message of the stream then has a fifth field, the script's reply for
+// the key, when the hub could read it. Webdis ignores the header.
+const ValuesHeader = "X-Redisrepl-Values"
+
+// StreamInfo is what the hub said of a stream once every pattern was
+// confirmed.
+type StreamInfo struct {
+	Several bool // it takes several patterns per stream (SeveralPatternsHeader)
+	Values  bool // its events carry the key's state (ValuesHeader)
+}
+
+// Event is one message of a stream: a channel (a key's) and an event name,
+// and Value, the key's state as the read script named by ValuesHeader
+// returns it, when the hub sent one (nil otherwise).
+type Event struct {
+	Channel, Data []byte
+	Value         any
+}
+
+// Stream is SubscribeAll asking, when values is not "", for the key's
+// state with each event (ValuesHeader).
+func (c *Client) Stream(ctx context.Context, patterns [][]byte, values string, onSubscribed func(StreamInfo), onEvent func(Event)) error {
 	body := AppendCommand(nil, append([][]byte{[]byte("PSUBSCRIBE")}, patterns...)...)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
 	if err != nil {
 		return &Error{Kind: KindUnknown, URL: c.display, Msg: "cannot build request", Err: err}
 	}
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	if values != "" {
+		req.Header.Set(ValuesHeader, values)
+	}
 	resp, err := c.streams.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
@@ -62,7 +98,8 @@ func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscrib
 	// Messages are a channel (a key) and an event name: no length in the
 	// stream may make the reader allocate more than maxEventBytes. A longer
 	// key name cuts the stream (and the link resyncs).
-	several := resp.Header.Get(SeveralPatternsHeader) == "several"
+	info := StreamInfo{Several: resp.Header.Get(SeveralPatternsHeader) == "several",
+		Values: values != "" && resp.Header.Get(ValuesHeader) == "on"}
 	r := NewReplyReader(resp.Body, maxEventBytes)
 	confirmed := 0
 	for {
@@ -79,6 +116,10 @@ func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscrib
 			}
 			return &Error{Kind: KindBadReply, URL: c.display, Msg: "bad event stream", Err: err}
 		}
+		var value any
+		if a, ok := v.([]any); ok && info.Values && len(a) == 5 {
+			v, value = a[:4], a[4]
+		}
 		msg, err := redis.ByteSlices(v, nil)
 		if err != nil || len(msg) == 0 {
 			if e, ok := v.(redis.Error); ok {
@@ -89,13 +130,13 @@ func (c *Client) SubscribeAll(ctx context.Context, patterns [][]byte, onSubscrib
 		switch string(msg[0]) {
 		case "psubscribe":
 			if confirmed++; confirmed == len(patterns) && onSubscribed != nil {
-				onSubscribed(several)
+				onSubscribed(info)
 			}
 		case "pmessage":
 			if len(msg) != 4 {
 				return &Error{Kind: KindBadReply, URL: c.display, Msg: fmt.Sprintf("pmessage with %d fields", len(msg))}
 			}
-			onMessage(msg[2], msg[3])
+			onEvent(Event{Channel: msg[2], Data: msg[3], Value: value})
 		}
 	}
 }

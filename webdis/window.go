@@ -17,9 +17,12 @@ import (
 // instead of queueing. The number in flight then follows the round trip
 // by itself: at a given rate, a longer round trip holds more requests open.
 const (
-	// h2Streams is the window over HTTP/2: nginx's
-	// http2_max_concurrent_streams is 128, Go's server 250.
-	h2Streams = 64
+	// h2Streams is the window over HTTP/2: at 1,000 writes/s across
+	// 200 ms of round trip, a key a request, 200 are in flight. Past a
+	// server's streams per connection (nginx's
+	// http2_max_concurrent_streams is 128, Go's server 250) net/http opens
+	// another connection.
+	h2Streams = 256
 	// windowBytes bounds the bodies in flight on one Client (a batch is
 	// at most a request, max_request_bytes): the memory a WAN's round
 	// trip may hold.

@@ -112,6 +112,11 @@ func burstOnce(ctx context.Context, b *bench, hub *webdistest.Hub, local, remote
 // burstWith is burstOnce with a link of cfg (namespace "burst:"): through
 // a delaying proxy, say (wan.go).
 func burstWith(ctx context.Context, b *bench, hub *webdistest.Hub, cfg config.Link, local, remote redis.Conn, n int) (*burstResult, error) {
+	return burstOf(ctx, b, hub, cfg, local, remote, n, func(int) []byte { return value100 })
+}
+
+// burstOf is burstWith of the values val gives.
+func burstOf(ctx context.Context, b *bench, hub *webdistest.Hub, cfg config.Link, local, remote redis.Conn, n int, val func(int) []byte) (*burstResult, error) {
 	if err := flush(local, remote); err != nil {
 		return nil, err
 	}
@@ -145,7 +150,6 @@ func burstWith(ctx context.Context, b *bench, hub *webdistest.Hub, cfg config.Li
 		})
 		res <- polled{time.Now(), seen, err}
 	}()
-	val := func(int) []byte { return value100 }
 	werr := pipelineSet(ctx, local, n, func(i int) []byte { return numKey("burst:", i) }, val)
 	wrote := time.Since(start)
 	p := <-res

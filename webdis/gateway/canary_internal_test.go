@@ -12,3 +12,11 @@ func TestSeveralPatternsHeaderIsTheLinks(t *testing.T) {
 		t.Fatalf("the gateway says %q, the link reads %q", severalPatternsHeader, webdis.SeveralPatternsHeader)
 	}
 }
+
+// The header a link asks for values on a stream with is the one the
+// gateway reads.
+func TestValuesHeaderIsTheLinks(t *testing.T) {
+	if valuesHeader != webdis.ValuesHeader {
+		t.Fatalf("the gateway reads %q, the link sends %q", valuesHeader, webdis.ValuesHeader)
+	}
+}

@@ -43,6 +43,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusForbidden)
 		return
 	}
+	w.Header().Set("Accept-Encoding", "gzip") // gzip.go
 	b := bufPool.Get().(*buffers)
 	defer putBuffers(b)
 	status, cmdName, in, out := g.serve(w, r, t, b)
@@ -139,6 +140,11 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		t.m.refused(reasonLimit)
 		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("reply refused")
 		reply = limitError("max_reply_bytes", t.cfg.Limits.MaxReplyBytes)
+	}
+	if acceptsGzip(r) && replySize(reply) >= gzipMinBytes {
+		zw := newGzipResponse(w)
+		defer zw.Close()
+		w = zw
 	}
 	status, out = g.reply(w, &c, reply, b, func(n int) { t.bytes.pace(float64(n)) })
 	return status, name, in, out
@@ -258,6 +264,10 @@ func (g *Gateway) body(w http.ResponseWriter, r *http.Request, t *tenant, b *buf
 		retryAfter(w, time.Second)
 		return nil, g.empty(w, http.StatusServiceUnavailable)
 	}
+	if err == errEncoding {
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("content_encoding", r.Header.Get("Content-Encoding")).Msg("request body in a coding the gateway does not take")
+		return nil, g.empty(w, http.StatusUnsupportedMediaType)
+	}
 	g.log.Info().Err(err).Str("tenant", t.cfg.Name).Msg("request body not received")
 	return nil, g.empty(w, http.StatusBadRequest)
 }
@@ -289,6 +299,11 @@ func readBody(buf []byte, r *http.Request, limit int64, budget *bodyBudget) ([]b
 	if r.ContentLength > limit {
 		return buf, errTooLarge
 	}
+	body, done, err := bodyReader(r) // gzip.go
+	if err != nil {
+		return buf, err
+	}
+	defer done()
 	reserved := int64(0)
 	defer func() { budget.release(reserved) }()
 	for {
@@ -303,7 +318,7 @@ func readBody(buf []byte, r *http.Request, limit int64, budget *bodyBudget) ([]b
 			}
 			reserved = int64(cap(buf))
 		}
-		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		n, err := body.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if int64(len(buf)) > limit {
 			return buf, errTooLarge

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"time"
 
@@ -55,24 +56,34 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 	h := w.Header()
 	h.Set("Content-Type", c.mime)
 	h.Set(severalPatternsHeader, "several") // canary.go
+	cr := g.newCarry(r, t, c, sub)          // carry.go
+	defer cr.Close()
+	if cr != nil {
+		h.Set(valuesHeader, "on")
+	}
+	receive := receiver(r.Context().Done(), conn, cr != nil)
 	started := false
 	var buf []byte
 	var msgs []any
+	var vs []any
 	for {
-		v, err := conn.Receive()
-		if err != nil {
-			if re, ok := err.(redis.Error); ok {
-				v = re
-			} else {
-				if !started {
-					return g.empty(w, http.StatusServiceUnavailable), out
-				}
-				return http.StatusOK, out
+		vs, err = receive(vs[:0])
+		if err != nil && len(vs) == 0 {
+			if !started {
+				return g.empty(w, http.StatusServiceUnavailable), out
 			}
+			return http.StatusOK, out
 		}
-		msgs = sub.translate(msgs[:0], v)
+		msgs = msgs[:0]
+		for _, v := range vs {
+			msgs = sub.translate(msgs, v)
+		}
 		if len(msgs) == 0 {
 			continue
+		}
+		if cr != nil && !cr.attach(msgs) {
+			cr.Close()
+			return http.StatusOK, out // the link resubscribes, and reads as without values
 		}
 		buf = buf[:0]
 		for _, m := range msgs {
@@ -97,7 +108,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		if err := rc.Flush(); err != nil {
 			return http.StatusOK, out
 		}
-		if re, isErr := v.(redis.Error); isErr {
+		if re, isErr := vs[len(vs)-1].(redis.Error); isErr {
 			if isACLRefusal(re) {
 				t.m.refused(reasonACL)
 				g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonACL).Msg("refused")
@@ -203,3 +214,75 @@ func (s *subscription) translate(out []any, v any) []any {
 	}
 	return append(out, v)
 }
+
+// receiver returns what reads a stream's next messages from Redis into
+// vs. One message at a time, unless batched: then what has come in the
+// meantime too (up to carryBatch), read by a goroutine of its own so that
+// the states of a burst of events are read in one round trip (carry.go).
+// A reply that is an error (a refused subscription) ends the batch: it is
+// its last message. An error of the connection comes with the messages
+// received before it, if any, then alone.
+func receiver(done <-chan struct{}, conn redis.Conn, batched bool) func(vs []any) ([]any, error) {
+	one := func() (any, error) {
+		v, err := conn.Receive()
+		if re, ok := err.(redis.Error); ok {
+			return re, nil
+		}
+		return v, err
+	}
+	if !batched {
+		return func(vs []any) ([]any, error) {
+			v, err := one()
+			if err != nil {
+				return vs, err
+			}
+			return append(vs, v), nil
+		}
+	}
+	type item struct {
+		v   any
+		err error
+	}
+	ch := make(chan item, carryBatch)
+	go func() {
+		defer close(ch)
+		for {
+			v, err := one()
+			select {
+			case ch <- item{v, err}:
+			case <-done: // the handler returned, and closed conn
+				return
+			}
+			if err != nil {
+				return // the connection is closed: the stream ends
+			}
+		}
+	}()
+	var pending error
+	return func(vs []any) ([]any, error) {
+		if pending != nil {
+			return vs, pending
+		}
+		it, ok := <-ch
+		for {
+			if !ok {
+				return vs, errStreamClosed
+			}
+			if it.err != nil {
+				pending = it.err
+				return vs, it.err
+			}
+			vs = append(vs, it.v)
+			if _, isErr := it.v.(redis.Error); isErr || len(vs) == carryBatch {
+				return vs, nil
+			}
+			select {
+			case it, ok = <-ch:
+			default:
+				return vs, nil
+			}
+		}
+	}
+}
+
+var errStreamClosed = errors.New("stream closed")

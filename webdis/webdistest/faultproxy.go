@@ -24,9 +24,12 @@ type FaultProxy struct {
 	ln     net.Listener
 
 	accepted atomic.Int64
+	bytes    [2]atomic.Int64 // forwarded: up, down
 
 	mu         sync.Mutex
 	up, down   time.Duration // client → target, target → client
+	rate       int64         // bytes/s each way, shared by every connection (0: no cap)
+	free       [2]time.Time  // up, down: when the capped wire is free again
 	resetProb  float64       // chance per forwarded chunk to cut the connection
 	conns      map[net.Conn]struct{}
 	closed     bool
@@ -63,6 +66,20 @@ func (p *FaultProxy) SetDelay(up, down time.Duration) {
 	p.up, p.down = up, down
 	p.mu.Unlock()
 }
+
+// SetBandwidth caps what the proxy forwards to bytesPerSec each way, in
+// all its connections together, as a WAN line of that speed: a chunk
+// waits for the chunks before it to be on their way (0: no cap). Its
+// delay comes on top.
+func (p *FaultProxy) SetBandwidth(bytesPerSec int64) {
+	p.mu.Lock()
+	p.rate = bytesPerSec
+	p.mu.Unlock()
+}
+
+// Bytes is what the proxy has forwarded so far: up, from the clients to
+// the target, and down.
+func (p *FaultProxy) Bytes() (up, down int64) { return p.bytes[0].Load(), p.bytes[1].Load() }
 
 // Accepted is the number of connections the proxy accepted so far: how
 // many times the client connected (a TCP and TLS handshake each).
@@ -200,8 +217,22 @@ func (p *FaultProxy) pipe(from, to net.Conn, up bool) {
 			delay = p.up
 		}
 		cut := n > 0 && p.resetProb > 0 && rand.Float64() < p.resetProb
+		due := time.Now()
+		way := 1
+		if up {
+			way = 0
+		}
+		if p.rate > 0 && n > 0 {
+			start := due
+			if p.free[way].After(start) {
+				start = p.free[way] // the line is busy: after the chunks before
+			}
+			p.free[way] = start.Add(time.Duration(int64(n) * int64(time.Second) / p.rate))
+			due = p.free[way]
+		}
 		p.mu.Unlock()
-		due := time.Now().Add(delay)
+		p.bytes[way].Add(int64(n))
+		due = due.Add(delay)
 		switch {
 		case cut:
 			send(chunk{due: due, reset: true})
