@@ -3,8 +3,9 @@
 // docs/ARCHITECTURE.md describes the whole path; in short, a change travels
 // through:
 //
+//	side.go       the two sides of a link, each a side value
 //	subscribe.go  keyspace events → the dirty set (dirty.go), never blocking
-//	sync.go       workers (link.go) take dirty keys in batches, read them,
+//	sync.go       workers (run.go) take dirty keys in batches, read them,
 //	              decide what to copy (dedup.Decide in direction both) and
 //	              copy it
 //	link/store    one side's whole-key reads and atomic writes

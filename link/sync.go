@@ -47,7 +47,7 @@ func (l *Link) commit(ctx context.Context, p *plan) error {
 
 // prepare reads the keys of b and decides what to write where. It writes
 // nothing, so that a worker prepares its next batch while the writes of
-// the previous one are on their way (link.go, worker).
+// the previous one are on their way (run.go, worker).
 func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 	keys := make([][]byte, len(b.keys))
 	for i, k := range b.keys {
