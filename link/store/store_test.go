@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -528,9 +529,13 @@ func testConditional(t *testing.T, b backend) {
 		{Key: []byte("c:b"), Type: "string", Elems: bs("new"), Expect: DigestPrefix(read[1].Digest)},
 		{Key: []byte("c:c"), Type: "string", Elems: bs("new")}, // no condition
 	}
+	given := slices.Clone(states)
 	w, err := s.Write(ctx, nil, states, WriteOptions{})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(states, given) {
+		t.Fatalf("Write changed the states it was given: %+v, was %+v", states, given)
 	}
 	wantB, wantSkip := "written meanwhile", true
 	if !b.conditional {
