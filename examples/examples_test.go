@@ -463,8 +463,8 @@ func nginxExample(t *testing.T, dir, certDir string, httpsPort, webdisPort int) 
 	}
 	conf := string(data)
 	for _, r := range []struct{ old, new string }{
-		{"listen 443 ssl;", fmt.Sprintf("listen 127.0.0.1:%d ssl;", httpsPort)},
-		{"listen [::]:443 ssl;", "# (IPv6 listener removed by the test)"},
+		{"listen 443 ssl http2;", fmt.Sprintf("listen 127.0.0.1:%d ssl http2;", httpsPort)},
+		{"listen [::]:443 ssl http2;", "# (IPv6 listener removed by the test)"},
 		{"/etc/nginx/redisrepl/", certDir + "/"},
 		{"server 127.0.0.1:7379;", fmt.Sprintf("server 127.0.0.1:%d;", webdisPort)},
 		{"/var/log/nginx/", dir + "/"},
