@@ -16,6 +16,8 @@ import (
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // DefaultPath is where the service looks for its configuration.
@@ -60,7 +62,7 @@ const (
 	MinMaxRequestBytes     = 64 * 1024
 	DefaultMaxDirtyKeys    = 1_000_000
 	DefaultMaxValueBytes   = 512 << 20
-	DefaultCanaryPrefix    = "redisrepl:canary:" // + the link's name
+	DefaultCanaryPrefix    = dedup.CanaryPrefix // + the link's name
 )
 
 // Duration is a time.Duration written in TOML as a string such as "10m" or "30s".
@@ -125,11 +127,6 @@ type Link struct {
 	MaxDirtyKeys    int
 	MaxValueBytes   int64
 }
-
-// HubCanaryPrefix is where, behind the gateway, the hub's canary keys of
-// the links of namespace ns live (webdis/gateway/canary.go): outside every
-// namespace, and the tenants of ns may write them.
-func HubCanaryPrefix(ns string) string { return DefaultCanaryPrefix + ns }
 
 // WithDefaults is l with every setting that has a default and is not set
 // (zero) given its default.

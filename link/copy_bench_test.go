@@ -56,7 +56,7 @@ func benchCopyBatch(b *testing.B, dir config.Direction) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer l.stateLock.Unlock()
+	defer l.persist.lock.Unlock()
 	defer l.pool.Close()
 	defer l.client.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)

@@ -176,7 +176,7 @@ func (d *dirtySet) Take(ctx context.Context, max int) *batch {
 
 // WaitPending waits until keys are pending, without taking them (false:
 // ctx is done). A worker waits so before it takes room for a request
-// (link.go): room held while idle would starve the writes of other links.
+// (run.go): room held while idle would starve the writes of other links.
 func (d *dirtySet) WaitPending(ctx context.Context) bool {
 	for {
 		d.mu.Lock()

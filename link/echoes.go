@@ -112,15 +112,6 @@ func (f *echoFilter) forgetCarriedLocked(key string) {
 	}
 }
 
-// drop says whether an event of key is an echo of a marked write whose mark
-// has not come yet.
-func (f *echoFilter) drop(key []byte) bool {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	t, ok := f.keys[string(key)]
-	return ok && time.Since(f.tokens[t].at) < markTimeout
-}
-
 // release forgets the write of token t: its mark came, or it failed or
 // published none. Writes older than markTimeout are forgotten too.
 func (f *echoFilter) release(t uint64) {

@@ -2,15 +2,12 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/link/store"
-	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // Health (docs/ARCHITECTURE.md, "Health"): a link must never go silent,
@@ -34,87 +31,14 @@ import (
 //     side (a stopped Webdis, nginx or Redis) is noticed within seconds, not
 //     when a request times out. When it answers again, a resync follows.
 
-const (
-	canaryEvery   = 2 * time.Second
-	canaryTimeout = 3500 * time.Millisecond
-	canaryTTLms   = "30000"
-	probeEvery    = 2 * time.Second
-	probeTimeout  = 4 * time.Second
-
-	// lapsedRetryTicks: while a side's events lapse, every this many
-	// canaries (30 s) the link resyncs and tries to enable them again.
-	lapsedRetryTicks = 15
-)
-
-// Side names one side of a link.
-type Side int
-
-const (
-	LocalSide Side = iota
-	RemoteSide
-)
-
-func (s Side) String() string {
-	if s == RemoteSide {
-		return "remote"
-	}
-	return "local"
-}
-
-// sideHealth is what the link knows of one side's liveness.
-type sideHealth struct {
-	mu         sync.Mutex
-	listened   bool      // the link subscribes to this side's events
-	unseen     time.Time // a canary written and its event not seen yet; zero if none
-	lastProof  time.Time // when events were last proved to flow
-	lapsed     bool      // events do not flow (the canary, or the notification setting)
-	streamDead bool      // the subscription is broken and being made again
-	canary     bool      // the subscription carries the canary's pattern
-	lapses     int64
-	down       bool // the side does not answer the probe
-	// Why events cannot be proved, "" if they can: the canary key or the
-	// notification setting cannot be written or read, or the canary's
-	// channel cannot be subscribed to.
-	unproven, channelRefused string
-}
-
-// SideStatus is what /status shows of one side.
-type SideStatus struct {
-	Side          string    `json:"side"`
-	Answering     bool      `json:"answering"`
-	EventsFlowing *bool     `json:"events_flowing,omitempty"` // nil: not listened to, or not provable
-	LastProof     time.Time `json:"last_event_proof,omitzero"`
-	Lapses        int64     `json:"event_lapses"`
-	Unproven      string    `json:"events_unproven,omitempty"`
-}
-
-// why is why events cannot be proved, "" if they can; h.mu is held.
-func (h *sideHealth) why() string {
-	if h.channelRefused != "" {
-		return h.channelRefused
-	}
-	return h.unproven
-}
-
-func (h *sideHealth) status(s Side) SideStatus {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	st := SideStatus{Side: s.String(), Answering: !h.down, LastProof: h.lastProof, Lapses: h.lapses, Unproven: h.why()}
-	if h.listened && (st.Unproven == "" || h.streamDead) {
-		ok := !h.lapsed && !h.streamDead
-		st.EventsFlowing = &ok
-	}
-	return st
-}
-
 // healthy says whether no side has lapsed or stopped answering, and no
 // local reset is kept.
 func (l *Link) healthy() bool {
 	if l.reset.active() {
 		return false
 	}
-	for i := range l.health {
-		h := &l.health[i]
+	for _, s := range []*side{l.local, l.remote} {
+		h := &s.health
 		h.mu.Lock()
 		bad := h.lapsed || h.down || h.streamDead
 		h.mu.Unlock()
@@ -136,23 +60,23 @@ func (l *Link) setLive() {
 
 // canarySeen is called when side s's events are proved to flow: the
 // canary's event arrived, or the hub's notification setting reads right.
-func (l *Link) canarySeen(s Side) {
-	h := &l.health[s]
+func (l *Link) canarySeen(s *side) {
+	h := &s.health
 	h.mu.Lock()
 	h.unseen, h.lastProof = time.Time{}, time.Now()
 	recovered := h.lapsed
 	h.lapsed = false
 	h.mu.Unlock()
 	if recovered {
-		l.log.Info().Str("side", s.String()).Msg("keyspace events flow again: resyncing")
+		l.log.Info().Str("side", s.id.String()).Msg("keyspace events flow again: resyncing")
 		l.requestResync(false)
 	}
 }
 
 // streamBroken marks side s's subscription broken (a lapse: events are
 // lost until it is made again); streamMade marks it made again.
-func (l *Link) streamBroken(s Side) {
-	h := &l.health[s]
+func (l *Link) streamBroken(s *side) {
+	h := &s.health
 	h.mu.Lock()
 	if !h.streamDead && h.listened {
 		h.streamDead = true
@@ -162,8 +86,8 @@ func (l *Link) streamBroken(s Side) {
 	h.mu.Unlock()
 }
 
-func (l *Link) streamMade(s Side, withCanary bool) {
-	h := &l.health[s]
+func (l *Link) streamMade(s *side, withCanary bool) {
+	h := &s.health
 	h.mu.Lock()
 	// A canary written before the stream was made proves nothing of it.
 	h.streamDead, h.canary, h.unseen = false, withCanary, time.Time{}
@@ -172,8 +96,8 @@ func (l *Link) streamMade(s Side, withCanary bool) {
 
 // provedWithin says whether a canary's event of side s arrived within d:
 // its subscription delivers.
-func (l *Link) provedWithin(s Side, d time.Duration) bool {
-	h := &l.health[s]
+func (l *Link) provedWithin(s *side, d time.Duration) bool {
+	h := &s.health
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return !h.lastProof.IsZero() && time.Since(h.lastProof) < d
@@ -182,8 +106,8 @@ func (l *Link) provedWithin(s Side, d time.Duration) bool {
 // proveLoop marks side s listened to and calls prove every canaryEvery
 // (its tick counted from 1) until ctx is done, after deleting the canary
 // key an older link left in the namespace there.
-func (l *Link) proveLoop(ctx context.Context, s Side, do store.Doer, prove func(tick int)) {
-	h := &l.health[s]
+func (l *Link) proveLoop(ctx context.Context, s *side, prove func(tick int)) {
+	h := &s.health
 	h.mu.Lock()
 	h.listened = true
 	h.mu.Unlock()
@@ -197,7 +121,7 @@ func (l *Link) proveLoop(ctx context.Context, s Side, do store.Doer, prove func(
 		case <-t.C:
 		}
 		if !legacyGone {
-			legacyGone = l.dropLegacyCanary(ctx, s, do)
+			legacyGone = l.dropLegacyCanary(ctx, s)
 		}
 		prove(tick)
 	}
@@ -205,17 +129,13 @@ func (l *Link) proveLoop(ctx context.Context, s Side, do store.Doer, prove func(
 
 // canaryLoop writes the local canary key and checks that its events come.
 func (l *Link) canaryLoop(ctx context.Context) {
-	l.proveLoop(ctx, LocalSide, l.local.Doer(), func(tick int) { l.canaryTick(ctx, LocalSide, tick) })
+	l.proveLoop(ctx, l.local, func(tick int) { l.canaryTick(ctx, l.local, tick) })
 }
 
 // canaryTick checks that the event of the canary written last on side s
 // came, and writes it again.
-func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
-	st, key := l.local, l.canary
-	if s == RemoteSide {
-		st, key = l.remote, l.hubCanary
-	}
-	h := &l.health[s]
+func (l *Link) canaryTick(ctx context.Context, s *side, tick int) {
+	h := &s.health
 	h.mu.Lock()
 	refusedChannel := h.channelRefused != ""
 	overdue := !refusedChannel && !h.unseen.IsZero() && time.Since(h.unseen) > canaryTimeout && !h.lapsed && !h.down
@@ -229,7 +149,7 @@ func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
 	switch {
 	case overdue:
 		l.lapsed(ctx, s, fmt.Errorf("%s: no keyspace event for the canary written %v ago: notifications are off there, or the subscription is dead; events are being lost",
-			s, time.Since(since).Round(time.Millisecond)))
+			s.id, time.Since(since).Round(time.Millisecond)))
 	case stillLapsed && tick%lapsedRetryTicks == 0:
 		// Without events, only resyncs bring changes over: one every
 		// lapsedRetryTicks canaries, and another try at enabling them.
@@ -240,19 +160,19 @@ func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
 		return // its event could not arrive: nothing to prove
 	}
 	wctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	_, err := st.Doer().Do(wctx, []byte("SET"), key, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
+	_, err := s.st.Doer().Do(wctx, []byte("SET"), s.canary, []byte(time.Now().Format(time.RFC3339Nano)), []byte("PX"), []byte(canaryTTLms))
 	cancel()
 	h.mu.Lock()
 	switch {
 	case err == nil:
-		l.Stats.CanaryWrites[s].Add(1)
+		l.Stats.CanaryWrites[s.id].Add(1)
 		h.unproven = ""
 		if h.unseen.IsZero() {
 			h.unseen = time.Now()
 		}
-	case refused(err) && h.unproven == "":
+	case answered(err) && h.unproven == "":
 		h.unproven = "the canary key cannot be written: " + err.Error()
-		l.log.Warn().Str("side", s.String()).Str("canary_key", fmt.Sprintf("%q", l.canary)).Err(err).
+		l.log.Warn().Str("side", s.id.String()).Str("canary_key", fmt.Sprintf("%q", s.canary)).Err(err).
 			Msg("cannot prove that keyspace events flow (the canary key is refused); allow SET on canary_key to have lapses noticed")
 	}
 	h.mu.Unlock()
@@ -260,23 +180,23 @@ func (l *Link) canaryTick(ctx context.Context, s Side, tick int) {
 
 // canaryRefused records that the canary's channel cannot be subscribed to
 // on side s (an ACL without it): its events cannot be proved.
-func (l *Link) canaryRefused(s Side, err error) {
-	h := &l.health[s]
+func (l *Link) canaryRefused(s *side, err error) {
+	h := &s.health
 	h.mu.Lock()
 	first := h.channelRefused == ""
 	h.channelRefused = "the canary key's channel cannot be subscribed to: " + err.Error()
 	h.unseen = time.Time{}
 	h.mu.Unlock()
 	if first {
-		l.log.Warn().Str("side", s.String()).Str("canary_key", fmt.Sprintf("%q", l.canary)).Err(err).
+		l.log.Warn().Str("side", s.id.String()).Str("canary_key", fmt.Sprintf("%q", s.canary)).Err(err).
 			Msg("cannot prove that keyspace events flow (the canary's keyspace channel is refused); allow it to have lapses noticed")
 	}
 }
 
 // canaryAllowed records that the canary's channel is subscribed to on
 // side s (again).
-func (l *Link) canaryAllowed(s Side) {
-	h := &l.health[s]
+func (l *Link) canaryAllowed(s *side) {
+	h := &s.health
 	h.mu.Lock()
 	h.channelRefused = ""
 	h.mu.Unlock()
@@ -284,17 +204,18 @@ func (l *Link) canaryAllowed(s Side) {
 
 // remoteProofLoop proves the hub's events (direction both): by the hub's
 // canary where its stream carries the canary's pattern (behind the
-// gateway); else its stream is watched by subscribeRemote and here, every
+// gateway); else its stream is watched by its subscription (subscribe.go) and here, every
 // canaryEvery, the hub's notification setting is read: a setting without
 // the classes the link needs is a lapse.
 func (l *Link) remoteProofLoop(ctx context.Context) {
-	l.proveLoop(ctx, RemoteSide, l.remote.Doer(), func(tick int) {
-		h := &l.health[RemoteSide]
+	s := l.remote
+	l.proveLoop(ctx, s, func(tick int) {
+		h := &s.health
 		h.mu.Lock()
 		canary := h.canary
 		h.mu.Unlock()
 		if canary {
-			l.canaryTick(ctx, RemoteSide, tick)
+			l.canaryTick(ctx, s, tick)
 		} else {
 			l.settingTick(ctx, tick)
 		}
@@ -304,19 +225,19 @@ func (l *Link) remoteProofLoop(ctx context.Context) {
 // settingTick reads the hub's notification setting: a lapse if it lacks
 // what the link needs, a proof if not.
 func (l *Link) settingTick(ctx context.Context, tick int) {
-	const s = RemoteSide
-	h := &l.health[s]
+	s := l.remote
+	h := &s.health
 	gctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	flags, err := l.hubNotifySetting(gctx)
 	cancel()
 	switch {
-	case err != nil && refused(err):
+	case err != nil && answered(err):
 		h.mu.Lock()
 		first := h.unproven == ""
 		h.unproven = "the hub's notify-keyspace-events cannot be read: " + err.Error()
 		h.mu.Unlock()
 		if first {
-			l.log.Warn().Str("side", s.String()).Err(err).
+			l.log.Warn().Str("side", s.id.String()).Err(err).
 				Msg("cannot check the hub's keyspace notifications (CONFIG GET notify-keyspace-events is refused): a lapse of them goes unnoticed; allow it")
 		}
 	case err != nil:
@@ -333,7 +254,7 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 		switch {
 		case first:
 			l.lapsed(ctx, s, fmt.Errorf("%s: no keyspace event is published there: notify-keyspace-events is %q, without %s; events are being lost",
-				s, flags, notifyFlags))
+				s.id, flags, notifyFlags))
 		case tick%lapsedRetryTicks == 0:
 			_ = l.enableNotifications(ctx, s)
 			l.requestResync(false)
@@ -349,33 +270,30 @@ func (l *Link) settingTick(ctx context.Context, tick int) {
 // hubNotifySetting is the hub's notify-keyspace-events, read once for the
 // links of a shared hub (hubs.go).
 func (l *Link) hubNotifySetting(ctx context.Context) (string, error) {
-	if l.hub != nil {
-		return l.hub.notifySetting(ctx)
-	}
-	return notifySetting(ctx, l.client)
+	return l.shared.notifySetting(ctx, l.client)
 }
 
 // dropLegacyCanary deletes the canary key older links wrote in the
 // namespace of side s (store.LegacyCanaryKey), if it is there, and says
 // whether that is done.
-func (l *Link) dropLegacyCanary(ctx context.Context, s Side, do store.Doer) bool {
-	key := store.LegacyCanaryKey(l.local.Prefix)
+func (l *Link) dropLegacyCanary(ctx context.Context, s *side) bool {
+	do, key := s.st.Doer(), store.LegacyCanaryKey(s.st.Prefix)
 	dctx, cancel := context.WithTimeout(ctx, probeTimeout)
 	defer cancel()
 	n, err := redis.Int(do.Do(dctx, []byte("EXISTS"), key))
 	if err != nil || n == 0 {
-		return err == nil || refused(err)
+		return err == nil || answered(err)
 	}
 	if _, err := do.Do(dctx, []byte("DEL"), key); err != nil {
-		return refused(err)
+		return answered(err)
 	}
-	l.log.Info().Str("side", s.String()).Msg("deleted the canary key an older redisrepl left in the namespace")
+	l.log.Info().Str("side", s.id.String()).Msg("deleted the canary key an older redisrepl left in the namespace")
 	return true
 }
 
 // lapsed handles a side whose events were found not to flow, for the
 // reason err.
-func (l *Link) lapsed(ctx context.Context, s Side, err error) {
+func (l *Link) lapsed(ctx context.Context, s *side, err error) {
 	l.Stats.EventLapses.Add(1)
 	l.fail(err, "events")
 	l.setState(Degraded)
@@ -387,17 +305,13 @@ func (l *Link) lapsed(ctx context.Context, s Side, err error) {
 
 // probeLoop asks side s PING every probeEvery; a link built by Hubs
 // follows the probes it shares instead (hubs.go).
-func (l *Link) probeLoop(ctx context.Context, s Side) {
-	switch {
-	case s == RemoteSide && l.hub != nil:
-		l.follow(ctx, s, &l.hub.probe)
-		return
-	case s == LocalSide && l.localProbe != nil:
-		l.follow(ctx, s, &l.localProbe.probe)
+func (l *Link) probeLoop(ctx context.Context, s *side) {
+	if p := l.shared.probe(s.id); p != nil {
+		l.follow(ctx, s, p)
 		return
 	}
-	do := l.local.Doer()
-	if s == RemoteSide {
+	do := s.st.Doer()
+	if s.id == RemoteSide {
 		do = l.client // unmeasured: the probe is not replication traffic
 	}
 	t := time.NewTicker(probeEvery)
@@ -420,55 +334,37 @@ func (l *Link) probeLoop(ctx context.Context, s Side) {
 }
 
 // probed handles the outcome of a PING of side s that took took.
-func (l *Link) probed(s Side, err error, took time.Duration) {
-	if err != nil && refused(err) {
+func (l *Link) probed(s *side, err error, took time.Duration) {
+	if err != nil && answered(err) {
 		err = nil // it answered: PING is refused, not the side down
 	}
-	h := &l.health[s]
+	h := &s.health
 	h.mu.Lock()
 	was := h.down
 	h.down = err != nil
 	h.mu.Unlock()
 	switch {
 	case err != nil && !was:
-		l.fail(fmt.Errorf("%s does not answer (PING, %v): %w", s, took.Round(time.Millisecond), err), "probe")
+		l.fail(fmt.Errorf("%s does not answer (PING, %v): %w", s.id, took.Round(time.Millisecond), err), "probe")
 		l.setState(Degraded)
 	case err == nil && was:
-		l.log.Info().Str("side", s.String()).Msg("answers again: resyncing")
+		l.log.Info().Str("side", s.id.String()).Msg("answers again: resyncing")
 		l.requestResync(false)
 	}
-}
-
-// refused says whether err is the side refusing a command (an ACL, a
-// renamed command, Webdis's ACL), as opposed to not answering.
-func refused(err error) bool {
-	var re redis.Error
-	return errors.As(err, &re) || webdis.KindOf(err) == webdis.KindForbidden
-}
-
-// connDoer runs commands on one connection of its own.
-type connDoer struct{ c redis.Conn }
-
-func (d connDoer) Do(ctx context.Context, args ...[]byte) (any, error) {
-	rest := make([]any, len(args)-1)
-	for i, a := range args[1:] {
-		rest[i] = a
-	}
-	return redis.DoContext(d.c, ctx, string(args[0]), rest...)
 }
 
 // enableNotifications turns on the keyspace events the link needs on side
 // s, locally on a fresh connection of its own (a pooled one may be stale
 // after a restart of Redis). A connection error is returned as it is; a
 // refusal as a *notifyError saying what to set.
-func (l *Link) enableNotifications(ctx context.Context, s Side) error {
-	if s == RemoteSide {
-		return EnableNotifications(ctx, l.client, l.remote.Name)
+func (l *Link) enableNotifications(ctx context.Context, s *side) error {
+	if s.id == RemoteSide {
+		return EnableNotifications(ctx, l.client, s.st.Name)
 	}
 	c, err := l.pool.Addr().Dial(ctx)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
-	return EnableNotifications(ctx, connDoer{c}, l.local.Name)
+	return EnableNotifications(ctx, connDoer{c}, s.st.Name)
 }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
@@ -58,19 +56,51 @@ type Hubs struct {
 // NewHubs returns an empty set.
 func NewHubs() *Hubs { return &Hubs{hubs: map[string]*hub{}, locals: map[string]*localRedis{}} }
 
-// New is link.New for a link that shares its hub with the other links of
-// hs. The link holds its hub from now until its Run returns: build only
-// links that will run.
-func (hs *Hubs) New(cfg config.Link, log zerolog.Logger) (*Link, error) {
-	return newLink(cfg, log, hs)
-}
-
 // Clients is the number of hub clients open: one per distinct hub of the
 // links running.
 func (hs *Hubs) Clients() int {
 	hs.mu.Lock()
 	defer hs.mu.Unlock()
 	return len(hs.hubs)
+}
+
+// shared is what a link built by Hubs shares with the other links of its
+// hub and of its local Redis; zero for a link of its own.
+type shared struct {
+	hub   *hub        // the hub of its client
+	local *localRedis // the probe of its local Redis
+}
+
+// A link of its own differs from one built by Hubs only where these ask
+// whether it shares (the zero shared: it does not).
+
+// probe is the shared probe of side s, nil for a link of its own.
+func (sh shared) probe(s Side) *prober {
+	switch {
+	case s == RemoteSide && sh.hub != nil:
+		return &sh.hub.probe
+	case s == LocalSide && sh.local != nil:
+		return &sh.local.probe
+	}
+	return nil
+}
+
+// notifySetting is the hub's notify-keyspace-events: as the shared hub
+// read it lately, or read now on c.
+func (sh shared) notifySetting(ctx context.Context, c *webdis.Client) (string, error) {
+	if sh.hub != nil {
+		return sh.hub.notifySetting(ctx)
+	}
+	return notifySetting(ctx, c)
+}
+
+// watchedRunID is the hub's run_id as its shared watch read it last, or
+// read now on c.
+func (sh shared) watchedRunID(ctx context.Context, c *webdis.Client) (string, error) {
+	if sh.hub != nil {
+		return sh.hub.lastRunID()
+	}
+	return remoteRunID(ctx, c)
 }
 
 // hub is one shared client and the health work done once for its links.
@@ -89,12 +119,7 @@ type hub struct {
 
 	flush flushProbe // of the links running on it
 
-	// The hub's notify-keyspace-events, read for the links that prove the
-	// hub by it (health.go), at most once per canaryEvery/2 for all.
-	settingMu  sync.Mutex
-	setting    string
-	settingErr error
-	settingAt  time.Time
+	setting notifyCache // the hub's notify-keyspace-events
 
 	// batches bounds the batches read and not yet written by all the
 	// links of the hub: two per connection, so that every connection has
@@ -202,21 +227,6 @@ func (hs *Hubs) unref(refs *int, forget func()) (last bool) {
 	return true
 }
 
-// ping asks do PING within probeTimeout.
-func ping(ctx context.Context, do store.Doer) probeResult {
-	pctx, cancel := context.WithTimeout(ctx, probeTimeout)
-	defer cancel()
-	start := time.Now()
-	_, err := do.Do(pctx, []byte("PING"))
-	return probeResult{err, time.Since(start)}
-}
-
-// probeResult is one PING of a side.
-type probeResult struct {
-	err  error
-	took time.Duration
-}
-
 // hubKey identifies a hub by its URL and the contents of the files the
 // client loads: a link whose certificate was renewed in place gets a client
 // of its own, with the new files, while links still on the old ones keep
@@ -251,7 +261,7 @@ func (hs *Hubs) acquire(cfg config.Link) (*hub, error) {
 	if conns <= 0 {
 		conns = HubConns
 	}
-	client, err := webdis.New(webdis.Options{URL: cfg.Remote, CertFile: cfg.Cert, KeyFile: cfg.Key, CAFile: cfg.CA, MaxConns: conns})
+	client, err := webdis.New(hubOptions(cfg, conns))
 	if err != nil {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}
@@ -312,13 +322,23 @@ func (h *hub) readRunID(ctx context.Context) {
 // notifySetting is the hub's notify-keyspace-events, read now or within
 // the last canaryEvery/2 by one of its links.
 func (h *hub) notifySetting(ctx context.Context) (string, error) {
-	h.settingMu.Lock()
-	defer h.settingMu.Unlock()
-	if time.Since(h.settingAt) >= canaryEvery/2 {
-		h.setting, h.settingErr = notifySetting(ctx, h.client)
-		h.settingAt = time.Now()
+	c := &h.setting
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.at) >= canaryEvery/2 {
+		c.flags, c.err = notifySetting(ctx, h.client)
+		c.at = time.Now()
 	}
-	return h.setting, h.settingErr
+	return c.flags, c.err
+}
+
+// notifyCache is a hub's notify-keyspace-events, read for the links that
+// prove the hub by it (health.go), at most once per canaryEvery/2 for all.
+type notifyCache struct {
+	mu    sync.Mutex
+	flags string
+	err   error
+	at    time.Time
 }
 
 // lastRunID is the run_id the hub's watch read last.
@@ -330,7 +350,7 @@ func (h *hub) lastRunID() (string, error) {
 
 // follow is probeLoop for side s of a link whose probe is shared (hubs.go):
 // each change the shared probe sees is handled as the link's own probe's.
-func (l *Link) follow(ctx context.Context, s Side, p *prober) {
+func (l *Link) follow(ctx context.Context, s *side, p *prober) {
 	for {
 		r, ok, c := p.b.next()
 		if ok {
@@ -344,98 +364,59 @@ func (l *Link) follow(ctx context.Context, s Side, p *prober) {
 	}
 }
 
-// bulletin holds the latest of a series of values and wakes its readers
-// at each new one.
-type bulletin[T any] struct {
-	mu  sync.Mutex
-	v   T
-	set bool          // a value was posted
-	c   chan struct{} // closed when v is replaced
-}
-
-func (b *bulletin[T]) init() { b.c = make(chan struct{}) }
-
-func (b *bulletin[T]) post(v T) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.v, b.set = v, true
-	close(b.c)
-	b.c = make(chan struct{})
-}
-
-// next is the latest value (ok: one was posted) and the channel closed by
-// the post after it.
-func (b *bulletin[T]) next() (v T, ok bool, c <-chan struct{}) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.v, b.set, b.c
-}
-
-// prober posts the outcomes of a side's PING that change whether it
-// answers: idle links wake only when their side goes down or comes back.
-type prober struct {
-	b    bulletin[probeResult]
-	down bool
-}
-
-func (p *prober) init() { p.b.init() }
-
-func (p *prober) probed(r probeResult) {
-	if r.err != nil && refused(r.err) {
-		r.err = nil // it answered: PING is refused, not the side down
-	}
-	if down := r.err != nil; down != p.down || !p.b.set {
-		p.down = down
-		p.b.post(r)
-	}
-}
-
 // openSides opens the link's two sides: on its own Webdis client, or on
 // the shared client of its hub in hs.
 func (l *Link) openSides(hs *Hubs) (*store.Sides, error) {
-	wrap := func(d store.Doer) store.Doer {
+	o := StoreOptions(l.cfg, max(l.cfg.Workers+2, remoteConns))
+	o.Wrap = func(d store.Doer) store.Doer {
 		return timedDoer{d, l.Stats.RemoteLatency, &l.Stats.RemoteRequests}
 	}
-	conns := max(l.cfg.Workers+2, remoteConns)
-	if hs == nil {
-		return store.Open(l.cfg, conns, wrap)
+	var h *hub
+	if hs != nil {
+		var err error
+		if h, err = hs.acquire(l.cfg); err != nil {
+			return nil, err
+		}
+		o.Client = h.client
 	}
-	h, err := hs.acquire(l.cfg)
+	sides, err := store.Open(o)
 	if err != nil {
+		if h != nil {
+			h.release()
+		}
 		return nil, err
 	}
-	sides, err := store.OpenOn(l.cfg, h.client, conns, wrap)
-	if err != nil {
-		h.release()
-		return nil, err
+	if h != nil {
+		l.shared = shared{hub: h, local: hs.acquireLocal(sides.Pool.Addr())}
 	}
-	l.hub, l.localProbe = h, hs.acquireLocal(sides.Pool.Addr())
 	return sides, nil
 }
 
 // joinShared has the shared probes of the link's hub and local Redis look
 // for flushes for it too, until the returned function is called.
 func (l *Link) joinShared() (leave func()) {
-	if l.hub == nil {
+	if l.shared.hub == nil {
 		return func() {}
 	}
-	l.hub.flush.join(l)
-	l.localProbe.flush.join(l)
+	l.shared.hub.flush.join(l)
+	l.shared.local.flush.join(l)
 	return func() {
-		l.hub.flush.leave(l)
-		l.localProbe.flush.leave(l)
+		l.shared.hub.flush.leave(l)
+		l.shared.local.flush.leave(l)
 	}
 }
 
 // closeClient closes the link's own client, or gives its hub and local
 // probe back.
-func (l *Link) closeClient() {
-	if l.hub == nil {
-		l.client.Close()
+func (l *Link) closeClient() { l.shared.release(l.client) }
+
+func (sh shared) release(own *webdis.Client) {
+	if sh.hub == nil {
+		own.Close()
 		return
 	}
-	l.hub.release()
-	l.localProbe.release()
+	sh.hub.release()
+	sh.local.release()
 }
 
 // flushProbe is flushedSide done once for the links sharing a side: every
@@ -481,10 +462,7 @@ func (f *flushProbe) probe(ctx context.Context, s Side) {
 		}
 		if keys := l.flushSample(); len(keys) > 0 {
 			sample = append(sample, keys[:min(len(keys), 4)]...)
-			st = l.local
-			if s == RemoteSide {
-				st = l.remote
-			}
+			st = l.side(s).st
 		}
 	}
 	if len(sample) < 4 {

@@ -2,17 +2,7 @@ package link
 
 import (
 	"context"
-	"errors"
-	"io"
-	"net"
-	"strconv"
-	"strings"
-	"sync"
 	"time"
-
-	"github.com/gomodule/redigo/redis"
-
-	"github.com/redisrepl/redisrepl/webdis"
 )
 
 // Per-key errors (docs/ARCHITECTURE.md, "Errors"): a key that cannot be
@@ -22,78 +12,6 @@ import (
 // fails alone is reported by name (truncated), counted, and retried on its
 // own with a growing delay, or, when the refusal is permanent (over a size
 // limit), not retried until it changes again.
-
-const (
-	keyRetryMin = time.Second     // first delay of a failing key
-	keyRetryMax = 5 * time.Minute // longest delay
-	logKeyMax   = 200             // bytes of a key name in a log line
-	logErrMax   = 1000            // bytes of an error message in a log line
-)
-
-// keyRetries counts the failures of keys that failed alone.
-type keyRetries struct {
-	mu sync.Mutex
-	m  map[string]int
-}
-
-// failed counts one more failure of key and says how long it waits.
-func (r *keyRetries) failed(key string) time.Duration {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.m == nil {
-		r.m = make(map[string]int)
-	}
-	n := r.m[key]
-	r.m[key] = n + 1
-	return min(keyRetryMin<<min(n, 20), keyRetryMax)
-}
-
-// ok forgets the failures of keys copied.
-func (r *keyRetries) ok(keys []string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if len(r.m) == 0 {
-		return
-	}
-	for _, k := range keys {
-		delete(r.m, k)
-	}
-}
-
-// sideWide says whether err concerns a side as a whole (it is down, slow,
-// refuses the link, or answers garbage) rather than one key: then the whole
-// batch waits, with backoff. Anything else is taken as one key's problem.
-func sideWide(err error) bool {
-	switch webdis.KindOf(err) {
-	case webdis.KindTooLarge:
-		return false
-	case webdis.KindUnknown:
-	default:
-		return true
-	}
-	var re redis.Error
-	if errors.As(err, &re) {
-		for _, p := range []string{"LOADING", "BUSY", "NOAUTH", "WRONGPASS", "MISCONF", "READONLY", "OOM", "MASTERDOWN", "NOSCRIPT"} {
-			if strings.HasPrefix(string(re), p) {
-				return true
-			}
-		}
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) ||
-		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || strings.Contains(err.Error(), "redigo: ")
-}
-
-// permanent says whether a key's error will not go away by retrying the
-// same state: the key or its value is over a size limit.
-func permanent(err error) bool {
-	if webdis.KindOf(err) == webdis.KindTooLarge {
-		return true
-	}
-	s := err.Error()
-	return strings.Contains(s, "does not fit in one request") || strings.Contains(s, "max_value_bytes")
-}
 
 // isolate copies the keys of a batch that failed one by one. It returns a
 // side-wide error if one stops it; keys that fail alone get their own delay
@@ -105,7 +23,7 @@ func (l *Link) isolate(ctx context.Context, b *batch) error {
 		err := l.copyBatch(ctx, one)
 		switch {
 		case err == nil:
-			l.retries.ok(one.keys)
+			l.work.retries.ok(one.keys)
 		case sideWide(err):
 			b.later = nil
 			return err
@@ -113,7 +31,7 @@ func (l *Link) isolate(ctx context.Context, b *batch) error {
 			b.later[i] = -1
 			l.keyFail(k, err, "not retried until it changes")
 		default:
-			b.later[i] = l.retries.failed(k)
+			b.later[i] = l.work.retries.failed(k)
 			l.keyFail(k, err, "retried in "+b.later[i].String())
 		}
 	}
@@ -126,12 +44,4 @@ func (l *Link) keyFail(key string, err error, then string) {
 	l.noteErr(err, "copy key")
 	l.log.Error().Str("key", truncate(key, logKeyMax)).Str("error", truncate(err.Error(), logErrMax)).
 		Str("then", then).Msg("key not replicated")
-}
-
-// truncate cuts s to n bytes, saying how long it was.
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "…(" + strconv.Itoa(len(s)) + " bytes)"
 }

@@ -3,8 +3,9 @@
 // docs/ARCHITECTURE.md describes the whole path; in short, a change travels
 // through:
 //
+//	side.go       the two sides of a link, each a side value
 //	subscribe.go  keyspace events → the dirty set (dirty.go), never blocking
-//	sync.go       workers (link.go) take dirty keys in batches, read them,
+//	sync.go       workers (run.go) take dirty keys in batches, read them,
 //	              decide what to copy (dedup.Decide in direction both) and
 //	              copy it
 //	link/store    one side's whole-key reads and atomic writes
@@ -17,11 +18,7 @@
 package link
 
 import (
-	"context"
-	"fmt"
 	"io"
-	"math/rand/v2"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -45,120 +42,62 @@ const (
 	Stopped   State = "stopped"   // Run returned
 )
 
-// shutdownGrace is how long writes in flight may take to finish after the
-// link is asked to stop.
-const shutdownGrace = 10 * time.Second
-
 // Link replicates one namespace. Create it with New, run it with Run.
 type Link struct {
 	cfg    config.Link
 	log    zerolog.Logger
-	pool   *store.Pool
-	client *webdis.Client
-	local  *store.Store
-	remote *store.Store
-	dirty  *dirtySet
-	synced *dedup.Table
+	pool   *store.Pool    // to the local Redis
+	client *webdis.Client // to the hub, through Webdis
+	// The two sides (side.go), and what they share: the dirty set, the
+	// synced states, the policy (cfg).
+	local, remote *side
+	dirty         *dirtySet
+	synced        *dedup.Table
+	Stats         Stats
 
-	resyncReq      chan struct{}
-	flushSuspect   chan struct{} // a shared flush probe found keys gone (hubs.go)
-	resyncForget   atomic.Bool   // the resync requested must forget the synced states
-	runIDs         runIDs        // of both Redis servers, as the last resync saw them
-	bar            io.Writer     // where resyncs draw a progress bar; nil = none
-	lastResyncKeys int           // keys the last resync compared: the next one's expected total
-	state          atomic.Value  // a State
-	Stats          Stats
-
-	resyncs      resyncInfo
-	retries      keyRetries     // keys that failed alone
-	health       [2]sideHealth  // by Side: events proved, probes answered
-	echoes       [2]*echoFilter // by Side: events of marked writes not yet confirmed (direction both)
-	reset        localReset     // a kept local reset (direction push)
-	savedChanges uint64         // synced.Changes() when the sync state was last saved
-	persistOff   bool           // the sync state files could be neither read nor moved aside: not saved
-
-	// The proof that events flow (health.go), outside every namespace.
-	canary      []byte      // cfg.CanaryKey, on the local side
-	hubCanary   []byte      // the hub's, behind the gateway (config.HubCanaryPrefix)
-	hubSeveral  atomic.Bool // the hub said it takes several patterns per stream (the gateway)
-	hubNoCanary atomic.Bool // it refused the hub canary's pattern: the namespace's alone
-
-	stateLock *dedup.StateLock // the sync state is this link's until Run returns (syncstate.go)
-
-	takeMu sync.Mutex // one worker at a time waits for keys (worker)
-	pace   pace       // the workers' backoff after a failed write
-
-	errMu   sync.Mutex
-	lastErr string
-	errAt   time.Time
-
-	// Shared with other links built by the same Hubs (hubs.go), nil for a
-	// link of its own: the hub of client, and the probe of the local Redis.
-	hub        *hub
-	localProbe *localRedis
+	standing standing    // where the link stands, the last error met
+	rs       resyncState // resyncs asked for and done (resync.go)
+	work     work        // the workers' shared state
+	reset    localReset  // a kept local reset (direction push)
+	persist  syncPersist // the sync state's files (syncstate.go)
+	shared   shared      // with the other links of a Hubs (hubs.go); zero for a link of its own
 }
 
-// New checks cfg (settings left zero take config's defaults) and loads its
-// certificates; it contacts nothing. The link has a Webdis client of its
-// own: links that share a hub are built by Hubs.New (hubs.go).
-func New(cfg config.Link, log zerolog.Logger) (*Link, error) { return newLink(cfg, log, nil) }
+// work is what the workers of a link share.
+type work struct {
+	takeMu  sync.Mutex // one worker at a time waits for keys (worker)
+	pace    pace       // the workers' backoff after a failed write
+	retries keyRetries // keys that failed alone (keyerrors.go)
+}
 
-func newLink(cfg config.Link, log zerolog.Logger, hubs *Hubs) (*Link, error) {
-	cfg = cfg.WithDefaults()
-	if strings.HasPrefix(cfg.CanaryKey, cfg.Namespace) {
-		return nil, fmt.Errorf("link %q: canary key %q lies in the namespace %q: it must be outside every replicated namespace", cfg.Name, cfg.CanaryKey, cfg.Namespace)
-	}
-	l := &Link{
-		cfg:          cfg,
-		log:          log.With().Str("link", cfg.Name).Logger(),
-		Stats:        newStats(),
-		dirty:        newDirtySet(cfg.MaxDirtyKeys),
-		synced:       dedup.New(syncedCap(cfg.Direction)),
-		resyncReq:    make(chan struct{}, 1),
-		flushSuspect: make(chan struct{}, 1),
-		echoes:       [2]*echoFilter{newEchoFilter(), newEchoFilter()},
-	}
-	if err := l.lockState(); err != nil {
-		return nil, err
-	}
-	sides, err := l.openSides(hubs)
-	if err != nil {
-		l.stateLock.Unlock()
-		return nil, err
-	}
-	l.pool, l.client, l.local, l.remote = sides.Pool, sides.Client, sides.Local, sides.Remote
-	l.canary = []byte(cfg.CanaryKey)
-	l.hubCanary = []byte(config.HubCanaryPrefix(cfg.Namespace) + cfg.Name)
-	l.remote.OnFallback = l.reportFallback
-	l.state.Store(Starting)
-	return l, nil
+// standing is where a link stands, and the last error it met.
+type standing struct {
+	state atomic.Value // a State
+
+	mu      sync.Mutex
+	lastErr string
+	errAt   time.Time
+}
+
+func (s *standing) lastError() (string, time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lastErr, s.errAt
 }
 
 // both says whether the link copies in both directions.
 func (l *Link) both() bool { return l.cfg.Direction == config.Both }
 
-// syncedCap bounds the dedup table. Push needs it only to skip no-op
-// writes; direction both needs an entry for every key to keep deletes from
-// being resurrected, so it holds ten times more (about 96 bytes plus the
-// key each: 10M keys of 20 bytes is about 1 GB).
-func syncedCap(d config.Direction) int {
-	if d == config.Both {
-		return 10_000_000
-	}
-	return 1_000_000
-}
-
 // Name is the link's name.
 func (l *Link) Name() string { return l.cfg.Name }
 
 // State is where the link stands.
-func (l *Link) State() State { return l.state.Load().(State) }
+func (l *Link) State() State { return l.standing.state.Load().(State) }
 
 // LastError is the last error the link met, "" if none.
 func (l *Link) LastError() string {
-	l.errMu.Lock()
-	defer l.errMu.Unlock()
-	return l.lastErr
+	e, _ := l.standing.lastError()
+	return e
 }
 
 // Idle says whether no key is waiting or being copied.
@@ -168,7 +107,7 @@ func (l *Link) Idle() bool { return l.dirty.Idle() }
 func (l *Link) Pending() int { return l.dirty.Len() }
 
 func (l *Link) setState(s State) {
-	if old := l.state.Swap(s); old != s {
+	if old := l.standing.state.Swap(s); old != s {
 		l.log.Info().Str("from", string(old.(State))).Str("to", string(s)).Msg("link state")
 	}
 }
@@ -187,9 +126,9 @@ func (l *Link) fail(err error, what string) {
 // noteErr counts err and keeps it as LastError, without logging it.
 func (l *Link) noteErr(err error, what string) {
 	l.Stats.Errors.Add(1)
-	l.errMu.Lock()
-	l.lastErr, l.errAt = what+": "+truncate(err.Error(), logErrMax), time.Now()
-	l.errMu.Unlock()
+	l.standing.mu.Lock()
+	l.standing.lastErr, l.standing.errAt = what+": "+truncate(err.Error(), logErrMax), time.Now()
+	l.standing.mu.Unlock()
 }
 
 // requestResync asks for a full comparison of both sides. With forget, a
@@ -197,10 +136,10 @@ func (l *Link) noteErr(err error, what string) {
 // who changed what (see runids.go).
 func (l *Link) requestResync(forget bool) {
 	if forget {
-		l.resyncForget.Store(true)
+		l.rs.forget.Store(true)
 	}
 	select {
-	case l.resyncReq <- struct{}{}:
+	case l.rs.req <- struct{}{}:
 	default:
 	}
 }
@@ -208,283 +147,91 @@ func (l *Link) requestResync(forget bool) {
 // Resync asks for a comparison of both sides now (as after any gap).
 func (l *Link) Resync() { l.requestResync(false) }
 
-// Run replicates until ctx is done, then lets the writes in flight finish
-// (up to shutdownGrace) and returns nil. It returns an error only when the
-// link cannot run at all.
-func (l *Link) Run(ctx context.Context) error {
-	defer l.stateLock.Unlock()
-	defer l.closeClient()
-	defer l.pool.Close()
-	l.log.Info().Str("local", l.cfg.LocalRedacted()).Str("remote", l.client.URL()).
-		Str("namespace", fmt.Sprintf("%q", l.cfg.Namespace)).Str("direction", string(l.cfg.Direction)).Msg("link starting")
-
-	// Writes in flight get their own context, cancelled shutdownGrace after
-	// ctx, so that stopping does not cut a request in half without need.
-	opCtx, cancelOps := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelOps()
-	stopOps := context.AfterFunc(ctx, func() { time.AfterFunc(shutdownGrace, cancelOps) })
-	defer stopOps()
-
-	var wg sync.WaitGroup
-	run := func(f func()) {
-		wg.Add(1)
-		go func() { defer wg.Done(); f() }()
-	}
-	if l.both() {
-		l.loadSyncState()
-	} else {
-		l.loadLocalReset()
-	}
-	run(func() { l.subscribeLocal(ctx) })
-	if l.both() {
-		run(func() { l.subscribeRemote(ctx) })
-		run(func() { l.saveSyncStateLoop(ctx) })
-	}
-	run(func() { l.resyncLoop(ctx) })
-	run(func() { l.watchRemote(ctx) })
-	run(func() { l.canaryLoop(ctx) })
-	run(func() { l.probeLoop(ctx, LocalSide) })
-	run(func() { l.probeLoop(ctx, RemoteSide) })
-	if l.both() {
-		run(func() { l.remoteProofLoop(ctx) })
-	}
-	for range l.cfg.Workers {
-		run(func() { l.worker(ctx, opCtx) })
-	}
-	wg.Wait()
-	if l.both() {
-		l.closeSyncState()
-	}
-	l.setState(Stopped)
-	l.log.Info().Msg("link stopped")
-	return nil
+// resyncInfo is the outcome of the last resync.
+type resyncInfo struct {
+	mu       sync.Mutex
+	at       time.Time
+	outcome  string
+	duration time.Duration
 }
 
-// worker copies batches of dirty keys until ctx is done. It takes room in
-// the client's window of requests in flight (webdis/window.go) before it
-// takes keys, reads and decides them (prepare), and sends their writes
-// (commit) without waiting for the reply: a key that becomes dirty while
-// writes are on their way goes out at once in another request, and waits
-// only while the window is full, gathering the keys behind it into a
-// bigger batch. Keys of batches in flight differ: a key is in flight until
-// its batch is done (dirty.go).
-func (l *Link) worker(ctx, opCtx context.Context) {
-	var writes sync.WaitGroup
-	defer writes.Wait()
-	for {
-		if !l.pace.wait(ctx) {
-			return
-		}
-		room, b := l.takeWork(ctx)
-		if b == nil {
-			return
-		}
-		direct, read := b, (*batch)(nil)
-		if l.both() {
-			direct, read = l.splitByRead(b)
-		}
-		if direct != nil {
-			if !l.send(ctx, opCtx, room, direct, &writes, false) {
-				if read != nil {
-					l.dirty.Done(read, true)
-				}
-				return
-			}
-			room = nil
-		}
-		if read == nil {
-			continue
-		}
-		// Its remote read is a round trip: it runs beside the worker,
-		// which goes on taking keys.
-		if room == nil {
-			if room = l.client.TakeRoom(ctx); room == nil {
-				l.dirty.Done(read, true)
-				return
-			}
-		}
-		if !l.send(ctx, opCtx, room, read, &writes, true) {
-			return
-		}
-	}
+func (r *resyncInfo) set(at time.Time, took time.Duration, outcome string) {
+	r.mu.Lock()
+	r.at, r.duration, r.outcome = at, took, outcome
+	r.mu.Unlock()
 }
 
-// send reads and decides b (prepare) and writes it (commit) in the room
-// taken for it, the write beside the worker (with async, the read too).
-// false: ctx is done, b is handed back.
-func (l *Link) send(ctx, opCtx context.Context, room *webdis.Room, b *batch, writes *sync.WaitGroup, async bool) bool {
-	if !l.hub.takeBatch(ctx) {
-		room.Release()
-		l.dirty.Done(b, true)
-		return false
-	}
-	run := func(p *plan, err error) {
-		if err == nil {
-			err = l.commit(opCtx, p)
-		}
-		l.hub.batchDone()
-		room.Release()
-		l.settle(opCtx, b, err)
-	}
-	writes.Add(1)
-	if async {
-		go func() {
-			defer writes.Done()
-			run(l.prepare(opCtx, b))
-		}()
-		return true
-	}
-	p, err := l.prepare(opCtx, b)
-	if err == nil && !room.Grow(ctx, p.size()) {
-		writes.Done()
-		l.hub.batchDone()
-		room.Release()
-		l.dirty.Done(b, true)
-		return false
-	}
-	if err != nil {
-		defer writes.Done()
-		run(nil, err)
-		return true
-	}
-	go func() {
-		defer writes.Done()
-		run(p, nil)
-	}()
-	return true
+func (r *resyncInfo) get() (at time.Time, outcome string, took time.Duration) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.at, r.outcome, r.duration
 }
 
-// takeWork waits for dirty keys, then for room for a request, then takes
-// the keys (nil batch: ctx is done). One worker of the link waits at a
-// time (takeMu), and none holds room while it waits for keys: the room of
-// a Client shared by many links must go to the links that have work.
-func (l *Link) takeWork(ctx context.Context) (*webdis.Room, *batch) {
-	l.takeMu.Lock()
-	defer l.takeMu.Unlock()
-	for l.dirty.WaitPending(ctx) {
-		// While the window is full the keys pile up: the request that
-		// gets the next room carries more of them (congestedBatch), so
-		// that what a window carries per round trip grows with the
-		// backlog, not only with the number of requests in flight.
-		n := l.cfg.BatchKeys
-		if l.client.Full() {
-			n *= congestedBatch
-		}
-		room := l.client.TakeRoom(ctx)
-		if room == nil {
-			return nil, nil
-		}
-		if b := l.dirty.TryTake(n); b != nil {
-			return room, b
-		}
-		room.Release() // taken meanwhile (a resync's keys went another way)
-	}
-	return nil, nil
+// resyncState is what a link keeps of its resyncs.
+type resyncState struct {
+	req          chan struct{} // a resync is asked for (requestResync)
+	flushSuspect chan struct{} // a shared flush probe found keys gone (hubs.go)
+	forget       atomic.Bool   // the resync asked for must forget the synced states
+	runIDs       runIDs        // of both Redis servers, as the last resync saw them
+	bar          io.Writer     // where resyncs draw a progress bar; nil = none
+	lastKeys     int           // keys the last resync compared: the next one's expected total
+	last         resyncInfo    // the outcome of the last one, for /status
 }
 
-// congestedBatch is how many times batch_keys a worker takes when it had
-// to wait for room: the reads stay bounded by max_batch_bytes (Deferred
-// keys), the requests by max_request_bytes.
-const congestedBatch = 4
-
-// settle ends the copy of batch b whose outcome is err: a batch that failed
-// for a reason other than its side is copied key by key (one bad key must
-// not hold up the others), failures are reported and back the workers off.
-func (l *Link) settle(opCtx context.Context, b *batch, err error) {
-	if err != nil && !sideWide(err) {
-		// Maybe one key's fault: the others must go through.
-		err = l.isolate(opCtx, b)
-	} else if err == nil {
-		l.retries.ok(b.keys)
-	}
-	l.dirty.Done(b, err != nil)
-	if err != nil {
-		l.fail(err, "copy")
-		l.setState(Degraded)
-		l.pace.failed()
-		return
-	}
-	if l.pace.ok() {
-		// The first success after failures: events may have been lost
-		// meanwhile (Redis drops them for nobody), so compare all.
-		l.requestResync(false)
-	}
+// syncPersist is what a link keeps of its sync state's files.
+type syncPersist struct {
+	lock  *dedup.StateLock // the sync state is this link's until Run returns
+	saved uint64           // synced.Changes() when the sync state was last saved
+	off   bool             // the files could be neither read nor moved aside: not saved
 }
 
-// pace holds the workers of a link back after a failed write, with
-// capped exponential backoff: writes run apart from their workers, so the
-// pause is the link's, not a worker's.
-type pace struct {
+type runIDs struct {
+	local, remote string // as of the last successful resync
+	seenL, seenR  string // as read by the resync under way
+	loaded        bool
+	infoRefused   bool // the local Redis refuses INFO (said once)
+	// localRestarted: the last check found the local run_id changed since
+	// the last successful resync (localreset.go uses it).
+	localRestarted bool
+}
+
+// localReset is a push link's kept local reset.
+type localReset struct {
 	mu    sync.Mutex
-	bo    *backoff
-	until time.Time
+	since time.Time // zero: none
+	kept  int       // keys only the hub holds, at the last resync
+	// suspect: the local side was found flushed (watchRemote): the next
+	// resync treats keys only on the hub as a local reset.
+	suspect atomic.Bool
 }
 
-func (p *pace) failed() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bo == nil {
-		p.bo = newBackoff()
+// LocalResetStatus is what /status shows of a kept local reset.
+type LocalResetStatus struct {
+	Since    time.Time `json:"since"`
+	KeptKeys int       `json:"kept_keys"` // keys only the hub holds, kept there
+	Repair   string    `json:"repair"`
+}
+
+func (r *localReset) status() *LocalResetStatus {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.since.IsZero() {
+		return nil
 	}
-	p.until = time.Now().Add(p.bo.next())
+	return &LocalResetStatus{Since: r.since, KeptKeys: r.kept,
+		Repair: "redisrepl verify -repair=local restores the local side from the hub; redisrepl verify -repair mirrors the local side to the hub"}
 }
 
-// ok reports a success, and whether failures came before it.
-func (p *pace) ok() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.bo == nil {
-		return false
+func (r *localReset) active() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return !r.since.IsZero()
+}
+
+// side is the link's side s.
+func (l *Link) side(s Side) *side {
+	if s == RemoteSide {
+		return l.remote
 	}
-	p.until = time.Time{}
-	return p.bo.reset()
-}
-
-// wait waits out the pause, if any (false: ctx is done).
-func (p *pace) wait(ctx context.Context) bool {
-	p.mu.Lock()
-	d := time.Until(p.until)
-	p.mu.Unlock()
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	return sleepCtx(ctx, d)
-}
-
-// backoff is capped exponential backoff with jitter.
-type backoff struct {
-	d     time.Duration
-	fails int
-}
-
-const (
-	backoffMin = 100 * time.Millisecond
-	backoffMax = 10 * time.Second
-)
-
-func newBackoff() *backoff { return &backoff{d: backoffMin} }
-
-func (b *backoff) next() time.Duration {
-	b.fails++
-	d := b.d
-	b.d = min(b.d*2, backoffMax)
-	return d/2 + rand.N(d/2+1)
-}
-
-// reset reports whether there had been failures.
-func (b *backoff) reset() bool {
-	had := b.fails > 0
-	b.d, b.fails = backoffMin, 0
-	return had
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return l.local
 }

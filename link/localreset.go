@@ -7,8 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/redisrepl/redisrepl/config"
@@ -35,39 +33,6 @@ import (
 // it, or keys only on the hub after the local Redis restarted (a new
 // run_id) or was flushed. Its state is persisted as soon as it is found,
 // and ends when a complete resync finds no key that only the hub holds.
-
-// localReset is a push link's kept local reset.
-type localReset struct {
-	mu    sync.Mutex
-	since time.Time // zero: none
-	kept  int       // keys only the hub holds, at the last resync
-	// suspect: the local side was found flushed (watchRemote): the next
-	// resync treats keys only on the hub as a local reset.
-	suspect atomic.Bool
-}
-
-// LocalResetStatus is what /status shows of a kept local reset.
-type LocalResetStatus struct {
-	Since    time.Time `json:"since"`
-	KeptKeys int       `json:"kept_keys"` // keys only the hub holds, kept there
-	Repair   string    `json:"repair"`
-}
-
-func (r *localReset) status() *LocalResetStatus {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if r.since.IsZero() {
-		return nil
-	}
-	return &LocalResetStatus{Since: r.since, KeptKeys: r.kept,
-		Repair: "redisrepl verify -repair=local restores the local side from the hub; redisrepl verify -repair mirrors the local side to the hub"}
-}
-
-func (r *localReset) active() bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return !r.since.IsZero()
-}
 
 func (l *Link) localResetFile() string { return l.StateFile() + ".local-reset" }
 
@@ -153,7 +118,7 @@ func (l *Link) resetPolicy(ctx context.Context, only [][]byte, lost bool, kept *
 	l.enterLocalReset()
 	if l.cfg.OnLocalReset == config.RestoreLocal {
 		l.log.Warn().Int("keys", len(only)).Msg("the local side lacks keys the hub holds: restoring them locally (on_local_reset = \"restore\")")
-		return nil, store.RestoreMissing(ctx, l.remote, l.local, only)
+		return nil, store.RestoreMissing(ctx, l.remote.st, l.local.st, only)
 	}
 	*kept += len(only)
 	return nil, nil

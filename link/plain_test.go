@@ -222,8 +222,8 @@ func TestPlainFallbackReported(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if l.remote.OnFallback == nil {
-		t.Skip("link.New does not set l.remote.OnFallback = l.reportFallback yet: the fallback would not be logged")
+	if l.remote.st.OnFallback == nil {
+		t.Skip("link.New does not set l.remote.st.OnFallback = l.reportFallback yet: the fallback would not be logged")
 	}
 }
 
@@ -391,8 +391,8 @@ func TestPlainResyncConverges(t *testing.T) {
 	if v, _ := redis.String(remote.Do("GET", "other:x")); v != "not in the namespace" {
 		t.Fatal("a key outside the namespace was touched")
 	}
-	if l.remote.Path() != store.PathPlain || l.LastError() != "" {
-		t.Fatalf("path %s, last error %q", l.remote.Path(), l.LastError())
+	if l.remote.st.Path() != store.PathPlain || l.LastError() != "" {
+		t.Fatalf("path %s, last error %q", l.remote.st.Path(), l.LastError())
 	}
 	pWait(t, 10*time.Second, "dirty keys copied", func() bool { return l.dirty.Idle() })
 	stop()

@@ -103,7 +103,3 @@ func (p *progress) draw(now time.Time, final bool) {
 
 // barMu keeps the bars of several links from writing into each other.
 var barMu sync.Mutex
-
-// SetProgressBar makes resyncs draw a progress bar on w (a terminal);
-// nil turns it off. Call it before Run.
-func (l *Link) SetProgressBar(w io.Writer) { l.bar = w }

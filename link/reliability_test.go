@@ -204,7 +204,7 @@ func TestLocalResetPush(t *testing.T) {
 				t.Fatalf("after a restart of the link the hub holds %d keys, want 501", n)
 			}
 			// The operator restores the local side (what verify -repair=local does).
-			sides, err := store.Open(cfg, 4, nil)
+			sides, err := store.Open(link.StoreOptions(cfg, 4))
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -3,6 +3,7 @@ package link
 import (
 	"context"
 	"fmt"
+	"io"
 	"strings"
 	"time"
 
@@ -37,7 +38,7 @@ func (l *Link) resyncLoop(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-l.resyncReq:
+		case <-l.rs.req:
 		case <-every:
 		case <-l.dirty.overflowed:
 			// Its keys were dropped: only a resync finds them again. A
@@ -48,7 +49,7 @@ func (l *Link) resyncLoop(ctx context.Context) {
 			l.Stats.Overflows.Add(1)
 			l.log.Warn().Int("max_dirty_keys", l.dirty.max).Msg("too many dirty keys: dropped them, resyncing the namespace instead")
 		}
-		forget := l.resyncForget.Swap(false)
+		forget := l.rs.forget.Swap(false)
 		bo := newBackoff()
 		for {
 			err := l.resync(ctx, forget)
@@ -67,7 +68,7 @@ func (l *Link) resyncLoop(ctx context.Context) {
 // resync compares both namespaces and marks what differs dirty (with the
 // forget flag, see requestResync).
 func (l *Link) resync(ctx context.Context, forget bool) error {
-	restarted, err := l.runIDs.check(ctx, l)
+	restarted, err := l.rs.runIDs.check(ctx, l)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	// key written again later is not taken for one already synced.
 	sweep := l.synced.BeginSweep()
 	start := time.Now()
-	p := progress{log: l.log, bar: l.bar, name: l.cfg.Name, start: start, last: start, expected: l.lastResyncKeys}
+	p := progress{log: l.log, bar: l.rs.bar, name: l.cfg.Name, start: start, last: start, expected: l.rs.lastKeys}
 	// The synced states of a page as they were before its summaries were
 	// read: a worker may copy one of its keys meanwhile and record a newer
 	// state, which the resync must not overwrite with the older one.
@@ -103,8 +104,8 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		}
 	}
 	localKeys, kept := 0, 0 // keys seen on the local side; keys kept on the hub (localreset.go)
-	localLost := l.runIDs.localRestarted || l.reset.suspect.Swap(false)
-	err = store.Compare(ctx, l.local, l.remote, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
+	localLost := l.rs.runIDs.localRestarted || l.reset.suspect.Swap(false)
+	err = store.Compare(ctx, l.local.st, l.remote.st, snapshot, func(keys [][]byte, local, remote []store.Summary) error {
 		l.synced.Touch(keys)
 		var differ, hubOnly [][]byte
 		for i, k := range keys {
@@ -135,7 +136,7 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 		return l.markDifferent(ctx, differ, mustCompare)
 	})
 	if err != nil {
-		l.resyncs.set(start, time.Since(start), "failed: "+err.Error())
+		l.rs.last.set(start, time.Since(start), "failed: "+err.Error())
 		return err
 	}
 	p.finish()
@@ -148,9 +149,9 @@ func (l *Link) resync(ctx context.Context, forget bool) error {
 	if n := l.synced.EndSweep(sweep); n > 0 {
 		l.log.Info().Int("keys", n).Msg("forgot the synced states of keys gone from both sides")
 	}
-	l.lastResyncKeys = p.scanned
-	l.runIDs.commit(l)
-	l.resyncs.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))
+	l.rs.lastKeys = p.scanned
+	l.rs.runIDs.commit(l)
+	l.rs.last.set(start, time.Since(start), fmt.Sprintf("ok: %d keys compared, %d differed", p.scanned, p.differ))
 	l.Stats.Repaired.Add(int64(p.differ))
 	l.log.Info().Int("keys_scanned", p.scanned).Int("keys_differing", p.differ).
 		Str("took", time.Since(start).Round(time.Millisecond).String()).Msg("resync done")
@@ -198,7 +199,7 @@ func (l *Link) watchRemote(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			return
-		case <-l.flushSuspect:
+		case <-l.rs.flushSuspect:
 			// The shared probe found the keys of its links gone.
 			l.checkFlushed(ctx)
 			continue
@@ -216,7 +217,7 @@ func (l *Link) watchRemote(ctx context.Context) {
 			}
 			lastID = id
 		}
-		if l.hub == nil { // a shared hub's links are probed together (hubs.go)
+		if l.shared.hub == nil { // a shared hub's links are probed together (hubs.go)
 			l.checkFlushed(ctx)
 		}
 	}
@@ -225,9 +226,9 @@ func (l *Link) watchRemote(ctx context.Context) {
 // checkFlushed looks whether a side was flushed (flushedSide), and if so
 // resyncs, refilling it.
 func (l *Link) checkFlushed(ctx context.Context) {
-	if side := l.flushedSide(ctx); side != "" {
-		l.log.Warn().Str("side", side).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
-		if side == "local" && !l.both() {
+	if s, ok := l.flushedSide(ctx); ok {
+		l.log.Warn().Str("side", s.String()).Msg("keys known to be synced are all gone there (flushed?): resyncing, refilling it")
+		if s == LocalSide && !l.both() {
 			l.reset.suspect.Store(true) // keys only on the hub are a local reset
 		}
 		l.requestResync(true)
@@ -237,24 +238,24 @@ func (l *Link) checkFlushed(ctx context.Context) {
 // suspectFlush asks the link to check its own keys for a flush.
 func (l *Link) suspectFlush() {
 	select {
-	case l.flushSuspect <- struct{}{}:
+	case l.rs.flushSuspect <- struct{}{}:
 	default:
 	}
 }
 
 // flushedSide samples keys the dedup table knows were synced, without TTL
-// and with no change pending, and names the side ("local" or "remote")
-// where all of them are gone: it was flushed (FLUSHALL emits no event), or
-// its data lost. Keys deleted by commands have events, which mark them
-// dirty: a mass delete is not mistaken for a flush. "" if none, or if a
-// side cannot be asked.
-func (l *Link) flushedSide(ctx context.Context) string {
+// and with no change pending, and names the side where all of them are
+// gone: it was flushed (FLUSHALL emits no event), or its data lost. Keys
+// deleted by commands have events, which mark them dirty: a mass delete is
+// not mistaken for a flush. ok is false if none, or if a side cannot be
+// asked.
+func (l *Link) flushedSide(ctx context.Context) (s Side, ok bool) {
 	sample := l.flushSample()
 	if len(sample) < 4 {
-		return ""
+		return 0, false
 	}
-	for _, s := range []*store.Store{l.remote, l.local} {
-		exists, err := s.Exists(ctx, sample)
+	for _, sd := range []*side{l.remote, l.local} {
+		exists, err := sd.st.Exists(ctx, sample)
 		if err != nil {
 			continue // the workers report errors
 		}
@@ -265,13 +266,10 @@ func (l *Link) flushedSide(ctx context.Context) string {
 			}
 		}
 		if gone == len(sample) && l.stillClean(sample) {
-			if s == l.remote {
-				return "remote"
-			}
-			return "local"
+			return sd.id, true
 		}
 	}
-	return ""
+	return 0, false
 }
 
 // flushSample is up to 8 keys the dedup table knows were synced, without
@@ -302,10 +300,7 @@ func (l *Link) stillClean(keys [][]byte) bool {
 // shared hub the one its watch read last (a restart is noticed a few
 // seconds later; a resync still reads its own, remoteRunID).
 func (l *Link) watchedRunID(ctx context.Context) (string, error) {
-	if l.hub != nil {
-		return l.hub.lastRunID()
-	}
-	return l.remoteRunID(ctx)
+	return l.shared.watchedRunID(ctx, l.client)
 }
 
 func (l *Link) remoteRunID(ctx context.Context) (string, error) { return remoteRunID(ctx, l.client) }
@@ -334,3 +329,7 @@ func runID(info string) string {
 	}
 	return ""
 }
+
+// SetProgressBar makes resyncs draw a progress bar on w (a terminal);
+// nil turns it off. Call it before Run.
+func (l *Link) SetProgressBar(w io.Writer) { l.rs.bar = w }

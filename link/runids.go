@@ -21,16 +21,6 @@ import (
 // is copied to the other. Keys deleted on a side that restarted with its data
 // come back: keeping data wins over losing it.
 
-type runIDs struct {
-	local, remote string // as of the last successful resync
-	seenL, seenR  string // as read by the resync under way
-	loaded        bool
-	infoRefused   bool // the local Redis refuses INFO (said once)
-	// localRestarted: the last check found the local run_id changed since
-	// the last successful resync (localreset.go uses it).
-	localRestarted bool
-}
-
 // identity names the link's two sides and namespace.
 func (l *Link) identity() string {
 	return fmt.Sprintf("%s/%d %s/%d %q", l.cfg.LocalAddr, l.cfg.LocalDB, l.client.URL(), l.cfg.RemoteDB, l.cfg.Namespace)
@@ -41,7 +31,7 @@ func (l *Link) identity() string {
 func (r *runIDs) check(ctx context.Context, l *Link) (bool, error) {
 	lv, err := l.pool.Do(ctx, []byte("INFO"), []byte("server"))
 	switch {
-	case err != nil && refused(err):
+	case err != nil && answered(err):
 		// An ACL without INFO (+@all -@dangerous): a restart of the local
 		// Redis is then noticed by its subscription only. Say it once.
 		if !r.infoRefused {

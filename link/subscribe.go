@@ -14,34 +14,14 @@ import (
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
-// subscribeLocal reads the local keyspace events of the namespace into the
-// dirty set, reconnecting with backoff until ctx is done. It does nothing
-// slow per event: Redis drops a subscriber that falls behind.
-//
-// Every (re)subscription asks for a resync: whatever changed while no one
-// listened (including before the link started) is found by comparison.
-func (l *Link) subscribeLocal(ctx context.Context) {
-	bo := newBackoff()
-	for ctx.Err() == nil {
-		err := l.readLocalEvents(ctx, bo)
-		if ctx.Err() != nil {
-			return
-		}
-		l.streamBroken(LocalSide)
-		l.fail(err, "local events")
-		l.setState(Degraded)
-		if !sleepCtx(ctx, bo.next()) {
-			return
-		}
-	}
-}
-
 // pingEvery is how often an idle subscription is checked.
 const pingEvery = 5 * time.Second
 
-func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
-	if err := l.enableNotifications(ctx, LocalSide); err != nil {
-		if sideWide(err) && !refused(err) {
+// readLocalEvents reads one subscription of the local Redis, on a
+// connection of its own.
+func (l *Link) readLocalEvents(ctx context.Context, s *side, bo *backoff) error {
+	if err := l.enableNotifications(ctx, s); err != nil {
+		if sideWide(err) && !answered(err) {
 			return err // not a refusal: Redis is not there (yet)
 		}
 		// A refusal is not fatal: notifications may be on already (the
@@ -56,17 +36,17 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 
-	channel := fmt.Sprintf("__keyspace@%d__:", l.cfg.LocalDB)
+	pattern := append(append([]byte{}, s.channel...), store.MatchPattern(s.st.Prefix)...)
 	psc := redis.PubSubConn{Conn: conn}
-	if err := psc.PSubscribe(append([]byte(channel), store.MatchPattern(l.local.Prefix)...)); err != nil {
-		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	if err := psc.PSubscribe(pattern); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 	}
 	// The canary key lives outside the namespace; its pattern goes on this
 	// same connection, so that its events prove this connection
 	// (health.go). A command of its own: an ACL refusing its channel must
 	// not refuse the namespace's.
-	if err := psc.PSubscribe(append([]byte(channel), store.GlobEscape(l.canary)...)); err != nil {
-		return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+	if err := psc.PSubscribe(append(append([]byte{}, s.channel...), store.GlobEscape(s.canary)...)); err != nil {
+		return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 	}
 	replies := 0 // of the two PSUBSCRIBEs: the namespace's, then the canary's
 	// A dead connection is found by pings answered (as Pong) on the same
@@ -83,7 +63,7 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 			case <-done:
 				return
 			case <-pinger.C:
-				if l.provedWithin(LocalSide, pingEvery) {
+				if l.provedWithin(s, pingEvery) {
 					continue // the canary's event came on this stream: it is alive
 				}
 				if psc.Ping("") != nil {
@@ -99,46 +79,27 @@ func (l *Link) readLocalEvents(ctx context.Context, bo *backoff) error {
 		if errors.As(err, &refusal) && replies < 2 {
 			replies++
 			if replies == 1 {
-				return fmt.Errorf("%s: psubscribe: %w", l.local.Name, err)
+				return fmt.Errorf("%s: psubscribe: %w", s.st.Name, err)
 			}
-			l.canaryRefused(LocalSide, err)
+			l.canaryRefused(s, err)
 			continue
 		}
 		if err != nil {
-			return fmt.Errorf("%s: events: %w", l.local.Name, err)
+			return fmt.Errorf("%s: events: %w", s.st.Name, err)
 		}
 		switch kind {
 		case "pmessage":
-			if len(ch) < len(channel) {
-				continue
-			}
-			key := ch[len(channel):]
-			if bytes.Equal(key, l.canary) {
-				l.canarySeen(LocalSide)
-				continue
-			}
-			if store.IsStaging(l.local.Prefix, key) {
-				if t, ok := store.ParseWriteMark(l.local.Prefix, key); ok {
-					l.echoes[LocalSide].release(t)
-				}
-				continue
-			}
-			l.Stats.EventsLocal.Add(1)
-			if l.echoes[LocalSide].drop(key) {
-				l.Stats.EchoesDropped.Add(1)
-				continue
-			}
-			l.dirty.Add(key, changedLocal)
+			l.event(s, ch, nil)
 		case "psubscribe":
 			if replies++; replies == 2 {
-				l.canaryAllowed(LocalSide)
+				l.canaryAllowed(s)
 			}
 			if !subscribed {
 				subscribed = true
-				l.streamMade(LocalSide, true)
-				l.echoes[LocalSide].reset() // marks sent before are lost
+				l.streamMade(s, true)
+				s.echoes.reset() // marks sent before are lost
 				bo.reset()
-				l.log.Info().Str("pattern", channel+string(store.MatchPattern(l.local.Prefix))).Msg("subscribed to local events")
+				l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to local events")
 				l.requestResync(false)
 			}
 		}
@@ -181,38 +142,18 @@ func receiveEvent(c redis.Conn, timeout time.Duration) (kind string, channel []b
 	return string(k), nil, nil
 }
 
-// keepaliveMark follows the namespace in the channel the link publishes to
-// itself on the remote when its event stream has been idle for
-// keepaliveEvery, so that the stream is never idle for long (proxies close
-// idle streams) and a dead stream is noticed. It is a message on a channel
-// of the namespace's pattern (Webdis takes one pattern per stream), never a
-// key: the only thing a subscriber of the namespace sees from an idle link.
-var keepaliveMark = []byte("\x00redisrepl-keepalive")
-
+// keepaliveEvery: a hub stream idle this long gets a message on the
+// keepalive channel (dedup.KeepaliveMark after the namespace), so that the
+// stream is never idle for long (proxies close idle streams) and a dead
+// stream is noticed. It is a message on a channel of the namespace's
+// pattern (Webdis takes one pattern per stream), never a key: the only
+// thing a subscriber of the namespace sees from an idle link.
 const keepaliveEvery = 3 * time.Second
 
 // streamStallAfter: a remote stream silent this long (no keepalive, no
 // event) is taken for dead and reconnected: with keepaliveEvery, a dead
 // stream is noticed within about 10 s.
 const streamStallAfter = 8 * time.Second
-
-// subscribeRemote reads the remote keyspace events of the namespace into the
-// dirty set (direction both), reconnecting with backoff. Every
-// (re)subscription asks for a resync: events are lost while no one listens.
-func (l *Link) subscribeRemote(ctx context.Context) {
-	bo := newBackoff()
-	for ctx.Err() == nil {
-		err := l.readRemoteEvents(ctx, bo)
-		if ctx.Err() != nil {
-			return
-		}
-		l.fail(err, "remote events")
-		l.setState(Degraded)
-		if !sleepCtx(ctx, bo.next()) {
-			return
-		}
-	}
-}
 
 // readRemoteEvents reads one stream of the hub's events. A hub that says
 // it takes several patterns per stream (the gateway:
@@ -221,9 +162,9 @@ func (l *Link) subscribeRemote(ctx context.Context) {
 // namespace's alone, and is proved by the keepalive and its notification
 // setting (health.go). Two patterns are never sent to a hub that did not
 // say so: Webdis answers them without a status line, which nginx passes on.
-func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
-	if err := l.enableNotifications(ctx, RemoteSide); err != nil {
-		if sideWide(err) && !refused(err) {
+func (l *Link) readRemoteEvents(ctx context.Context, s *side, bo *backoff) error {
+	if err := l.enableNotifications(ctx, s); err != nil {
+		if sideWide(err) && !answered(err) {
 			return err // the hub does not answer: retried with backoff
 		}
 		// The hub may refuse CONFIG (a managed Redis, a Webdis ACL) and
@@ -232,14 +173,14 @@ func (l *Link) readRemoteEvents(ctx context.Context, bo *backoff) error {
 		l.fail(err, "enable remote notifications")
 	}
 	for {
-		withCanary := l.hubSeveral.Load() && !l.hubNoCanary.Load()
-		made, err := l.remoteStream(ctx, bo, withCanary)
+		withCanary := s.several.Load() && !s.noCanary.Load()
+		made, err := l.remoteStream(ctx, s, bo, withCanary)
 		switch {
 		case errors.Is(err, errSeveralPatterns):
 			continue // made again at once, with the canary's pattern
 		case withCanary && !made && webdis.KindOf(err) == webdis.KindForbidden:
-			l.hubNoCanary.Store(true)
-			l.log.Warn().Err(err).Str("canary_key", fmt.Sprintf("%q", l.hubCanary)).
+			s.noCanary.Store(true)
+			l.log.Warn().Err(err).Str("canary_key", fmt.Sprintf("%q", s.canary)).
 				Msg("the hub refuses the canary key's channel: its stream is proved by a keepalive while idle instead")
 			continue
 		}
@@ -254,15 +195,13 @@ var errSeveralPatterns = errors.New("the hub takes several patterns per stream")
 // remoteStream reads a stream of the hub's events until it ends: of the
 // namespace's pattern, and withCanary of the hub canary key's too. It says
 // whether the stream was made (every pattern confirmed).
-func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (made bool, err error) {
-	channel := []byte(fmt.Sprintf("__keyspace@%d__:", l.cfg.RemoteDB))
-	pattern := append(append([]byte{}, channel...), store.MatchPattern(l.remote.Prefix)...)
+func (l *Link) remoteStream(ctx context.Context, s *side, bo *backoff, withCanary bool) (made bool, err error) {
+	pattern := append(append([]byte{}, s.channel...), store.MatchPattern(s.st.Prefix)...)
 	patterns := [][]byte{pattern}
 	if withCanary {
-		patterns = append(patterns, append(append([]byte{}, channel...), store.GlobEscape(l.hubCanary)...))
+		patterns = append(patterns, append(append([]byte{}, s.channel...), store.GlobEscape(s.canary)...))
 	}
-	keepaliveKey := append(append([]byte{}, l.remote.Prefix...), keepaliveMark...)
-	keepalive := append(append([]byte{}, channel...), keepaliveKey...)
+	keepalive := append(append([]byte{}, s.channel...), s.keepalive...)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -310,62 +249,36 @@ func (l *Link) remoteStream(ctx context.Context, bo *backoff, withCanary bool) (
 		}
 	}()
 	upgrade := false
-	err = l.client.Stream(ctx, patterns, l.remote.ValuesRequest(), func(info webdis.StreamInfo) {
-		if several := info.Several; several && !withCanary && !l.hubNoCanary.Load() {
-			l.hubSeveral.Store(true)
+	err = l.client.Stream(ctx, patterns, s.st.ValuesRequest(), func(info webdis.StreamInfo) {
+		if info.Several && !withCanary && !s.noCanary.Load() {
+			s.several.Store(true)
 			upgrade = true
 			cancel()
 			return
 		}
 		made = true
-		l.streamMade(RemoteSide, withCanary)
+		l.streamMade(s, withCanary)
 		bo.reset()
-		l.echoes[RemoteSide].reset() // marks sent before are lost
+		s.echoes.reset() // marks sent before are lost
 		l.log.Info().Str("pattern", string(pattern)).Msg("subscribed to remote events")
 		l.requestResync(false)
 	}, func(e webdis.Event) {
 		last.Store(time.Now().UnixNano())
-		ch := e.Channel
-		if len(ch) < len(channel) {
-			return
-		}
-		key := ch[len(channel):]
-		if bytes.Equal(key, l.hubCanary) {
-			l.canarySeen(RemoteSide)
-			return
-		}
-		if store.IsStaging(l.remote.Prefix, key) || bytes.Equal(key, keepaliveKey) {
-			if t, ok := store.ParseWriteMark(l.remote.Prefix, key); ok {
-				l.echoes[RemoteSide].release(t)
-			}
-			return
-		}
-		l.Stats.EventsRemote.Add(1)
-		var carried *store.State
-		if e.Value != nil {
-			if st, ok := l.remote.ParseValue(key, e.Value); ok {
-				carried = &st
-			}
-		}
-		if !l.echoes[RemoteSide].admit(key, carried) {
-			l.Stats.EchoesDropped.Add(1)
-			return
-		}
-		l.dirty.Add(key, changedRemote)
+		l.event(s, e.Channel, e.Value)
 	})
 	if upgrade {
 		return false, errSeveralPatterns
 	}
 	if made && (ctx.Err() == nil || isClosed(stalled)) {
-		l.streamBroken(RemoteSide)
+		l.streamBroken(s)
 	}
 	select {
 	case <-stalled:
-		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", l.remote.Name, streamStallAfter)
+		return made, fmt.Errorf("%s: no event, not even the link's keepalive, for %v: reconnecting", s.st.Name, streamStallAfter)
 	default:
 	}
 	if err == nil && ctx.Err() == nil {
-		err = fmt.Errorf("%s: event stream ended", l.remote.Name)
+		err = fmt.Errorf("%s: event stream ended", s.st.Name)
 	}
 	return made, err
 }
@@ -376,5 +289,71 @@ func isClosed(c chan struct{}) bool {
 		return true
 	default:
 		return false
+	}
+}
+
+// subscribe reads side s's keyspace events of the namespace into the dirty
+// set, reconnecting with backoff until ctx is done. It does nothing slow
+// per event: Redis drops a subscriber that falls behind.
+//
+// Every (re)subscription asks for a resync: whatever changed while no one
+// listened (including before the link started) is found by comparison.
+func (l *Link) subscribe(ctx context.Context, s *side) {
+	bo := newBackoff()
+	for ctx.Err() == nil {
+		err := l.readEvents(ctx, s, bo)
+		if ctx.Err() != nil {
+			return
+		}
+		l.fail(err, s.id.String()+" events")
+		l.setState(Degraded)
+		if !sleepCtx(ctx, bo.next()) {
+			return
+		}
+	}
+}
+
+// readEvents reads one subscription of side s until it breaks.
+func (l *Link) readEvents(ctx context.Context, s *side, bo *backoff) error {
+	if s.id == RemoteSide {
+		return l.readRemoteEvents(ctx, s, bo)
+	}
+	err := l.readLocalEvents(ctx, s, bo)
+	if ctx.Err() == nil {
+		// The hub's stream tells whether it was made (remoteStream).
+		l.streamBroken(s)
+	}
+	return err
+}
+
+// event handles a message of side s's subscription on channel ch: the
+// proof of its canary, a write mark or the keepalive (never replicated), or
+// a key of the namespace that changed, with the state the event carried
+// (value: values on the hub's stream, store/carried.go; nil for none).
+func (l *Link) event(s *side, ch []byte, value any) {
+	if len(ch) < len(s.channel) {
+		return
+	}
+	key := ch[len(s.channel):]
+	switch {
+	case bytes.Equal(key, s.canary):
+		l.canarySeen(s)
+	case store.IsStaging(s.st.Prefix, key) || s.keepalive != nil && bytes.Equal(key, s.keepalive):
+		if t, ok := store.ParseWriteMark(s.st.Prefix, key); ok {
+			s.echoes.release(t)
+		}
+	default:
+		s.events.Add(1)
+		var carried *store.State
+		if value != nil {
+			if st, ok := s.st.ParseValue(key, value); ok {
+				carried = &st
+			}
+		}
+		if !s.echoes.admit(key, carried) {
+			l.Stats.EchoesDropped.Add(1)
+			return
+		}
+		l.dirty.Add(key, s.id.changed())
 	}
 }

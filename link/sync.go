@@ -2,7 +2,6 @@ package link
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,13 +47,13 @@ func (l *Link) commit(ctx context.Context, p *plan) error {
 
 // prepare reads the keys of b and decides what to write where. It writes
 // nothing, so that a worker prepares its next batch while the writes of
-// the previous one are on their way (link.go, worker).
+// the previous one are on their way (run.go, worker).
 func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 	keys := make([][]byte, len(b.keys))
 	for i, k := range b.keys {
 		keys[i] = []byte(k)
 	}
-	local, err := l.local.Read(ctx, keys)
+	local, err := l.local.st.Read(ctx, keys)
 	if err != nil {
 		return nil, err
 	}
@@ -64,12 +63,12 @@ func (l *Link) prepare(ctx context.Context, b *batch) (*plan, error) {
 			return nil, err
 		}
 	}
-	if err := l.digestBig(ctx, l.local, local); err != nil {
+	if err := l.digestBig(ctx, l.local.st, local); err != nil {
 		return nil, err
 	}
 	for _, r := range remote {
 		if r != nil && r.Big && !r.Deferred {
-			if r.Digest, err = l.remote.BigDigest(ctx, r.Key, r.Type); err != nil {
+			if r.Digest, err = l.remote.st.BigDigest(ctx, r.Key, r.Type); err != nil {
 				return nil, err
 			}
 		}
@@ -183,7 +182,7 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	var idx []int
 	out := make([]*store.State, len(keys))
 	for i, why := range whys {
-		carried := l.echoes[RemoteSide].takeCarried(keys[i])
+		carried := l.remote.echoes.takeCarried(keys[i])
 		switch {
 		case carried != nil && why == changedRemote:
 			out[i] = carried
@@ -199,7 +198,7 @@ func (l *Link) readRemoteFor(ctx context.Context, keys [][]byte, whys []uint8) (
 	for j, i := range idx {
 		pick[j] = keys[i]
 	}
-	states, err := l.remote.Read(ctx, pick)
+	states, err := l.remote.st.Read(ctx, pick)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +244,7 @@ func (l *Link) record(st *store.State) {
 // one the link wrote and still be its echo: dedup.EchoTolerance, but the
 // plain fallback reads long TTLs to the second.
 func (l *Link) echoTolerance() int64 {
-	if l.remote.Path() == store.PathPlain {
+	if l.remote.st.Path() == store.PathPlain {
 		return dedup.ExpiryTolerance
 	}
 	return dedup.EchoTolerance
@@ -257,118 +256,73 @@ type copyJob struct {
 	since int64
 }
 
-// copyStates writes the states read from src on dst: as many keys per
-// request as fit, big keys in chunks. Each key written is recorded as synced.
-func (l *Link) copyStates(ctx context.Context, src, dst *store.Store, jobs []copyJob) error {
+// copyStates writes the states read from side src on side dst (Store.Write:
+// as many keys per request as fit, big keys in chunks). Each key written is
+// recorded as synced; a key skipped, changed on dst since it was read, is
+// decided again.
+func (l *Link) copyStates(ctx context.Context, src, dst *side, jobs []copyJob) error {
 	if len(jobs) == 0 {
 		return nil
 	}
-	toRemote := dst == l.remote
-	var whole []store.State
-	var wholeJobs, big []copyJob
-	for _, j := range jobs {
-		if !dst.Fits(j.st) {
-			big = append(big, j)
-		} else {
-			whole = append(whole, *j.st)
-			wholeJobs = append(wholeJobs, j)
-		}
+	states := make([]store.State, len(jobs))
+	for i, j := range jobs {
+		states[i] = *j.st
 	}
-	if len(whole) > 0 {
-		// In direction both, the write's own events on dst are dropped
-		// until its mark comes (echoes.go).
-		var echoes *echoFilter
-		var token uint64
-		if l.both() {
-			echoes = l.echoes[RemoteSide]
-			if !toRemote {
-				echoes = l.echoes[LocalSide]
-			}
+	o := store.WriteOptions{MaxValueBytes: l.cfg.MaxValueBytes}
+	// In direction both, the write's own events on dst are dropped until
+	// its mark comes (echoes.go).
+	var echoes *echoFilter
+	var token uint64
+	if l.both() {
+		echoes = dst.echoes
+		o.Mark = func(whole []int) []byte {
 			keys := make([]string, len(whole))
-			for i := range whole {
-				keys[i] = string(whole[i].Key)
+			for k, i := range whole {
+				keys[k] = string(states[i].Key)
 			}
 			token = echoes.expect(keys)
-		}
-		var err error
-		if echoes != nil {
-			var marked bool
-			marked, err = dst.ApplyMarked(ctx, whole, l.writeMark(toRemote, token))
-			if !marked || err != nil {
-				echoes.release(token)
-			}
-		} else {
-			err = dst.Apply(ctx, whole)
-		}
-		// A key the plain fallback cannot write (a stream) is reported, not
-		// retried: the next change or resync reports it again.
-		var unsup *store.UnsupportedError
-		if err != nil && !errors.As(err, &unsup) {
-			return err
-		}
-		for i, j := range wholeJobs {
-			switch {
-			case whole[i].Skipped:
-				// Changed on dst since it was read: decide again, with
-				// both sides read (its event is on its way too).
-				if echoes != nil {
-					echoes.releaseKey(string(j.st.Key), token)
-				}
-				l.dirty.Add(j.st.Key, changedLocal|changedRemote)
-			case unsup == nil || !unsup.Has(j.st.Key):
-				l.written(j, toRemote, "")
-			}
-		}
-		if unsup != nil {
-			l.fail(err, "copy")
+			return store.WriteMark(dst.db, dst.st.Prefix, token)
 		}
 	}
-	for _, j := range big {
-		st := j.st
-		if st.BigSize > l.cfg.MaxValueBytes {
-			l.fail(fmt.Errorf("key %q: value of %d bytes is over max_value_bytes=%d: not replicated", st.Key, st.BigSize, l.cfg.MaxValueBytes), "copy")
-			continue
-		}
-		if err := store.CopyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
-			if errors.As(err, new(*store.UnsupportedError)) {
-				l.fail(err, "copy")
-				continue
-			}
-			return err
-		}
-		l.written(j, toRemote, " in chunks")
+	w, err := dst.st.Write(ctx, src.st, states, o)
+	if token != 0 && (!w.Marked || err != nil) {
+		echoes.release(token)
 	}
-	return nil
+	for i, j := range jobs {
+		switch w.Outcomes[i] {
+		case store.Skipped:
+			// Changed on dst since it was read: decide again, with both
+			// sides read (its event is on its way too).
+			if echoes != nil {
+				echoes.releaseKey(string(j.st.Key), token)
+			}
+			l.dirty.Add(j.st.Key, changedLocal|changedRemote)
+		case store.Wrote:
+			l.written(j, dst, "")
+		case store.WroteInChunks:
+			l.written(j, dst, " in chunks")
+		}
+	}
+	// A key left out (a stream the plain fallback cannot write, a value
+	// over max_value_bytes) is reported, not retried: the next change or
+	// resync reports it again.
+	for _, e := range w.Left {
+		l.fail(e, "copy")
+	}
+	return err
 }
 
-// writeMark is the mark of write token on the remote side, or the local.
-func (l *Link) writeMark(toRemote bool, token uint64) []byte {
-	if toRemote {
-		return store.WriteMark(l.cfg.RemoteDB, l.remote.Prefix, token)
-	}
-	return store.WriteMark(l.cfg.LocalDB, l.local.Prefix, token)
-}
-
-// written records a copied key: synced state, counters, lag, debug log.
-func (l *Link) written(j copyJob, toRemote bool, how string) {
+// written records a key copied to side dst: synced state, counters, lag,
+// debug log.
+func (l *Link) written(j copyJob, dst *side, how string) {
 	st := j.st
 	l.record(st)
-	size := st.Size()
-	if toRemote {
-		l.Stats.KeysToRemote.Add(1)
-		l.Stats.BytesToRemote.Add(size)
-	} else {
-		l.Stats.KeysToLocal.Add(1)
-		l.Stats.BytesToLocal.Add(size)
-	}
+	dst.keys.Add(1)
+	dst.bytes.Add(st.Size())
 	if j.since > 0 {
 		l.Stats.Lag.Observe(time.Duration(time.Now().UnixNano() - j.since))
 	}
 	if e := l.log.Debug(); e.Enabled() {
-		dir := "to remote"
-		if !toRemote {
-			dir = "to local"
-		}
-		e.Bytes("key", st.Key).Str("type", st.Type).Str("copied", dir+how).Msg("key copied")
+		e.Bytes("key", st.Key).Str("type", st.Type).Str("copied", "to "+dst.id.String()+how).Msg("key copied")
 	}
 }

@@ -61,7 +61,7 @@ func (l *Link) lockState() error {
 	case err != nil:
 		l.log.Warn().Err(err).Str("file", l.StateFile()).Msg("cannot lock the sync state: another process on the same state would not be refused")
 	}
-	l.stateLock = lk
+	l.persist.lock = lk
 	return nil
 }
 
@@ -79,7 +79,7 @@ func (l *Link) loadSyncState() {
 		// nothing of it is destroyed; the link goes on without it.
 		l.fail(err, "load sync state (keys that differ at the first resync follow the conflict policy)")
 		if !l.setAsideSyncState() {
-			l.persistOff = true
+			l.persist.off = true
 			l.fail(errors.New("the sync state files can be neither read nor moved aside: not saving the sync state in this run, so as not to overwrite them"), "sync state")
 			return
 		}
@@ -97,7 +97,7 @@ func (l *Link) loadSyncState() {
 	if err := l.synced.OpenJournal(l.journalFile()); err != nil {
 		l.fail(err, "open sync journal (the sync state is then saved every 10 s only)")
 	}
-	l.savedChanges = l.synced.Changes()
+	l.persist.saved = l.synced.Changes()
 }
 
 // setAsideSyncState renames the state file and its journal to
@@ -119,18 +119,18 @@ func (l *Link) setAsideSyncState() bool {
 // saveSyncState folds the journal into the snapshot when it changed, and
 // says whether the state on disk is then whole.
 func (l *Link) saveSyncState() bool {
-	if l.persistOff {
+	if l.persist.off {
 		return false
 	}
 	n := l.synced.Changes()
-	if n == l.savedChanges {
+	if n == l.persist.saved {
 		return true
 	}
 	if err := l.synced.Checkpoint(l.StateFile()); err != nil {
 		l.fail(err, "save sync state")
 		return false
 	}
-	l.savedChanges = n
+	l.persist.saved = n
 	return true
 }
 
@@ -138,7 +138,7 @@ func (l *Link) saveSyncState() bool {
 // into the snapshot when it grows large (or, without a journal, saves the
 // snapshot every saveStateEvery).
 func (l *Link) saveSyncStateLoop(ctx context.Context) {
-	if l.persistOff {
+	if l.persist.off {
 		return
 	}
 	flush := time.NewTicker(dedup.JournalEvery)

@@ -15,6 +15,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/webdis"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
@@ -206,7 +207,7 @@ func hubEventLag(ctx context.Context, hub *webdistest.Hub, remote redis.Conn, ra
 	subscribed := make(chan struct{})
 	ended := make(chan error, 1)
 	go func() {
-		ended <- c.Subscribe(sctx, []byte("__keyspace@0__:"+prefix+"*"), func() { close(subscribed) }, func(ch, data []byte) {
+		ended <- c.Subscribe(sctx, []byte(dedup.KeyspaceChannel(0)+prefix+"*"), func() { close(subscribed) }, func(ch, data []byte) {
 			now := time.Now().UnixNano()
 			if string(data) != "set" {
 				return
@@ -336,7 +337,7 @@ func observe(dial func() (redis.Conn, error), prefix string) (*observer, error) 
 	if err != nil {
 		return nil, err
 	}
-	channel := "__keyspace@0__:"
+	channel := dedup.KeyspaceChannel(0)
 	psc := redis.PubSubConn{Conn: c}
 	if err := psc.PSubscribe(channel + prefix + "*"); err != nil {
 		c.Close()

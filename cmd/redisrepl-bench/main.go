@@ -155,31 +155,17 @@ func run() int {
 		stop()
 	}()
 
-	if *cpuprofile != "" {
-		f, err := os.Create(*cpuprofile)
+	for _, r := range []struct {
+		path  string
+		start func(io.Writer) error
+		stop  func()
+	}{{*cpuprofile, pprof.StartCPUProfile, pprof.StopCPUProfile}, {*traceFile, trace.Start, trace.Stop}} {
+		done, err := record(r.path, r.start, r.stop)
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
 			return 1
 		}
-		defer f.Close()
-		if err := pprof.StartCPUProfile(f); err != nil {
-			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
-			return 1
-		}
-		defer pprof.StopCPUProfile()
-	}
-	if *traceFile != "" {
-		f, err := os.Create(*traceFile)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
-			return 1
-		}
-		defer f.Close()
-		if err := trace.Start(f); err != nil {
-			fmt.Fprintf(os.Stderr, "redisrepl-bench: %v\n", err)
-			return 1
-		}
-		defer trace.Stop()
+		defer done()
 	}
 
 	b.header()
@@ -437,3 +423,23 @@ var errTimeout = errors.New("timed out")
 
 // value100 is the ~100-byte value of every bulk write.
 var value100 = bytes.Repeat([]byte("v"), 100)
+
+// record starts recording (a CPU profile, a trace) into the file path, "" for
+// none, and returns what stops it and closes the file.
+func record(path string, start func(io.Writer) error, stop func()) (done func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := start(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() {
+		stop()
+		f.Close()
+	}, nil
+}

@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -54,19 +53,8 @@ func gatewayCmd(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", DefaultGatewayPath, "configuration `file`")
 	logLevel := fs.String("log-level", "", "debug|info|warn|error (overrides [gateway] log_level)")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), gatewayUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "redisrepl gateway: unexpected argument %q (see redisrepl gateway -h)\n", fs.Arg(0))
-		return 2
+	if status, ok := parseFlags(fs, args, gatewayUsage, "see redisrepl gateway -h", stderr); !ok {
+		return status
 	}
 	cfg, err := config.LoadGateway(*cfgPath)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/dedup"
+	"github.com/redisrepl/redisrepl/link"
 	"github.com/redisrepl/redisrepl/link/store"
 	"github.com/redisrepl/redisrepl/webdis"
 )
@@ -87,19 +88,8 @@ func verifyCmd(args []string, stdout, stderr io.Writer) int {
 		maxDiffs = fs.Int("max-diffs", 1000, "print at most `N` differences (all are counted)")
 	)
 	fs.Var(&repair, "repair", "make the sides equal: -repair or -repair=remote copies local keys to the remote, -repair=local the other way")
-	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), verifyUsage)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return 0
-		}
-		return 2
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(stderr, "redisrepl verify: unexpected argument %q (write -repair=local, not -repair local)\n", fs.Arg(0))
-		return 2
+	if status, ok := parseFlags(fs, args, verifyUsage, "write -repair=local, not -repair local", stderr); !ok {
+		return status
 	}
 	cfg, err := one.config(*cfgPath, false)
 	if err != nil {
@@ -147,7 +137,8 @@ type verifier struct {
 }
 
 func (v *verifier) run(ctx context.Context, lc config.Link) int {
-	sides, err := store.Open(lc.WithDefaults(), lc.WithDefaults().Workers+2, nil)
+	lc = lc.WithDefaults()
+	sides, err := store.Open(link.StoreOptions(lc, lc.Workers+2))
 	if err != nil {
 		fmt.Fprintf(v.progress.w, "redisrepl verify: %v\n", err)
 		return 2

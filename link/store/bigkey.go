@@ -180,7 +180,7 @@ func (w *stageWriter) add(unit [][]byte) error {
 		l += argLen(e)
 	}
 	if w.overhead()+l > w.budget {
-		return fmt.Errorf("key %q: an element of %d bytes does not fit in one request of max_request_bytes=%d", w.key, l, w.budget)
+		return webdis.WithKind(fmt.Errorf("key %q: an element of %d bytes does not fit in one request of max_request_bytes=%d", w.key, l, w.budget), webdis.ErrTooLarge)
 	}
 	if w.overhead()+w.size+l > w.budget {
 		if err := w.flush(); err != nil {

@@ -95,19 +95,19 @@ func (e evalOps) exists(ctx context.Context, keys [][]byte) ([]bool, error) {
 // mode, is one MSET instead: as atomic, with two arguments per key instead
 // of five and no script to run (the namespace is checked here, before
 // anything is sent).
-func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark []byte) (bool, error) {
+func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark []byte) (bool, []int, error) {
 	if mark == nil && !e.noMSET.Load() && msetable(states) {
 		args := make([][]byte, 0, 1+2*len(states))
 		args = append(args, []byte("MSET"))
 		for i := range states {
 			if !bytes.HasPrefix(states[i].Key, prefix) {
-				return false, fmt.Errorf("key %q is outside the namespace %q", states[i].Key, prefix)
+				return false, nil, fmt.Errorf("key %q is outside the namespace %q", states[i].Key, prefix)
 			}
 			args = append(args, states[i].Key, states[i].Elems[0])
 		}
 		_, err := e.do.Do(ctx, args...)
-		if err == nil || !commandRefused(err) {
-			return false, err
+		if err == nil || !errors.Is(webdis.Classify(err), webdis.ErrRefused) {
+			return false, nil, err
 		}
 		// Refused, before anything was written: the script writes
 		// strings as well, from now on.
@@ -143,28 +143,19 @@ func (e evalOps) apply(ctx context.Context, prefix []byte, states []State, mark 
 	}
 	reply, err := e.eval(ctx, script, keys, args...)
 	if err != nil {
-		return false, err
+		return false, nil, err
 	}
 	out, err := redis.Strings(reply, nil)
 	if err != nil || len(out) == 0 {
-		return false, errors.New("bad reply")
+		return false, nil, errors.New("bad reply")
 	}
+	var skipped []int
 	for _, v := range out[1:] {
 		if i, err := strconv.Atoi(v); err == nil && i >= 1 && i <= len(states) {
-			states[i-1].Skipped = true
+			skipped = append(skipped, i-1)
 		}
 	}
-	return out[0] == "1", nil
-}
-
-// commandRefused says whether err is the side refusing a command (Webdis's
-// 403, an ACL's NOPERM, a renamed command) rather than failing to run it.
-func commandRefused(err error) bool {
-	var re redis.Error
-	if errors.As(err, &re) {
-		return strings.HasPrefix(string(re), "NOPERM") || strings.HasPrefix(string(re), "ERR unknown command")
-	}
-	return webdis.KindOf(err) == webdis.KindForbidden
+	return out[0] == "1", skipped, nil
 }
 
 // msetable says whether states can be written by one MSET: strings without

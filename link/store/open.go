@@ -1,10 +1,8 @@
 package store
 
 import (
-	"context"
 	"fmt"
 
-	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
@@ -13,103 +11,70 @@ type Sides struct {
 	Local, Remote *Store
 	Pool          *Pool          // to the local Redis
 	Client        *webdis.Client // to the remote, through Webdis
+	ownClient     bool           // Close closes Client: Open made it
 }
 
-// Open builds both sides of cfg's link on a pool of conns connections to
-// the local Redis and a Webdis client of as many. The remote store sends
-// its commands through wrap(client) when wrap is set (the link measures
-// them). It contacts nothing.
-func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
-	client, err := webdis.New(webdis.Options{
-		URL:      cfg.Remote,
-		CertFile: cfg.Cert,
-		KeyFile:  cfg.Key,
-		CAFile:   cfg.CA,
-		MaxConns: conns,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
-	}
-	s, err := OpenOn(cfg, client, conns, wrap)
-	if err != nil {
-		client.Close()
-	}
-	return s, err
+// Options say what Open opens: a link's two sides, as plain values (the
+// caller converts its configuration: link.StoreOptions).
+type Options struct {
+	Name      string // the link's, for messages
+	Namespace []byte
+	Local     RedisAddr // the local Redis
+	// Hub is how to reach the remote through Webdis; Client, if set, is a
+	// client several links share (Hub is then not used, and Close leaves
+	// it open).
+	Hub    webdis.Options
+	Client *webdis.Client
+	// Conns bounds the connections to the local Redis, and those of a
+	// client Open makes when Hub.MaxConns is 0.
+	Conns int
+	// MaxRequestBytes is the remote's request budget (max_request_bytes).
+	MaxRequestBytes int
+	// Wrap, if set, sends the remote store's commands through Wrap(client)
+	// (the link measures them).
+	Wrap func(Doer) Doer
 }
 
-// OpenOn is Open on a Webdis client given (one several links share): only
-// the pool to the local Redis is the link's own.
-func OpenOn(cfg config.Link, client *webdis.Client, conns int, wrap func(Doer) Doer) (*Sides, error) {
-	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS,
-		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey}
+// Open builds both sides of a link. It contacts nothing.
+func Open(o Options) (*Sides, error) {
+	client, own := o.Client, o.Client == nil
+	if own {
+		hub := o.Hub
+		if hub.MaxConns == 0 {
+			hub.MaxConns = o.Conns
+		}
+		var err error
+		if client, err = webdis.New(hub); err != nil {
+			return nil, fmt.Errorf("link %q: %w", o.Name, err)
+		}
+	}
+	addr := o.Local
 	if err := addr.LoadTLS(); err != nil {
-		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
+		if own {
+			client.Close()
+		}
+		return nil, fmt.Errorf("link %q: %w", o.Name, err)
 	}
-	pool := NewPool(addr, conns)
-	prefix := []byte(cfg.Namespace)
+	pool := NewPool(addr, o.Conns)
 	// A key read whole must also fit in one write: both sides' read limits
 	// follow the remote's request budget.
-	lim := Limits{MaxElems: DefaultMaxElems, MaxBytes: cfg.MaxRequestBytes, MaxBatchBytes: DefaultMaxBatchBytes}
-	local := New("local "+addr.String(), pool, prefix, lim)
-	lim.MaxRequest = cfg.MaxRequestBytes
+	lim := Limits{MaxElems: DefaultMaxElems, MaxBytes: o.MaxRequestBytes, MaxBatchBytes: DefaultMaxBatchBytes}
+	local := New("local "+addr.String(), pool, o.Namespace, lim)
+	lim.MaxRequest = o.MaxRequestBytes
 	var do Doer = client
-	if wrap != nil {
-		do = wrap(client)
+	if o.Wrap != nil {
+		do = o.Wrap(client)
 	}
-	remote := New("remote "+client.URL(), do, prefix, lim)
+	remote := New("remote "+client.URL(), do, o.Namespace, lim)
 	Pair(local, remote)
-	return &Sides{Local: local, Remote: remote, Pool: pool, Client: client}, nil
+	return &Sides{Local: local, Remote: remote, Pool: pool, Client: client, ownClient: own}, nil
 }
 
-// Close releases the connections of both sides.
+// Close releases the connections of both sides (a shared client stays
+// open).
 func (s *Sides) Close() {
-	s.Client.Close()
-	s.Pool.Close()
-}
-
-// CopyKeys makes each of keys on dst hold its current state on src: whole
-// keys, each written atomically, a key that src lacks deleted, a key too big
-// for one request copied in chunks and renamed into place. Unlike a running
-// link it applies no max_value_bytes limit: the caller asked for these keys.
-func CopyKeys(ctx context.Context, src, dst *Store, keys [][]byte) error {
-	return copyKeys(ctx, src, dst, keys, "")
-}
-
-// RestoreMissing is CopyKeys for keys that dst lacks: a key written on dst
-// meanwhile is left as it is (the write checks, atomically, that the key is
-// still absent). A key too big for one request is copied in chunks and
-// renamed into place unconditionally: a write of it on dst during its copy
-// is overwritten.
-func RestoreMissing(ctx context.Context, src, dst *Store, keys [][]byte) error {
-	return copyKeys(ctx, src, dst, keys, DigestPrefix(NoneDigest))
-}
-
-func copyKeys(ctx context.Context, src, dst *Store, keys [][]byte, expect string) error {
-	for len(keys) > 0 {
-		states, err := src.Read(ctx, keys)
-		if err != nil {
-			return err
-		}
-		var whole []State
-		var deferred [][]byte
-		for i := range states {
-			st := &states[i]
-			switch {
-			case st.Deferred: // past the read's byte budget: read again
-				deferred = append(deferred, st.Key)
-			case !dst.Fits(st):
-				if err := CopyBig(ctx, src, dst, st.Key, st.Type, st.ExpireAt); err != nil {
-					return err
-				}
-			default:
-				st.Expect = expect
-				whole = append(whole, *st)
-			}
-		}
-		if err := dst.Apply(ctx, whole); err != nil {
-			return err
-		}
-		keys = deferred
+	if s.ownClient {
+		s.Client.Close()
 	}
-	return nil
+	s.Pool.Close()
 }

@@ -21,11 +21,11 @@ type ops interface {
 	exists(ctx context.Context, keys [][]byte) ([]bool, error)
 	// apply writes states, each atomically; all keys must start with
 	// prefix, which is checked before anything is written. States with
-	// Expect are written only over that digest, and marked Skipped when
-	// not (where the implementation can check it). A mark (WriteMark) is
-	// published in the same atomic step after the writes where the
-	// implementation can: marked says whether it was.
-	apply(ctx context.Context, prefix []byte, states []State, mark []byte) (marked bool, err error)
+	// Expect are written only over that digest; skipped are the indexes of
+	// those that were not (where the implementation can check it). A mark
+	// (WriteMark) is published in the same atomic step after the writes
+	// where the implementation can: marked says whether it was.
+	apply(ctx context.Context, prefix []byte, states []State, mark []byte) (marked bool, skipped []int, err error)
 
 	// chunk reads one chunk of a big key, from cursor ("0" to start; "-"
 	// for a stream). Its Next is "" at the end.

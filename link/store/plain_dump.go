@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/gomodule/redigo/redis"
@@ -104,23 +103,14 @@ func (s *Store) restoreAllowed(ctx context.Context) (bool, error) {
 // version it cannot read) or by Webdis (HTTP 403) is a "no", kept; any other
 // error is no answer.
 func (s *Store) answer(err error, refused func(string, error) (bool, error), what string) (bool, error) {
+	// A passing state of the server (loading its data, busy with a
+	// script, out of memory for now) is no answer about RESTORE.
+	err = webdis.Classify(err)
 	var re redis.Error
-	if errors.As(err, &re) && !transient(re) || webdis.KindOf(err) == webdis.KindForbidden {
+	if errors.As(err, &re) && !errors.Is(err, webdis.ErrTransient) || errors.Is(err, webdis.ErrRefused) {
 		return refused(what, err)
 	}
 	return false, err
-}
-
-// transient says whether an error reply is a passing state of the server
-// (loading its data, busy with a script, out of memory for now), no answer
-// about RESTORE.
-func transient(re redis.Error) bool {
-	for _, p := range []string{"LOADING", "BUSY", "TRYAGAIN", "MASTERDOWN", "OOM"} {
-		if strings.HasPrefix(string(re), p) {
-			return true
-		}
-	}
-	return false
 }
 
 // restoreRefusal is why s does not accept RESTORE, "" if it does or nobody

@@ -29,8 +29,8 @@ const maxPlainArgs = 1 << 16
 // write is left out, and the error naming it is returned once the others
 // are written. It publishes no mark: plain commands cannot write and
 // publish in one step.
-func (p plainOps) apply(ctx context.Context, prefix []byte, states []State, _ []byte) (bool, error) {
-	return false, p.applyAll(ctx, prefix, states)
+func (p plainOps) apply(ctx context.Context, prefix []byte, states []State, _ []byte) (bool, []int, error) {
+	return false, nil, p.applyAll(ctx, prefix, states)
 }
 
 func (p plainOps) applyAll(ctx context.Context, prefix []byte, states []State) error {
@@ -137,7 +137,7 @@ func (p plainOps) add(ctx context.Context, k []byte, ty string, elems [][]byte, 
 			l += argLen(e)
 		}
 		if overhead+l > budget {
-			return fmt.Errorf("an element of %d bytes does not fit in one request of %d bytes", l, budget)
+			return webdis.WithKind(fmt.Errorf("an element of %d bytes does not fit in one request of %d bytes", l, budget), webdis.ErrTooLarge)
 		}
 		if size+l > budget || len(args)+step > maxPlainArgs || ty == "string" {
 			if err := send(); err != nil {

@@ -32,12 +32,11 @@ type State struct {
 	BigSize  int64 // with Big: its size in bytes (estimated for collections)
 	Deferred bool  // not read: the batch was full; read it again later
 
-	// Expect, for a conditional write (Store.Apply in direction both): the
+	// Expect, for a conditional write (Store.Write in direction both): the
 	// first 16 hex digits of the digest the key must still hold on the side
-	// written, "" for none. Skipped is set when the key held something else
-	// and was not written.
-	Expect  string
-	Skipped bool
+	// written, "" for none. A key that held something else is not written
+	// (Skipped).
+	Expect string
 }
 
 // Exists says whether the key exists.

@@ -26,6 +26,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/redisrepl/redisrepl/dedup"
 	"github.com/redisrepl/redisrepl/webdis"
 )
 
@@ -265,27 +266,30 @@ func (s *Store) applyOverhead(n int) int { return s.applyBase + intLen(int64(n))
 // Apply writes states (none of them Big), each atomically, packing as many
 // keys into each request as MaxRequest allows. A state with Expect is
 // written only if the key still holds that digest (scripts only: plain
-// commands write unconditionally); one that held something else is marked
-// Skipped. A state that alone does not fit (see Fits) is an error.
+// commands write unconditionally). A state that alone does not fit (see
+// Fits) is an error. Write is Apply with what it did told back, and big
+// keys.
 //
 // Keys of a type plain commands cannot write (a stream) are carried with
 // DUMP and RESTORE from the peer they were read on where this side accepts
 // it (plain_dump.go); otherwise they are left out and named in an
 // *UnsupportedError, returned once every other key is written.
 func (s *Store) Apply(ctx context.Context, states []State) error {
-	_, err := s.ApplyMarked(ctx, states, nil)
+	_, _, err := s.apply(ctx, states, nil)
 	return err
 }
 
-// ApplyMarked is Apply publishing mark (WriteMark) in each write request,
-// in the same atomic step, after its writes. It says whether every request
-// published it: not on plain commands, which cannot write and publish in
-// one step, nor where the side refuses PUBLISH.
-func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (bool, error) {
+// apply is Apply publishing mark (WriteMark) in each write request, in the
+// same atomic step, after its writes. It says whether every request
+// published it (not on plain commands, which cannot write and publish in
+// one step, nor where the side refuses PUBLISH), and which states it
+// skipped (their Expect not met), by index.
+func (s *Store) apply(ctx context.Context, states []State, mark []byte) (marked bool, skipped []int, err error) {
 	var left unsupportedKeys
 	all := states
-	marked := mark != nil
-	for len(states) > 0 {
+	marked = mark != nil
+	for at := 0; at < len(all); {
+		states := all[at:]
 		n, size := 0, 0
 		for n < len(states) {
 			l := states[n].applyLen()
@@ -296,31 +300,31 @@ func (s *Store) ApplyMarked(ctx context.Context, states []State, mark []byte) (b
 			n++
 		}
 		if n == 0 {
-			return false, fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest)
+			return false, nil, webdis.WithKind(fmt.Errorf("%s: key %q does not fit in one request of max_request_bytes=%d", s.Name, states[0].Key, s.MaxRequest), webdis.ErrTooLarge)
 		}
 		part := states[:n]
 		var ok bool
-		err := s.run(func(o ops) (err error) { ok, err = o.apply(ctx, s.Prefix, part, mark); return err })
+		var sk []int
+		err := s.run(func(o ops) (err error) { ok, sk, err = o.apply(ctx, s.Prefix, part, mark); return err })
 		marked = marked && ok
 		if err != nil && !left.add(err) {
-			return false, fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
+			return false, nil, fmt.Errorf("%s: write %d keys: %w", s.Name, n, err)
 		}
-		states = states[n:]
+		for _, i := range sk {
+			skipped = append(skipped, at+i)
+		}
+		at += n
 	}
-	return marked, s.carryLeft(ctx, all, &left)
+	return marked, skipped, s.carryLeft(ctx, all, &left)
 }
-
-// writeMarkTag follows the namespace and stagingMark in a write mark: a
-// staging name, so a link that does not know marks ignores them.
-var writeMarkTag = []byte("written:")
 
 // WriteMark is the channel a write marked token publishes to on a side
 // whose keyspace events of db are listened to for namespace prefix: the
 // keyspace channel of a staging key, so that the link's own subscription
 // receives it after the write's events (ParseWriteMark reads it back).
 func WriteMark(db int, prefix []byte, token uint64) []byte {
-	m := fmt.Appendf(nil, "__keyspace@%d__:", db)
-	m = append(append(append(m, prefix...), stagingMark...), writeMarkTag...)
+	m := []byte(dedup.KeyspaceChannel(db))
+	m = append(append(append(m, prefix...), dedup.StagingMark...), dedup.WriteMarkTag...)
 	return strconv.AppendUint(m, token, 10)
 }
 
@@ -330,7 +334,7 @@ func ParseWriteMark(prefix, key []byte) (uint64, bool) {
 	if !IsStaging(prefix, key) {
 		return 0, false
 	}
-	rest, ok := bytes.CutPrefix(key[len(prefix)+len(stagingMark):], writeMarkTag)
+	rest, ok := bytes.CutPrefix(key[len(prefix)+len(stagingMark):], []byte(dedup.WriteMarkTag))
 	if !ok {
 		return 0, false
 	}
@@ -406,10 +410,9 @@ func GlobEscape(s []byte) []byte {
 	return p
 }
 
-// stagingMark follows the namespace in the name of a staging key, the
-// temporary key a big value is built in on the far side before it is renamed
-// into place. Links ignore such keys: they are never replicated.
-var stagingMark = []byte("\x00redisrepl-staging\x00")
+// stagingMark follows the namespace in the name of a staging key
+// (dedup.StagingMark): links ignore such keys.
+var stagingMark = []byte(dedup.StagingMark)
 
 // LegacyCanaryKey is the key older links wrote in namespace prefix to prove
 // that keyspace events flow. It is a staging key by name, so links never
@@ -418,7 +421,7 @@ var stagingMark = []byte("\x00redisrepl-staging\x00")
 // (config.Link.CanaryKey).
 func LegacyCanaryKey(prefix []byte) []byte {
 	k := append(append([]byte{}, prefix...), stagingMark...)
-	return append(k, "canary"...)
+	return append(k, dedup.LegacyCanaryTag...)
 }
 
 // IsStaging says whether key is a staging key of namespace prefix.

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -528,15 +529,21 @@ func testConditional(t *testing.T, b backend) {
 		{Key: []byte("c:b"), Type: "string", Elems: bs("new"), Expect: DigestPrefix(read[1].Digest)},
 		{Key: []byte("c:c"), Type: "string", Elems: bs("new")}, // no condition
 	}
-	if err := s.Apply(ctx, states); err != nil {
+	given := slices.Clone(states)
+	w, err := s.Write(ctx, nil, states, WriteOptions{})
+	if err != nil {
 		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(states, given) {
+		t.Fatalf("Write changed the states it was given: %+v, was %+v", states, given)
 	}
 	wantB, wantSkip := "written meanwhile", true
 	if !b.conditional {
 		wantB, wantSkip = "new", false // plain commands write unconditionally (documented)
 	}
-	if states[0].Skipped || states[1].Skipped != wantSkip || states[2].Skipped {
-		t.Fatalf("skipped: %v %v %v, want false %v false", states[0].Skipped, states[1].Skipped, states[2].Skipped, wantSkip)
+	skipped := func(i int) bool { return w.Outcomes[i] == Skipped }
+	if skipped(0) || skipped(1) != wantSkip || skipped(2) {
+		t.Fatalf("skipped: %v %v %v, want false %v false", skipped(0), skipped(1), skipped(2), wantSkip)
 	}
 	for k, want := range map[string]string{"c:a": "new", "c:b": wantB, "c:c": "new"} {
 		if v, _ := redis.String(c.Do("GET", k)); v != want {
@@ -796,10 +803,11 @@ func TestApplyMarkedPublishesTheMarkAfterItsWrites(t *testing.T) {
 				{Key: []byte(string(prefix) + "gone"), Type: "none"},
 			}
 			mark := WriteMark(0, prefix, 42)
-			marked, err := tc.store(prefix).ApplyMarked(context.Background(), states, mark)
+			w, err := tc.store(prefix).Write(context.Background(), nil, states, WriteOptions{Mark: func([]int) []byte { return mark }})
 			if err != nil {
 				t.Fatal(err)
 			}
+			marked := w.Marked
 			if marked != tc.wantMarked {
 				t.Fatalf("marked = %v, want %v", marked, tc.wantMarked)
 			}

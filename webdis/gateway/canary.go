@@ -2,17 +2,17 @@ package gateway
 
 import (
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // A link proves that the stream of its namespace's events flows without
 // writing into the namespace (docs/ARCHITECTURE.md, "Health"): it writes a
 // canary key outside every namespace and subscribes to the key's channel on
 // the same stream as the namespace's pattern. For each namespace ns of a
-// tenant, its canary keys are config.HubCanaryPrefix(ns) + anything: the
+// tenant, its canary keys are dedup.HubCanaryPrefix(ns) + anything: the
 // tenants of ns may write them, and subscribe to their keyspace channel.
 //
 // They are not a second namespace: an ACL selector allows only what the
@@ -36,7 +36,7 @@ var canaryCommands = []string{"+set", "+exists", "+del"}
 func canaryPrefixes(c config.Tenant) []string {
 	var out []string
 	for _, ns := range c.Namespaces {
-		p := config.HubCanaryPrefix(ns)
+		p := dedup.HubCanaryPrefix(ns)
 		if !slices.ContainsFunc(c.Namespaces, func(n string) bool { return strings.HasPrefix(p, n) }) {
 			out = append(out, p)
 		}
@@ -59,7 +59,7 @@ func canarySelectors(c config.Tenant) []any {
 
 // canaryGrants are the keyspace channels of c's canary keys.
 func canaryGrants(db int, c config.Tenant) []grant {
-	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
+	ks := dedup.KeyspaceChannel(db)
 	var gs []grant
 	for _, p := range canaryPrefixes(c) {
 		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*"})

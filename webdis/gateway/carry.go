@@ -8,6 +8,8 @@ import (
 	"strings"
 
 	"github.com/gomodule/redigo/redis"
+
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // Values on the stream (docs/ARCHITECTURE.md, "Values on the hub's
@@ -81,7 +83,7 @@ func (g *Gateway) newCarry(r *http.Request, t *tenant, c *command, sub *subscrip
 	if err != nil {
 		return nil
 	}
-	return &carry{sha: sha, args: args, ks: []byte("__keyspace@" + strconv.Itoa(g.cfg.RedisDB) + "__:"), conn: conn}
+	return &carry{sha: sha, args: args, ks: []byte(dedup.KeyspaceChannel(g.cfg.RedisDB)), conn: conn}
 }
 
 func (cr *carry) Close() {

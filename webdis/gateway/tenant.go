@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -14,6 +13,7 @@ import (
 	"github.com/gomodule/redigo/redis"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/dedup"
 )
 
 // tenant is a [[tenant]] in force: its ACL user, the pool of connections
@@ -90,7 +90,7 @@ type grant struct {
 // channelGrants: the keyspace channels of every prefix of c (namespaces
 // and read prefixes), and the channels named in its namespaces.
 func channelGrants(db int, c config.Tenant) []grant {
-	ks := "__keyspace@" + strconv.Itoa(db) + "__:"
+	ks := dedup.KeyspaceChannel(db)
 	var gs []grant
 	for _, p := range c.Namespaces {
 		gs = append(gs, grant{lit: []byte(ks + p), pattern: ks + globEscape(p) + "*"})
