@@ -19,9 +19,8 @@ import (
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
-// Links: many push links in this one process, as the service runs them
-// (issue 11): one local Redis, one hub, N links, each its own namespace
-// "l<i>:". For N in 1, 50 and 200, both sides are flushed and N fresh
+// Links: many push links in this one process, as the service runs them:
+// one local Redis, one hub, N links, each its own namespace "l<i>:". For N in 1, 50 and 200, both sides are flushed and N fresh
 // links started; once all are live and done with their first resync (plus
 // linksSettle):
 //
