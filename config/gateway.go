@@ -288,8 +288,6 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 	p.checkGatewayFiles(g)
 }
 
-var tenantKeys = []string{"name", "client", "namespaces", "read"}
-
 func (p *gwParser) tenant(index int, t map[string]any, limits Limits) Tenant {
 	tn := Tenant{Limits: limits}
 	if n, ok := t["name"].(string); ok {
