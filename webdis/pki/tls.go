@@ -44,13 +44,9 @@ func KeyPair(certFile, keyFile string) (tls.Certificate, error) {
 // connection costs a round trip less, which across a WAN is tens of
 // milliseconds on the path of a change.
 func ClientConfig(certFile, keyFile, caFile, serverName string) (*tls.Config, error) {
-	cert, err := KeyPair(certFile, keyFile)
+	cert, roots, err := ownAndTrusted("client", certFile, keyFile, "CA file", caFile)
 	if err != nil {
-		return nil, fmt.Errorf("client %w", err)
-	}
-	roots, err := CertPool(caFile)
-	if err != nil {
-		return nil, fmt.Errorf("CA file: %w", err)
+		return nil, err
 	}
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
@@ -85,13 +81,9 @@ func TrustingConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
 // so that a link carries many requests in flight on one connection
 // (docs/ARCHITECTURE.md, "The path of a change").
 func ServerConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
-	cert, err := KeyPair(certFile, keyFile)
+	cert, pool, err := ownAndTrusted("server", certFile, keyFile, "client_ca", clientCAFile)
 	if err != nil {
-		return nil, fmt.Errorf("server %w", err)
-	}
-	pool, err := CertPool(clientCAFile)
-	if err != nil {
-		return nil, fmt.Errorf("client_ca: %w", err)
+		return nil, err
 	}
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS12,
@@ -100,6 +92,20 @@ func ServerConfig(certFile, keyFile, clientCAFile string) (*tls.Config, error) {
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		NextProtos:   []string{"h2", "http/1.1"},
 	}, nil
+}
+
+// ownAndTrusted loads the certificate an end presents and the CAs it
+// trusts; errors name the end's role and the CA setting.
+func ownAndTrusted(role, certFile, keyFile, caName, caFile string) (tls.Certificate, *x509.CertPool, error) {
+	cert, err := KeyPair(certFile, keyFile)
+	if err != nil {
+		return cert, nil, fmt.Errorf("%s %w", role, err)
+	}
+	pool, err := CertPool(caFile)
+	if err != nil {
+		return cert, nil, fmt.Errorf("%s: %w", caName, err)
+	}
+	return cert, pool, nil
 }
 
 // LocalRedisConfig is the TLS configuration of a connection to a local
