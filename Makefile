@@ -28,6 +28,10 @@ endif
 # Debian-valid: tag v1.2.3 -> 1.2.3, 5 commits later -> 1.2.3+5.gHASH; with
 # no tag 0.0~gitN.gHASH (N commits); uncommitted changes add +dirty.
 NFPM        := github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+# staticcheck, pinned and run with "go run" like nfpm (make test's lint step).
+STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
+# make bench appends each run's figures, with its commit and load, here.
+BENCH_LOG   := docs/BENCHMARKS.md
 DEB_VERSION ?= $(shell d=$$(git describe --tags --long --match 'v[0-9]*' --dirty=+dirty 2>/dev/null) && \
   echo "$$d" | sed -E 's/^v//; s/-0-g[0-9a-f]+//; s/-([0-9]+)-g([0-9a-f]+)/+\1.g\2/' || \
   echo "0.0~git$$(git rev-list --count HEAD 2>/dev/null || echo 0).g$$(git rev-parse --short HEAD 2>/dev/null || echo 0)$$(git diff --quiet HEAD 2>/dev/null || echo +dirty)")
@@ -130,6 +134,7 @@ CLUSTER_TESTS := TestCluster
 VALKEY_LINK_TESTS := TestPushEveryType|TestPushDeletes|TestPushTTL$$|TestPushStreamKeepsRemoteGroups|TestBothRemoteChangesReachLocal|TestBothNoLoop|TestResyncCopiesOnlyDifferences|TestConvergeAfterLocalRestart|TestNotificationsResetNoticed|TestPlainLinkReplicates|TestLocalTLSReplicates|TestLocalResetPush
 test: deps
 	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 	$(GO) test -count=1 -timeout 15m -skip '^($(DEB_TEST)$$|$(CLUSTER_TESTS))' ./...
 	$(GO) test -count=1 -timeout 5m -run '^$(DEB_TEST)$$' ./examples/
 	$(GO) test -count=1 -timeout 10m -run '^$(CLUSTER_TESTS)' ./link/store/ ./webdis/gateway/
@@ -142,7 +147,12 @@ test: deps
 bench: deps build
 	@if [ -d cmd/redisrepl-bench ]; then \
 	  echo "$(GO) run ./cmd/redisrepl-bench $(BENCH_ARGS)"; \
-	  $(GO) run ./cmd/redisrepl-bench $(BENCH_ARGS); \
+	  mkdir -p bin && $(GO) run ./cmd/redisrepl-bench $(BENCH_ARGS) | tee bin/bench.out; \
+	  rc=$${PIPESTATUS[0]}; [ $$rc -eq 0 ] || exit $$rc; \
+	  { echo; echo "## Commit $(VERSION), $$(date -u '+%Y-%m-%d %H:%M UTC')$(if $(BENCH_ARGS), ($(BENCH_ARGS)))"; echo; \
+	    echo "Load average at the end of the run: $$(cut -d' ' -f1-3 /proc/loadavg)."; echo; \
+	    echo '```'; cat bin/bench.out; echo '```'; } >> $(BENCH_LOG); \
+	  echo "bench: figures appended to $(BENCH_LOG)"; \
 	else \
 	  echo "bench: the benchmark harness (cmd/redisrepl-bench) is not there yet" >&2; \
 	  exit 1; \

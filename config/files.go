@@ -1,7 +1,6 @@
 package config
 
 import (
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -38,55 +37,32 @@ func (e *FileError) Unwrap() error { return e.Err }
 // the local Redis's) and checks that they load, as Parse does. It returns
 // nil, or a *FileError for the first file at fault.
 func (l Link) CheckFiles() error {
-	read := func(field, path string) ([]byte, error) {
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return nil, &FileError{Field: field, Path: path, Unreadable: true, Err: err}
-		}
-		return b, nil
-	}
-	pair := func(certField, keyField, certPath, keyPath string) error {
-		if certPath == "" || keyPath == "" {
-			return nil
-		}
-		cert, err := read(certField, certPath)
-		if err != nil {
-			return err
-		}
-		key, err := read(keyField, keyPath)
-		if err != nil {
-			return err
-		}
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			return &FileError{Field: certField, Path: certPath,
+	var first error
+	check := pemCheck{
+		read: func(field, path string) []byte {
+			if first != nil {
+				return nil
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				first = &FileError{Field: field, Path: path, Unreadable: true, Err: err}
+				return nil
+			}
+			return b
+		},
+		badPair: func(certField, keyField, certPath, keyPath string, err error) {
+			first = &FileError{Field: certField, Path: certPath,
 				Err: fmt.Errorf("with %s %s, not a certificate and key pair: %w", keyField, keyPath, err)}
-		}
-		return nil
+		},
+		badCA: func(field, path string, err error) {
+			first = &FileError{Field: field, Path: path, Err: err}
+		},
 	}
-	ca := func(field, path string) error {
-		if path == "" {
-			return nil
-		}
-		b, err := read(field, path)
-		if err != nil {
-			return err
-		}
-		if err := checkCA(b); err != nil {
-			return &FileError{Field: field, Path: path, Err: err}
-		}
-		return nil
-	}
-	for _, check := range []func() error{
-		func() error { return pair("cert", "key", l.Cert, l.Key) },
-		func() error { return ca("ca", l.CA) },
-		func() error { return pair("local_cert", "local_key", l.LocalCert, l.LocalKey) },
-		func() error { return ca("local_ca", l.LocalCA) },
-	} {
-		if err := check(); err != nil {
-			return err
-		}
-	}
-	return nil
+	check.pair("cert", "key", l.Cert, l.Key)
+	check.ca("ca", l.CA)
+	check.pair("local_cert", "local_key", l.LocalCert, l.LocalKey)
+	check.ca("local_ca", l.LocalCA)
+	return first
 }
 
 // fileFields are the fields that name a certificate, key or CA file.

@@ -2,11 +2,9 @@ package config
 
 import (
 	"context"
-	"crypto/tls"
 	"fmt"
 	"maps"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"time"
@@ -121,7 +119,7 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 		KeyspaceEvents: DefaultGatewayKeyspaceEvents, Limits: DefaultLimits,
 		MaxConnections: DefaultGatewayMaxConnections, MaxBodyMemory: DefaultGatewayMaxBodyMemory,
 		BodyTimeout: DefaultGatewayBodyTimeout}
-	gp := &gwParser{parser: p}
+	gp := &gwParser{core: p}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {
 		case "gateway":
@@ -140,25 +138,22 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 				g.Tenants = append(g.Tenants, gp.tenant(i+1, t, g.Limits))
 			}
 		default:
-			p.add(origin{}, "", p.lines.line("", 0, k), fmt.Sprintf("unknown field %q", k))
+			p.unknownTop(k)
 		}
 	}
 	if raw["gateway"] == nil {
-		p.add(origin{}, "", 0, "no [gateway] table")
+		p.record(&Error{File: p.file, Msg: "no [gateway] table"})
 	}
 	gp.crossCheck(g)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *Error) int { return a.Line - b.Line })
-		if len(p.errs) == 1 {
-			return nil, p.errs[0]
-		}
-		return nil, p.errs
+	if err := p.result(); err != nil {
+		return nil, err
 	}
 	return g, nil
 }
 
+// gwParser reads the gateway's file, on the parser core (parse.go).
 type gwParser struct {
-	*parser
+	*core
 	names []string // tenant names by index-1, for messages
 }
 
@@ -187,80 +182,13 @@ func (p *gwParser) failT(index int, key, format string, args ...any) {
 	p.record(&Error{File: p.file, Line: p.lines.line("tenant", index, key), Field: who, Msg: fmt.Sprintf(format, args...)})
 }
 
-func (p *gwParser) record(e *Error) {
-	if s := e.Error(); !p.seen[s] {
-		p.seen[s] = true
-		p.errs = append(p.errs, e)
-	}
-}
-
-// typed reads: each reports a wrong type through fail and returns ok = false.
-func gwStr(fail func(string, ...any), v any) (string, bool) {
-	s, ok := v.(string)
-	if !ok {
-		fail("must be a string, not %s", typeName(v))
-	}
-	return s, ok
-}
-
-func gwInt(fail func(string, ...any), v any, lo, hi int64) (int64, bool) {
-	n, ok := v.(int64)
-	if !ok {
-		fail("must be an integer, not %s", typeName(v))
-		return 0, false
-	}
-	if n < lo || n > hi {
-		fail("%d: must be from %d to %d", n, lo, hi)
-		return n, false
-	}
-	return n, true
-}
-
-func gwDuration(fail func(string, ...any), v any, lo, hi time.Duration) (time.Duration, bool) {
-	s, ok := gwStr(fail, v)
-	if !ok {
-		return 0, false
-	}
-	var d Duration
-	if err := d.UnmarshalText([]byte(s)); err != nil {
-		fail("%v", err)
-		return 0, false
-	}
-	if d.Duration < lo || d.Duration > hi {
-		fail("%s: must be from %v to %v", s, lo, hi)
-		return 0, false
-	}
-	return d.Duration, true
-}
-
-func gwStrings(fail func(string, ...any), v any) ([]string, bool) {
-	arr, ok := v.([]any)
-	if !ok {
-		fail("must be an array of strings, not %s", typeName(v))
-		return nil, false
-	}
-	out := make([]string, 0, len(arr))
-	for _, e := range arr {
-		s, ok := e.(string)
-		if !ok {
-			fail("must be an array of strings; holds %s", typeName(e))
-			return nil, false
-		}
-		out = append(out, s)
-	}
-	return out, true
-}
-
 func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 	for _, k := range slices.Sorted(maps.Keys(t)) {
 		v := t[k]
 		fail := func(format string, args ...any) { p.failG(k, format, args...) }
 		switch k {
 		case "listen":
-			if s, ok := gwStr(fail, v); ok {
-				if _, err := hostPort(s, false); err != nil {
-					fail("%v", err)
-				}
+			if s, ok := gwAddr(fail, v, false); ok {
 				g.Listen = s
 			}
 		case "path":
@@ -274,14 +202,7 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 				}
 			}
 		case "cert", "key", "client_ca":
-			if s, ok := gwStr(fail, v); ok {
-				if s == "" {
-					fail("must not be empty")
-					continue
-				}
-				if !filepath.IsAbs(s) {
-					s = filepath.Join(p.dir, s)
-				}
+			if s, ok := p.gwFile(fail, v); ok {
 				switch k {
 				case "cert":
 					g.Cert = s
@@ -302,17 +223,11 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 					d.LocalAddr, max(d.urlDB, 0), d.LocalUser, d.LocalPassword, d.LocalTLS
 			}
 		case "metrics_addr":
-			if s, ok := gwStr(fail, v); ok && s != "" {
-				if _, err := hostPort(s, false); err != nil {
-					fail("%v", err)
-				}
+			if s, ok := gwAddr(fail, v, true); ok && s != "" {
 				g.MetricsAddr = s
 			}
 		case "log_level":
-			if s, ok := gwStr(fail, v); ok {
-				if !slices.Contains([]string{"debug", "info", "warn", "error"}, s) {
-					fail("%q: must be one of debug, info, warn, error", s)
-				}
+			if s, ok := gwOneOf(fail, v, logLevels...); ok {
 				g.LogLevel = s
 			}
 		case "max_body_bytes":
@@ -377,32 +292,6 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 	p.checkGatewayFiles(g)
 }
 
-func (p *gwParser) checkGatewayFiles(g *Gateway) {
-	read := func(key, path string) []byte {
-		if path == "" {
-			return nil
-		}
-		data, err := os.ReadFile(path)
-		if err != nil {
-			p.failG(key, "%v", err)
-		}
-		return data
-	}
-	cert, key, ca := read("cert", g.Cert), read("key", g.Key), read("client_ca", g.ClientCA)
-	if cert != nil && key != nil {
-		if _, err := tls.X509KeyPair(cert, key); err != nil {
-			p.failG("key", "%s and %s do not load as a certificate and key pair: %v", g.Cert, g.Key, err)
-		}
-	}
-	if ca != nil {
-		if err := checkCA(ca); err != nil {
-			p.failG("client_ca", "%s: %v", g.ClientCA, err)
-		}
-	}
-}
-
-var tenantKeys = []string{"name", "client", "namespaces", "read"}
-
 func (p *gwParser) tenant(index int, t map[string]any, limits Limits) Tenant {
 	tn := Tenant{Limits: limits}
 	if n, ok := t["name"].(string); ok {
@@ -418,10 +307,7 @@ func (p *gwParser) tenant(index int, t map[string]any, limits Limits) Tenant {
 				fail("%q: use 1 to 64 letters, digits, '.', '_' or '-', not starting with '.'", s)
 			}
 		case "client":
-			if s, ok := gwStr(fail, v); ok {
-				if s == "" {
-					fail("must not be empty")
-				}
+			if s, ok := gwNonEmpty(fail, v); ok {
 				tn.Client = s
 			}
 		case "namespaces", "read":

@@ -29,7 +29,7 @@ import (
 //     until the remote holds as many elements, then SIGTERM;
 //   - verify: `redisrepl verify` of the same link, which must exit 0 (equal).
 //
-// The target (issue 12): both under 64 MB of peak RSS, whatever the key's
+// The target: both under 64 MB of peak RSS, whatever the key's
 // size. pass says whether every peak was under it.
 
 const bigKeysTargetMB = 64

@@ -39,7 +39,7 @@ import (
 // latency of its requests to the remote (Stats.RemoteLatency, bucket upper
 // bounds).
 
-var lagTargets = map[int]float64{1000: 5, 5000: 15} // p99 ms (issue 11)
+var lagTargets = map[int]float64{1000: 5, 5000: 15} // p99 ms
 
 // lagWay is one direction measured: the link's direction, and whether the
 // writes happen on the hub (copied to the local Redis) instead.

@@ -19,11 +19,10 @@ import (
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
-// Links: many push links in this one process, as the service runs them
-// (issue 11): one local Redis, one hub, N links, each its own namespace
-// "l<i>:". For N in 1, 50 and 200, both sides are flushed and N fresh
-// links started; once all are live and done with their first resync (plus
-// linksSettle):
+// Links: many push links in this one process, as the service runs them:
+// one local Redis, one hub, N links, each its own namespace "l<i>:". For
+// N in 1, 50 and 200, both sides are flushed and N fresh links started;
+// once all are live and done with their first resync (plus linksSettle):
 //
 //   - copy_s: N × 1,000 keys written locally (pipelined, ~100-byte values,
 //     link after link), from the first write until the hub's DBSIZE holds

@@ -41,7 +41,7 @@ import (
 // wanRTTs are the round trips simulated (half each way).
 var wanRTTs = []time.Duration{50 * time.Millisecond, 200 * time.Millisecond}
 
-// Goals at 50 ms RTT (issue 20): lag p50 and p99 ceilings for local → hub,
+// Goals at 50 ms RTT: lag p50 and p99 ceilings for local → hub,
 // and the burst's share of the loopback burst, per front.
 const (
 	wanGoalLagP50     = 30.0 // ms, at 25 ms one way

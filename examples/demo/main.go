@@ -44,8 +44,6 @@ const (
 	stopTimeout = 15 * time.Second // SIGTERM grace before SIGKILL
 )
 
-var start = time.Now()
-
 func main() {
 	os.Exit(run())
 }

@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/redisrepl/redisrepl/webdis/pki"
 )
 
 // RedisAddr says how to reach a Redis directly.
@@ -45,29 +45,9 @@ func (a *RedisAddr) LoadTLS() error {
 	return nil
 }
 
-// tlsConfig is the TLS configuration of a: TLS 1.2 or later, the server
-// verified against CAFile (or the system's CAs) and its host name, the
-// client certificate presented when set.
+// tlsConfig is the TLS configuration of a (pki.LocalRedisConfig).
 func (a RedisAddr) tlsConfig() (*tls.Config, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if a.CAFile != "" {
-		pem, err := os.ReadFile(a.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("local_ca: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("local_ca %s: no PEM certificate in the file", a.CAFile)
-		}
-	}
-	if a.CertFile != "" || a.KeyFile != "" {
-		cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("local_cert and local_key: %w", err)
-		}
-		c.Certificates = []tls.Certificate{cert}
-	}
-	return c, nil
+	return pki.LocalRedisConfig(a.CertFile, a.KeyFile, a.CAFile)
 }
 
 func (a RedisAddr) String() string { return fmt.Sprintf("%s/%d", a.Addr, a.DB) }

@@ -22,13 +22,10 @@ package gateway
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
-	"fmt"
 	"maps"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -39,6 +36,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/webdis/pki"
 )
 
 // Gateway serves the Webdis protocol to the tenants of its file.
@@ -122,30 +120,9 @@ func withDefaults(cfg *config.Gateway) *config.Gateway {
 	return &c
 }
 
-// loadTLS is the server's TLS configuration: TLS 1.2 or newer, a client
-// certificate signed by client_ca required.
+// loadTLS is the server's TLS configuration (pki.ServerConfig).
 func loadTLS(cfg *config.Gateway) (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(cfg.Cert, cfg.Key)
-	if err != nil {
-		return nil, fmt.Errorf("server certificate %s / key %s: %w", cfg.Cert, cfg.Key, err)
-	}
-	pem, err := os.ReadFile(cfg.ClientCA)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("client_ca %s: no PEM certificate in it", cfg.ClientCA)
-	}
-	return &tls.Config{
-		MinVersion:   tls.VersionTLS12,
-		Certificates: []tls.Certificate{cert},
-		ClientCAs:    pool,
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		// HTTP/2 first: a link then carries many requests in flight on
-		// one connection (docs/ARCHITECTURE.md, "The path of a change").
-		NextProtos: []string{"h2", "http/1.1"},
-	}, nil
+	return pki.ServerConfig(cfg.Cert, cfg.Key, cfg.ClientCA)
 }
 
 // Start applies cfg's tenants (setting their ACL users on the hub, and

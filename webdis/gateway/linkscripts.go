@@ -17,7 +17,3 @@ var linkScriptSHAs = []string{
 	"d38b2099dc27e81dbf304b6e08c0b005192b596f",
 	"e8ece4dd2e95ce091ba4639fb831da691b998c19",
 }
-
-// scanScriptSHA is the SHA1 of webdis.ScanScript, the link's scan step,
-// which the gateway runs itself (scan.go).
-const scanScriptSHA = "14e44ce1b0c6baef8cbd79e67dd4c60e03fff710"

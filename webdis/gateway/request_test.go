@@ -113,12 +113,11 @@ func TestGlobMatch(t *testing.T) {
 // TestACLRule pins the ACL SETUSER rule a tenant gets.
 func TestACLRule(t *testing.T) {
 	args := aclRule("redisrepl-gw-labB", "pw", 0, config.Tenant{Name: "labB", Namespaces: []string{"labB:", "b*[x]:"}, Read: []string{"shared:"}})
-	s := fmt.Sprint(args...)
 	var parts []string
 	for _, a := range args {
 		parts = append(parts, a.(string))
 	}
-	s = strings.Join(parts, " ")
+	s := strings.Join(parts, " ")
 	want := "SETUSER redisrepl-gw-labB reset on >pw ~labB:* ~b\\*\\[x\\]:* %R~shared:* " +
 		"(~redisrepl:canary:labB:* +set +exists +del) (~redisrepl:canary:b\\*\\[x\\]:* +set +exists +del) " +
 		"&__keyspace@0__:labB:* &__keyspace@0__:b\\*\\[x\\]:* &labB:* &b\\*\\[x\\]:* " +

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+
+	"github.com/redisrepl/redisrepl/webdis/scanstep"
 )
 
 // Key names listed for a tenant: Redis ACLs check keys a command touches,
@@ -96,11 +98,13 @@ func (t *tenant) filter(keys []any) []any {
 	return out
 }
 
-// isScanScript: EVALSHA of the link's scan step (webdis.ScanScript, whose
-// SHA1 linkscripts.go holds) or EVAL of its source, with no keys and three
-// arguments. Tenants' users may not run SCAN (inside a script it would
-// show every key name), so the gateway runs this one script itself,
-// filtered like SCAN.
+// scanScriptSHA is the SHA1 of scanstep.Script, the link's scan step.
+var scanScriptSHA = scanstep.SHA1()
+
+// isScanScript: EVALSHA of the link's scan step (scanstep.Script) or
+// EVAL of its source, with no keys and three arguments. Tenants' users may
+// not run SCAN (inside a script it would show every key name), so the
+// gateway runs this one script itself, filtered like SCAN.
 func isScanScript(args [][]byte) bool {
 	if len(args) != 6 || string(args[2]) != "0" {
 		return false

@@ -158,7 +158,7 @@ func (g *Gateway) serveStatusPage(w http.ResponseWriter, _ *http.Request) {
 func formatCount(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // statusPageTmpl is the page; html/template escapes every value.
-var statusPageTmpl = template.Must(template.New("status").Funcs(template.FuncMap{"formatCount": formatCount}).Parse(`<!doctype html>
+var statusPageTmpl = template.Must(template.New("status").Funcs(template.FuncMap{"formatCount": formatCount, "statusPageCSS": statusPageCSS}).Parse(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -166,17 +166,10 @@ var statusPageTmpl = template.Must(template.New("status").Funcs(template.FuncMap
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>redisrepl gateway status</title>
 <style>
-body { font: 14px/1.4 system-ui, sans-serif; margin: 1.2em; color: #222; background: #fafafa; }
-h1 { font-size: 1.3em; margin: 0 0 .2em; }
+{{statusPageCSS}}
 .bad { color: #a00; font-weight: bold; }
-table { border-collapse: collapse; width: 100%; background: #fff; }
-th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid #ddd; vertical-align: top; }
-th { background: #eee; font-weight: 600; white-space: nowrap; }
-td.num { text-align: right; font-variant-numeric: tabular-nums; }
-.state { font-weight: bold; border-radius: 3px; padding: .1em .4em; }
 .state-ready { background: #d7f5d7; color: #064; }
 .state-not-ready { background: #fbd5d5; color: #900; }
-footer { margin-top: .8em; color: #777; font-size: .9em; }
 </style>
 </head>
 <body>

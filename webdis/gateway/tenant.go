@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"net"
 	"strings"
 	"sync"
 	"time"
@@ -198,15 +197,4 @@ func (g *Gateway) dialAdminTimeout(readTimeout time.Duration) (redis.Conn, error
 		}
 	}
 	return c, nil
-}
-
-// isNetError says whether err is a failure to reach Redis rather than a
-// reply of Redis.
-func isNetError(err error) bool {
-	var re redis.Error
-	if errors.As(err, &re) {
-		return false
-	}
-	var ne net.Error
-	return errors.As(err, &ne) || err != nil
 }

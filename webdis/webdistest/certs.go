@@ -2,8 +2,6 @@ package webdistest
 
 import (
 	"crypto/tls"
-	"crypto/x509"
-	"fmt"
 	"os"
 	"path/filepath"
 
@@ -84,21 +82,5 @@ func GenerateCerts(dir string, hosts ...string) (*Certs, error) {
 // TLSConfig builds a client TLS config that trusts the CA in caFile and, when
 // certFile is not empty, presents that certificate.
 func TLSConfig(caFile, certFile, keyFile string) (*tls.Config, error) {
-	pemCA, err := os.ReadFile(caFile)
-	if err != nil {
-		return nil, err
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pemCA) {
-		return nil, fmt.Errorf("webdistest: no certificate in %s", caFile)
-	}
-	cfg := &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
-	if certFile != "" {
-		kp, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, err
-		}
-		cfg.Certificates = []tls.Certificate{kp}
-	}
-	return cfg, nil
+	return pki.TrustingConfig(caFile, certFile, keyFile)
 }

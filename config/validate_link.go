@@ -1,23 +1,15 @@
 package config
 
 import (
-	"crypto/tls"
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
 	"maps"
-	"net"
-	"net/url"
-	"os"
-	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
-
-	"github.com/BurntSushi/toml"
 )
+
+// The service's file: [service], [defaults] and the [[link]] tables, on
+// the parser core (parse.go).
 
 // origin says where a value was written: in [service], in [defaults] or in
 // the [[link]] number index (named name).
@@ -43,40 +35,17 @@ type draft struct {
 	disabled  bool              // enabled = false: validated, its files not read, not run
 }
 
+// parser reads the service's file.
 type parser struct {
-	file, dir string
-	lines     lines
-	errs      ErrorList
-	seen      map[string]bool
-	files     map[string]fileCheck
-}
-
-type fileCheck struct {
-	data []byte
-	err  error
-}
-
-// decode reads data, the TOML file at path, into raw tables and a parser of
-// its values; a syntax error is an *Error naming the line.
-func decode(path string, data []byte) (*parser, map[string]any, error) {
-	p := &parser{file: path, dir: filepath.Dir(path), lines: indexLines(data),
-		seen: map[string]bool{}, files: map[string]fileCheck{}}
-	var raw map[string]any
-	if _, err := toml.Decode(string(data), &raw); err != nil {
-		var pe toml.ParseError
-		if errors.As(err, &pe) {
-			return nil, nil, &Error{File: path, Line: pe.Position.Line, Msg: pe.Message}
-		}
-		return nil, nil, &Error{File: path, Msg: err.Error()}
-	}
-	return p, raw, nil
+	*core
 }
 
 func parse(path string, data []byte) (*Config, error) {
-	p, raw, err := decode(path, data)
+	c, raw, err := decode(path, data)
 	if err != nil {
 		return nil, err
 	}
+	p := &parser{core: c}
 	cfg := &Config{Path: path, Service: Service{LogLevel: "info"}}
 	base := draft{Link: Link{}.WithDefaults(), from: map[string]origin{}, urlDB: -1, dbField: -1}
 	var linkTables []map[string]any
@@ -100,7 +69,7 @@ func parse(path string, data []byte) (*Config, error) {
 			}
 			linkTables = ts
 		default:
-			p.unknown(origin{}, k)
+			p.unknownTop(k)
 		}
 	}
 	if raw["link"] == nil {
@@ -111,12 +80,8 @@ func parse(path string, data []byte) (*Config, error) {
 		drafts = append(drafts, p.link(i+1, t, base))
 	}
 	p.crossCheck(drafts)
-	if len(p.errs) > 0 {
-		slices.SortStableFunc(p.errs, func(a, b *Error) int { return a.Line - b.Line })
-		if len(p.errs) == 1 {
-			return nil, p.errs[0]
-		}
-		return nil, p.errs
+	if err := p.result(); err != nil {
+		return nil, err
 	}
 	for _, d := range drafts {
 		if !d.disabled {
@@ -144,10 +109,12 @@ func (p *parser) add(o origin, key string, line int, msg string) {
 	case "service", "defaults":
 		e.Field = strings.TrimSuffix(o.section+"."+key, ".")
 	}
-	if s := e.Error(); !p.seen[s] { // a bad [defaults] value is reported once, not once per link
-		p.seen[s] = true
-		p.errs = append(p.errs, e)
-	}
+	p.record(e)
+}
+
+// at is the failure of field key written at o.
+func (p *parser) at(o origin, key string) failure {
+	return func(format string, args ...any) { p.fail(o, key, format, args...) }
 }
 
 func (p *parser) service(t map[string]any, s *Service) {
@@ -155,14 +122,11 @@ func (p *parser) service(t map[string]any, s *Service) {
 		v := t[k]
 		switch k {
 		case "metrics_addr":
-			if a, ok := p.str(inService, k, v); ok && a != "" {
-				if _, err := hostPort(a, false); err != nil {
-					p.fail(inService, k, "%v", err)
-				}
+			if a, ok := gwAddr(p.at(inService, k), v, true); ok && a != "" {
 				s.MetricsAddr = a
 			}
 		case "log_level":
-			if l, ok := p.oneOf(inService, k, v, "debug", "info", "warn", "error"); ok {
+			if l, ok := gwOneOf(p.at(inService, k), v, logLevels...); ok {
 				s.LogLevel = l
 			}
 		default:
@@ -228,24 +192,6 @@ func (p *parser) canaryInside(d, in *draft) {
 			d.CanaryKey, whose, in.Namespace))
 }
 
-// checkLocalTLS checks that local_ca, local_cert and local_key go with a
-// rediss:// local URL, and local_cert with local_key.
-func (p *parser) checkLocalTLS(d *draft) {
-	for _, k := range []string{"local_ca", "local_cert", "local_key"} {
-		if o, set := d.from[k]; set && d.LocalAddr != "" && !d.LocalTLS {
-			p.fail(o, k, "a TLS setting of the local Redis, but local is not a rediss:// URL (write local = \"rediss://host:port/db\")")
-		}
-	}
-	cert, hasCert := d.from["local_cert"]
-	key, hasKey := d.from["local_key"]
-	switch {
-	case hasCert && !hasKey:
-		p.fail(cert, "local_cert", "needs local_key, the key of the client certificate")
-	case hasKey && !hasCert:
-		p.fail(key, "local_key", "needs local_cert, the client certificate of the key")
-	}
-}
-
 // set validates value v of field key, written at o, and stores it in d.
 func (p *parser) set(d *draft, o origin, key string, v any) {
 	if !slices.Contains(linkKeys, key) {
@@ -279,10 +225,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 			d.dbField = int(n)
 		}
 	case "namespace":
-		if s, ok := p.str(o, key, v); ok {
-			if s == "" {
-				p.fail(o, key, "must not be empty")
-			}
+		if s, ok := gwNonEmpty(p.at(o, key), v); ok {
 			d.Namespace = s
 		}
 	case "remote":
@@ -303,9 +246,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 			if s == "" && key != "state_file" {
 				p.fail(o, key, "must not be empty")
 			}
-			if s != "" && !filepath.IsAbs(s) {
-				s = filepath.Join(p.dir, s)
-			}
+			s = p.path(s)
 			switch key {
 			case "cert":
 				d.Cert = s
@@ -324,10 +265,7 @@ func (p *parser) set(d *draft, o origin, key string, v any) {
 			}
 		}
 	case "canary_key":
-		if s, ok := p.str(o, key, v); ok {
-			if s == "" {
-				p.fail(o, key, "must not be empty")
-			}
+		if s, ok := gwNonEmpty(p.at(o, key), v); ok {
 			d.CanaryKey = s
 		}
 	case "direction":
@@ -387,171 +325,6 @@ func validName(s string) bool {
 	return true
 }
 
-// parseLocal fills the Local* fields and urlDB of d from s (zeroing them if s
-// is invalid). Its errors never hold s, which may carry a password.
-func parseLocal(s string, d *draft) error {
-	d.LocalAddr, d.LocalUser, d.LocalPassword, d.LocalTLS, d.urlDB = "", "", "", false, -1
-	const forms = "want redis://[user:password@]host:port/db, rediss://..., host:port or :port"
-	if !strings.Contains(s, "://") {
-		addr, err := hostPort(s, true)
-		if err != nil {
-			return fmt.Errorf("%v (%s)", err, forms)
-		}
-		d.LocalAddr = addr
-		return nil
-	}
-	u, err := parseURL(s)
-	if err != nil {
-		return err
-	}
-	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return fmt.Errorf("scheme %q: %s", u.Scheme, forms)
-	}
-	if u.RawQuery != "" || u.Fragment != "" || u.Opaque != "" {
-		return fmt.Errorf("query, fragment or opaque part not supported: %s", forms)
-	}
-	port := u.Port()
-	if port == "" {
-		port = "6379"
-	}
-	addr, err := hostPort(net.JoinHostPort(u.Hostname(), port), true)
-	if err != nil {
-		return err
-	}
-	db := -1
-	if p := strings.TrimPrefix(u.Path, "/"); p != "" {
-		n, err := strconv.Atoi(p)
-		if err != nil || n < 0 || p[0] == '+' {
-			return fmt.Errorf("db %q in the URL path is not a non-negative number", p)
-		}
-		db = n
-	}
-	d.LocalAddr, d.LocalTLS, d.urlDB = addr, u.Scheme == "rediss", db
-	if u.User != nil {
-		d.LocalUser = u.User.Username()
-		d.LocalPassword, _ = u.User.Password()
-	}
-	return nil
-}
-
-// parseURL is url.Parse with an error that does not repeat the URL.
-func parseURL(s string) (*url.URL, error) {
-	u, err := url.Parse(s)
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err
-		}
-		return nil, fmt.Errorf("invalid URL: %v", err)
-	}
-	return u, nil
-}
-
-// hostPort checks "host:port"; an empty host becomes 127.0.0.1 when local.
-func hostPort(s string, local bool) (string, error) {
-	host, port, err := net.SplitHostPort(s)
-	if err != nil {
-		return "", fmt.Errorf("%q is not host:port", s)
-	}
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 || port[0] == '+' {
-		return "", fmt.Errorf("port %q is not a number from 1 to 65535", port)
-	}
-	if host == "" && local {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port), nil
-}
-
-// parseRemote checks an https URL and returns a normalised form for comparing.
-func parseRemote(s string) (string, error) {
-	u, err := parseURL(s)
-	if err != nil {
-		return "", err
-	}
-	if u.Scheme != "https" {
-		return "", fmt.Errorf("scheme %q: must be an https:// URL", u.Scheme)
-	}
-	if u.Hostname() == "" {
-		return "", errors.New("no host in the URL")
-	}
-	if u.RawQuery != "" || u.Fragment != "" {
-		return "", errors.New("query or fragment not supported")
-	}
-	port := u.Port()
-	if port == "" {
-		port = "443"
-	}
-	hp, err := hostPort(net.JoinHostPort(u.Hostname(), port), false)
-	if err != nil {
-		return "", err
-	}
-	return "https://" + strings.ToLower(hp) + strings.TrimRight(u.Path, "/"), nil
-}
-
-// checkFiles reads the certificates, keys and CAs of d (the hub's and the
-// local Redis's) and checks them.
-func (p *parser) checkFiles(d *draft) {
-	read := func(key, path string) []byte {
-		if path == "" {
-			return nil
-		}
-		c, ok := p.files[path]
-		if !ok {
-			c.data, c.err = os.ReadFile(path)
-			p.files[path] = c
-		}
-		if c.err != nil {
-			p.fail(d.from[key], key, "%v", c.err)
-		}
-		return c.data
-	}
-	pair := func(certKey, keyKey, certPath, keyPath string) {
-		cert, key := read(certKey, certPath), read(keyKey, keyPath)
-		if cert != nil && key != nil {
-			if _, err := tls.X509KeyPair(cert, key); err != nil {
-				o, k := d.from[keyKey], keyKey // report it where the link itself says something
-				if o.section != "link" && d.from[certKey].section == "link" {
-					o, k = d.from[certKey], certKey
-				}
-				p.fail(o, k, "%s and %s do not load as a certificate and key pair: %v", certPath, keyPath, err)
-			}
-		}
-	}
-	ca := func(caKey, path string) {
-		if data := read(caKey, path); data != nil {
-			if err := checkCA(data); err != nil {
-				p.fail(d.from[caKey], caKey, "%s: %v", path, err)
-			}
-		}
-	}
-	pair("cert", "key", d.Cert, d.Key)
-	ca("ca", d.CA)
-	pair("local_cert", "local_key", d.LocalCert, d.LocalKey)
-	ca("local_ca", d.LocalCA)
-}
-
-func checkCA(data []byte) error {
-	n := 0
-	for {
-		var b *pem.Block
-		b, data = pem.Decode(data)
-		if b == nil {
-			break
-		}
-		if b.Type != "CERTIFICATE" {
-			continue
-		}
-		if _, err := x509.ParseCertificate(b.Bytes); err != nil {
-			return err
-		}
-		n++
-	}
-	if n == 0 {
-		return errors.New("no PEM certificate in the file")
-	}
-	return nil
-}
-
 // crossCheck reports duplicate names and overlapping namespaces.
 func (p *parser) crossCheck(ds []*draft) {
 	for j, b := range ds {
@@ -581,7 +354,7 @@ func (p *parser) crossCheck(ds []*draft) {
 	}
 }
 
-// Typed accessors: each reports a wrong type and returns ok = false.
+// Typed accessors of the link's fields (parse.go).
 
 func (p *parser) table(o origin, key string, v any) (map[string]any, bool) {
 	t, ok := v.(map[string]any)
@@ -591,34 +364,14 @@ func (p *parser) table(o origin, key string, v any) (map[string]any, bool) {
 	return t, ok
 }
 
-func (p *parser) str(o origin, key string, v any) (string, bool) {
-	s, ok := v.(string)
-	if !ok {
-		p.fail(o, key, "must be a string, not %s", typeName(v))
-	}
-	return s, ok
-}
+func (p *parser) str(o origin, key string, v any) (string, bool) { return gwStr(p.at(o, key), v) }
 
 func (p *parser) oneOf(o origin, key string, v any, allowed ...string) (string, bool) {
-	s, ok := p.str(o, key, v)
-	if ok && !slices.Contains(allowed, s) {
-		p.fail(o, key, "%q: must be one of %s", s, strings.Join(allowed, ", "))
-		return s, false
-	}
-	return s, ok
+	return gwOneOf(p.at(o, key), v, allowed...)
 }
 
 func (p *parser) integer(o origin, key string, v any, lo, hi int64) (int64, bool) {
-	n, ok := v.(int64)
-	if !ok {
-		p.fail(o, key, "must be an integer, not %s", typeName(v))
-		return 0, false
-	}
-	if n < lo || n > hi {
-		p.fail(o, key, "%d: must be from %d to %d", n, lo, hi)
-		return n, false
-	}
-	return n, true
+	return gwInt(p.at(o, key), v, lo, hi)
 }
 
 // intOr is the integer v, or old if v is not valid.
@@ -627,24 +380,4 @@ func (p *parser) intOr(o origin, key string, v any, lo, hi, old int64) int64 {
 		return n
 	}
 	return old
-}
-
-func typeName(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case time.Time:
-		return "a date"
-	case []any, []map[string]any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	}
-	return fmt.Sprintf("%T", v)
 }
