@@ -45,6 +45,9 @@ type Gateway struct {
 	RedisUser     string
 	RedisPassword string
 	RedisTLS      bool
+	// Sentinel: the hub is the master they name (gateway_sentinel.go);
+	// Redis* then give its credentials, database and TLS only.
+	Sentinel Sentinel
 
 	MetricsAddr string // "" = off
 	LogLevel    string
@@ -360,16 +363,17 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 				g.UserPrefix = s
 			}
 		default:
-			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) {
+			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) && !sentinelField(fail, k, v, g) {
 				fail("unknown field")
 			}
 		}
 	}
-	for _, k := range []string{"listen", "cert", "key", "client_ca", "redis"} {
+	for _, k := range []string{"listen", "cert", "key", "client_ca"} {
 		if _, ok := t[k]; !ok {
 			p.failG(k, "required")
 		}
 	}
+	p.checkHubSource(t) // gateway_sentinel.go
 	p.checkGatewayFiles(g)
 }
 
