@@ -44,7 +44,8 @@ import (
 type Gateway struct {
 	cfg      *config.Gateway // settings fixed at start (listen, redis, limits)
 	log      zerolog.Logger
-	admin    *redis.Pool // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
+	admin    *redis.Pool  // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
+	sentinel *sentinelHub // the Sentinels of a hub they manage; nil: [gateway] redis
 	metrics  *metrics
 	disabled map[string]bool // [gateway] disabled
 	tlsConf  atomic.Pointer[tls.Config]
@@ -83,8 +84,14 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
+	if cfg.Sentinel.Set() {
+		g.sentinel = newSentinelHub(cfg.Sentinel, log) // sentinel.go
+	}
 	g.admin = &redis.Pool{Dial: g.dialAdmin, MaxIdle: 4, IdleTimeout: time.Minute,
 		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if err := g.staleMaster(c); err != nil {
+				return err
+			}
 			if time.Since(idle) < time.Second {
 				return nil
 			}
@@ -182,6 +189,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	go g.watchHub(ctx)
+	if g.sentinel != nil {
+		go g.followSentinels(ctx)
+	}
 	g.log.Info().Str("listen", ln.Addr().String()).Str("path", g.cfg.URLPath).
 		Int("tenants", len(g.state.Load().byName)).Msg("gateway serving")
 	return nil

@@ -26,6 +26,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		t.m.streamsG.Dec()
 	}()
 	sub := newSubscription(t, c)
+	moved := g.masterMoved() // done at the hub's next failover (sentinel.go)
 	var conn redis.Conn
 	var err error
 	if sub.readOnly {
@@ -51,6 +52,8 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 	defer stop()
 	stopT := context.AfterFunc(t.retired, func() { conn.Close() })
 	defer stopT()
+	stopM := context.AfterFunc(moved, func() { conn.Close() })
+	defer stopM()
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", c.mime)

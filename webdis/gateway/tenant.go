@@ -56,6 +56,9 @@ func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 		// A connection idle for a while may have been cut (a restarted
 		// hub): check it, but not on the busy path.
 		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if err := g.staleMaster(c); err != nil { // sentinel.go
+				return err
+			}
 			if time.Since(idle) < time.Second {
 				return nil
 			}
@@ -156,8 +159,21 @@ func isAuthError(err error) bool {
 		strings.HasPrefix(s, "NOPERM")
 }
 
-// dialRedis opens a plain connection to the hub Redis.
+// dialRedis opens a plain connection to the hub Redis (its master, when
+// Sentinel manages it: sentinel.go).
 func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
+	addr, epoch, err := g.masterAddr()
+	if err != nil {
+		return nil, err
+	}
+	c, err := redis.Dial("tcp", addr, g.dialOptions(readTimeout)...)
+	if err != nil {
+		return nil, err
+	}
+	return g.checkMaster(c, addr, epoch)
+}
+
+func (g *Gateway) dialOptions(readTimeout time.Duration) []redis.DialOption {
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(5 * time.Second),
 		redis.DialReadTimeout(readTimeout), redis.DialWriteTimeout(30 * time.Second),
@@ -165,7 +181,18 @@ func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
 	if g.cfg.RedisTLS {
 		opts = append(opts, redis.DialUseTLS(true))
 	}
-	return redis.Dial("tcp", g.cfg.RedisAddr, opts...)
+	return opts
+}
+
+// adminAuth is the AUTH arguments of the gateway's own Redis user (nil: none).
+func (g *Gateway) adminAuth() []any {
+	switch {
+	case g.cfg.RedisUser != "":
+		return []any{g.cfg.RedisUser, g.cfg.RedisPassword}
+	case g.cfg.RedisPassword != "":
+		return []any{g.cfg.RedisPassword}
+	}
+	return nil
 }
 
 // dialAdmin opens a connection as the gateway's own Redis user.
@@ -178,14 +205,7 @@ func (g *Gateway) dialAdminTimeout(readTimeout time.Duration) (redis.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	var args []any
-	switch {
-	case g.cfg.RedisUser != "":
-		args = []any{g.cfg.RedisUser, g.cfg.RedisPassword}
-	case g.cfg.RedisPassword != "":
-		args = []any{g.cfg.RedisPassword}
-	}
-	if args != nil {
+	if args := g.adminAuth(); args != nil && g.sentinel == nil { // checkMaster logged in already
 		if _, err := c.Do("AUTH", args...); err != nil {
 			c.Close()
 			return nil, err

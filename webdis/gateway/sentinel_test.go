@@ -1,0 +1,246 @@
+package gateway_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	"github.com/rs/zerolog"
+
+	"github.com/redisrepl/redisrepl/config"
+	"github.com/redisrepl/redisrepl/link"
+	"github.com/redisrepl/redisrepl/webdis/gateway"
+	"github.com/redisrepl/redisrepl/webdis/webdistest"
+)
+
+// sentinelHub is a gateway in front of a hub managed by Sentinel, and a
+// local Redis.
+type sentinelHub struct {
+	set   *webdistest.SentinelSet
+	gw    *gateway.Gateway
+	certs *webdistest.Certs
+	local string // the local Redis
+	url   string // the gateway's URL
+	dir   string
+}
+
+func startSentinelHub(t *testing.T) *sentinelHub {
+	t.Helper()
+	set := webdistest.NewSentinelSet(t, "hub")
+	dir := t.TempDir()
+	certs, err := webdistest.GenerateCerts(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	port, err := webdistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := webdistest.StartRedis(dir, port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { local.Stop() })
+	gport, err := webdistest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	listen := fmt.Sprintf("127.0.0.1:%d", gport)
+	cfg, err := webdistest.GatewayConfig(certs, listen, "", webdistest.Options{Namespaces: []string{"lab1:"},
+		Tenants: []config.Tenant{{Name: "other", Client: "other", Namespaces: []string{"lab2:"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Redis, cfg.RedisAddr = "", "" // nothing but the Sentinels names the hub
+	cfg.Sentinel = config.NewSentinel(set.Addrs(), set.Name)
+	gw, err := gateway.New(cfg, zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := gw.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { gw.Close() })
+	return &sentinelHub{set: set, gw: gw, certs: certs, local: local.Addr, url: "https://" + listen + "/redis", dir: dir}
+}
+
+func (h *sentinelHub) linkConfig(direction string) config.Link {
+	return config.Link{Name: "sentinel-" + direction, Local: h.local, LocalAddr: h.local, Namespace: "lab1:",
+		Remote: h.url, Cert: h.certs.ClientCert, Key: h.certs.ClientKey, CA: h.certs.CA, Direction: config.Direction(direction),
+		StateFile: filepath.Join(h.dir, "link.state")}.WithDefaults()
+}
+
+func dialT(t *testing.T, addr string) redis.Conn {
+	t.Helper()
+	c, err := redis.Dial("tcp", addr, redis.DialConnectTimeout(2*time.Second), redis.DialReadTimeout(10*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// writer writes lab1:w<i> = <i> on conn as fast as it is answered until
+// stopped, and remembers every write acknowledged.
+type writer struct {
+	mu    sync.Mutex
+	acked map[string]string
+	n     atomic.Int64
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startWriter(t *testing.T, addr, prefix string, pause time.Duration) *writer {
+	c := dialT(t, addr)
+	w := &writer{acked: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		for i := 0; ; i++ {
+			select {
+			case <-w.stop:
+				return
+			default:
+			}
+			// 500 keys written again and again: updates as well as new keys.
+			k, v := fmt.Sprintf("%sw%d", prefix, i%500), fmt.Sprint(i)
+			if _, err := c.Do("SET", k, v); err == nil {
+				w.mu.Lock()
+				w.acked[k] = v
+				w.mu.Unlock()
+				w.n.Add(1)
+			}
+			time.Sleep(pause)
+		}
+	}()
+	return w
+}
+
+func (w *writer) end() map[string]string {
+	close(w.stop)
+	<-w.done
+	return w.acked
+}
+
+// waitEqualOn waits until the namespace on the local Redis and on the hub
+// at hub are equal, and returns how long it took.
+func waitEqualOn(t *testing.T, local, hub, prefix string, d time.Duration) (map[string]webdistest.Key, time.Duration) {
+	t.Helper()
+	lc, hc := dialT(t, local), dialT(t, hub)
+	start := time.Now()
+	for {
+		l, err := webdistest.Dump(lc, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r, err := webdistest.Dump(hc, prefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		diff := webdistest.Diff(l, r, 1500)
+		if len(diff) == 0 {
+			return l, time.Since(start)
+		}
+		if time.Since(start) > d {
+			if len(diff) > 20 {
+				diff = append(diff[:20], "...")
+			}
+			t.Fatalf("sides differ after %v (%d keys locally, %d on the hub):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// lost counts the acknowledged writes that the converged namespace lacks.
+func lost(acked map[string]string, dump map[string]webdistest.Key) int {
+	n := 0
+	for k, v := range acked {
+		if got, ok := dump[k]; !ok || got.Type != "string" || got.Items()[0] != v {
+			n++
+		}
+	}
+	return n
+}
+
+// TestLinksFollowHubFailover: a SENTINEL FAILOVER of the hub while a link
+// copies a stream of writes, in push and in both. The gateway follows the
+// new master, sets the tenants' ACL users on it, ends the link's stream,
+// and the link resyncs: both sides end equal, with every write.
+func TestLinksFollowHubFailover(t *testing.T) {
+	for _, direction := range []string{"push", "both"} {
+		t.Run(direction, func(t *testing.T) {
+			h := startSentinelHub(t)
+			first, err := h.set.Master()
+			if err != nil {
+				t.Fatal(err)
+			}
+			l, err := link.New(h.linkConfig(direction), zerolog.New(io.Discard))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan struct{})
+			go func() { defer close(done); l.Run(ctx) }()
+			t.Cleanup(func() { cancel(); <-done })
+			webdistest.WaitFor(t, 15*time.Second, "link live", func() bool { return l.State() == link.Live })
+			if direction == "both" { // the hub's writes come back before the failover
+				dialT(t, first).Do("SET", "lab1:from-hub", "before")
+			}
+
+			w := startWriter(t, h.local, "lab1:", 200*time.Microsecond)
+			time.Sleep(500 * time.Millisecond)
+			resyncs := l.Status().Resyncs
+			began := time.Now()
+			next, err := h.set.Failover()
+			if err != nil {
+				t.Fatal(err)
+			}
+			failover := time.Since(began)
+			time.Sleep(2 * time.Second) // writes go on after it
+			acked := w.end()
+			if direction == "both" {
+				dialT(t, next).Do("SET", "lab1:from-hub-after", "after")
+				acked["lab1:from-hub-after"] = "after"
+			}
+			dump, took := waitEqualOn(t, h.local, next, "lab1:", 60*time.Second)
+			if err := h.set.Settle(next); err != nil {
+				t.Fatal(err)
+			}
+			if n := lost(acked, dump); n != 0 {
+				t.Errorf("%d of %d acknowledged writes are missing after the failover", n, len(acked))
+			}
+			if direction == "both" {
+				if k, ok := dump["lab1:from-hub"]; !ok || k.Items()[0] != "before" {
+					t.Errorf("the hub's write before the failover: %+v", k)
+				}
+			}
+			t.Logf("failover %s -> %s took %v; %d writes (%d keys), 0 lost; converged %v after the last write",
+				first, next, failover.Round(time.Millisecond), w.n.Load(), len(acked), took.Round(time.Millisecond))
+
+			if n := h.gw.Failovers(); n != 1 {
+				t.Errorf("the gateway saw %d failovers, want 1", n)
+			}
+			if r := l.Status().Resyncs; r <= resyncs {
+				t.Errorf("the link did not resync after the failover (%d resyncs before, %d after)", resyncs, r)
+			}
+			// The tenants' users are on the new master, and (by the
+			// gateway's replica pass) on the old one, now a replica.
+			for _, addr := range []string{next, first} {
+				webdistest.WaitFor(t, 20*time.Second, "the ACL users on "+addr, func() bool {
+					users, err := redis.Strings(dialT(t, addr).Do("ACL", "USERS"))
+					return err == nil && strings.Contains(strings.Join(users, " "), config.DefaultGatewayUserPrefix+"test") &&
+						strings.Contains(strings.Join(users, " "), config.DefaultGatewayUserPrefix+"other")
+				})
+			}
+			// And the link goes on: a write after it all arrives.
+			dialT(t, h.local).Do("SET", "lab1:last", "x")
+			waitEqualOn(t, h.local, next, "lab1:", 20*time.Second)
+		})
+	}
+}
