@@ -41,7 +41,7 @@ func Open(cfg config.Link, conns int, wrap func(Doer) Doer) (*Sides, error) {
 // the pool to the local Redis is the link's own.
 func OpenOn(cfg config.Link, client *webdis.Client, conns int, wrap func(Doer) Doer) (*Sides, error) {
 	addr := RedisAddr{Addr: cfg.LocalAddr, DB: cfg.LocalDB, User: cfg.LocalUser, Password: cfg.LocalPassword, TLS: cfg.LocalTLS,
-		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey}
+		CAFile: cfg.LocalCA, CertFile: cfg.LocalCert, KeyFile: cfg.LocalKey, Sentinel: cfg.LocalSentinel}
 	if err := addr.LoadTLS(); err != nil {
 		return nil, fmt.Errorf("link %q: %w", cfg.Name, err)
 	}

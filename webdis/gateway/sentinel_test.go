@@ -6,8 +6,6 @@ import (
 	"io"
 	"path/filepath"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -87,87 +85,6 @@ func dialT(t *testing.T, addr string) redis.Conn {
 	return c
 }
 
-// writer writes lab1:w<i> = <i> on conn as fast as it is answered until
-// stopped, and remembers every write acknowledged.
-type writer struct {
-	mu    sync.Mutex
-	acked map[string]string
-	n     atomic.Int64
-	stop  chan struct{}
-	done  chan struct{}
-}
-
-func startWriter(t *testing.T, addr, prefix string, pause time.Duration) *writer {
-	c := dialT(t, addr)
-	w := &writer{acked: map[string]string{}, stop: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(w.done)
-		for i := 0; ; i++ {
-			select {
-			case <-w.stop:
-				return
-			default:
-			}
-			// 500 keys written again and again: updates as well as new keys.
-			k, v := fmt.Sprintf("%sw%d", prefix, i%500), fmt.Sprint(i)
-			if _, err := c.Do("SET", k, v); err == nil {
-				w.mu.Lock()
-				w.acked[k] = v
-				w.mu.Unlock()
-				w.n.Add(1)
-			}
-			time.Sleep(pause)
-		}
-	}()
-	return w
-}
-
-func (w *writer) end() map[string]string {
-	close(w.stop)
-	<-w.done
-	return w.acked
-}
-
-// waitEqualOn waits until the namespace on the local Redis and on the hub
-// at hub are equal, and returns how long it took.
-func waitEqualOn(t *testing.T, local, hub, prefix string, d time.Duration) (map[string]webdistest.Key, time.Duration) {
-	t.Helper()
-	lc, hc := dialT(t, local), dialT(t, hub)
-	start := time.Now()
-	for {
-		l, err := webdistest.Dump(lc, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r, err := webdistest.Dump(hc, prefix)
-		if err != nil {
-			t.Fatal(err)
-		}
-		diff := webdistest.Diff(l, r, 1500)
-		if len(diff) == 0 {
-			return l, time.Since(start)
-		}
-		if time.Since(start) > d {
-			if len(diff) > 20 {
-				diff = append(diff[:20], "...")
-			}
-			t.Fatalf("sides differ after %v (%d keys locally, %d on the hub):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
-// lost counts the acknowledged writes that the converged namespace lacks.
-func lost(acked map[string]string, dump map[string]webdistest.Key) int {
-	n := 0
-	for k, v := range acked {
-		if got, ok := dump[k]; !ok || got.Type != "string" || got.Items()[0] != v {
-			n++
-		}
-	}
-	return n
-}
-
 // TestLinksFollowHubFailover: a SENTINEL FAILOVER of the hub while a link
 // copies a stream of writes, in push and in both. The gateway follows the
 // new master, sets the tenants' ACL users on it, ends the link's stream,
@@ -193,7 +110,7 @@ func TestLinksFollowHubFailover(t *testing.T) {
 				dialT(t, first).Do("SET", "lab1:from-hub", "before")
 			}
 
-			w := startWriter(t, h.local, "lab1:", 200*time.Microsecond)
+			w := webdistest.StartWriter(t, func() string { return h.local }, "lab1:", 500, 200*time.Microsecond)
 			time.Sleep(500 * time.Millisecond)
 			resyncs := l.Status().Resyncs
 			began := time.Now()
@@ -203,17 +120,17 @@ func TestLinksFollowHubFailover(t *testing.T) {
 			}
 			failover := time.Since(began)
 			time.Sleep(2 * time.Second) // writes go on after it
-			acked := w.end()
+			acked := w.End()
 			if direction == "both" {
 				dialT(t, next).Do("SET", "lab1:from-hub-after", "after")
 				acked["lab1:from-hub-after"] = "after"
 			}
-			dump, took := waitEqualOn(t, h.local, next, "lab1:", 60*time.Second)
+			dump, took := webdistest.WaitEqualAt(t, h.local, next, "lab1:", 60*time.Second)
 			if err := h.set.Settle(next); err != nil {
 				t.Fatal(err)
 			}
-			if n := lost(acked, dump); n != 0 {
-				t.Errorf("%d of %d acknowledged writes are missing after the failover", n, len(acked))
+			if m := webdistest.Missing(acked, dump); len(m) != 0 {
+				t.Errorf("%d of %d acknowledged writes are missing after the failover: %q", len(m), len(acked), m)
 			}
 			if direction == "both" {
 				if k, ok := dump["lab1:from-hub"]; !ok || k.Items()[0] != "before" {
@@ -221,7 +138,7 @@ func TestLinksFollowHubFailover(t *testing.T) {
 				}
 			}
 			t.Logf("failover %s -> %s took %v; %d writes (%d keys), 0 lost; converged %v after the last write",
-				first, next, failover.Round(time.Millisecond), w.n.Load(), len(acked), took.Round(time.Millisecond))
+				first, next, failover.Round(time.Millisecond), w.Writes(), len(acked), took.Round(time.Millisecond))
 
 			if n := h.gw.Failovers(); n != 1 {
 				t.Errorf("the gateway saw %d failovers, want 1", n)
@@ -240,7 +157,7 @@ func TestLinksFollowHubFailover(t *testing.T) {
 			}
 			// And the link goes on: a write after it all arrives.
 			dialT(t, h.local).Do("SET", "lab1:last", "x")
-			waitEqualOn(t, h.local, next, "lab1:", 20*time.Second)
+			webdistest.WaitEqualAt(t, h.local, next, "lab1:", 20*time.Second)
 		})
 	}
 }

@@ -1,0 +1,210 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/gomodule/redigo/redis"
+	goredis "github.com/redis/go-redis/v9"
+)
+
+// A local Redis managed by Sentinel (local = "redis+sentinel://…",
+// docs/ARCHITECTURE.md, "Past one Redis"): every dial asks the Sentinels
+// for the master and checks ROLE on the new connection. A failover ends
+// the link's connections (Sentinel kills the clients of the servers it
+// reconfigures; a dead master's are broken), its subscription among them:
+// the link resubscribes and resyncs, and a new master is a new run_id,
+// which the resync treats as a restarted side (link/runids.go). The
+// lookup is go-redis's Sentinel client; the connections stay redigo's.
+
+var errOldMaster = errors.New("a connection to the previous master")
+
+// sentinelLookupTimeout bounds the question to one Sentinel.
+const sentinelLookupTimeout = 2 * time.Second
+
+// dialAddr is the address to dial: Addr, or the master the Sentinels name.
+func (a RedisAddr) dialAddr(ctx context.Context) (string, error) {
+	if !a.Sentinel.Set() {
+		return a.Addr, nil
+	}
+	var errs []error
+	for _, s := range a.Sentinel.List() {
+		c := goredis.NewSentinelClient(&goredis.Options{Addr: s, DialTimeout: sentinelLookupTimeout,
+			ReadTimeout: sentinelLookupTimeout, WriteTimeout: sentinelLookupTimeout, MaxRetries: -1})
+		r, err := c.GetMasterAddrByName(ctx, a.Sentinel.Master).Result()
+		c.Close()
+		if err == nil && len(r) == 2 {
+			return net.JoinHostPort(r[0], r[1]), nil
+		}
+		if err == nil {
+			err = fmt.Errorf("reply %q", r)
+		}
+		errs = append(errs, fmt.Errorf("Sentinel %s: %w", s, err))
+	}
+	return "", fmt.Errorf("no Sentinel names the master %q: %w", a.Sentinel.Master, errors.Join(errs...))
+}
+
+// checkMaster: a Sentinel may still name the old master for a moment
+// during a failover, and the old one, back, runs as a replica. A user
+// that may not run ROLE is trusted to have reached the master.
+func (a RedisAddr) checkMaster(ctx context.Context, c redis.Conn, addr string) error {
+	if !a.Sentinel.Set() {
+		return nil
+	}
+	role, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
+	var re redis.Error
+	switch {
+	case errors.As(err, &re):
+		return nil
+	case err != nil:
+		return err
+	case len(role) == 0:
+		return fmt.Errorf("%s answers ROLE with nothing", addr)
+	}
+	if r, _ := role[0].([]byte); string(r) != "master" {
+		return fmt.Errorf("%s is not the master (ROLE %q): a failover is under way", addr, r)
+	}
+	return nil
+}
+
+// masterWatch follows the master of a Sentinel-managed Redis for one
+// Pool: the Sentinels are asked every second (one question to one
+// Sentinel), and a new master drops the pool's connections to the old one
+// (TestOnBorrow) and closes the connections dialled with DialFollowing.
+// Sentinel leaves the old master running as a master for several seconds
+// after a failover, so a link that waited for its connections to break
+// would go on reading the old one.
+type masterWatch struct {
+	a    RedisAddr
+	mu   sync.Mutex
+	addr string // the master last found
+	// moved is cancelled when the master changes.
+	moved context.Context
+	move  context.CancelFunc
+	stop  context.CancelFunc
+	done  chan struct{}
+}
+
+// masterWatchEvery is how often the Sentinels are asked.
+const masterWatchEvery = time.Second
+
+func newMasterWatch(a RedisAddr) *masterWatch {
+	if !a.Sentinel.Set() {
+		return nil
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	w := &masterWatch{a: a, stop: stop, done: make(chan struct{})}
+	w.moved, w.move = context.WithCancel(context.Background())
+	go w.run(ctx)
+	return w
+}
+
+func (w *masterWatch) run(ctx context.Context) {
+	defer close(w.done)
+	tick := time.NewTicker(masterWatchEvery)
+	defer tick.Stop()
+	for {
+		ask, cancel := context.WithTimeout(ctx, 2*sentinelLookupTimeout)
+		addr, err := w.a.dialAddr(ask)
+		cancel()
+		if err == nil {
+			w.found(addr)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func (w *masterWatch) found(addr string) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if addr == w.addr {
+		return
+	}
+	if w.addr != "" {
+		w.move()
+		w.moved, w.move = context.WithCancel(context.Background())
+	}
+	w.addr = addr
+}
+
+// current is the master last found and the context its change cancels.
+func (w *masterWatch) current() (string, context.Context) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.addr, w.moved
+}
+
+func (w *masterWatch) close() {
+	w.stop()
+	<-w.done
+}
+
+// fullConn is what a redigo connection is: the pool and PubSubConn use
+// its timeouts and contexts.
+type fullConn interface {
+	redis.Conn
+	redis.ConnWithContext
+	redis.ConnWithTimeout
+}
+
+// masterConn is a connection with the address it was dialled to.
+type masterConn struct {
+	fullConn
+	addr string
+}
+
+// stale: c was dialled to a master that is no longer the one found.
+func (w *masterWatch) stale(c redis.Conn) bool {
+	mc, ok := c.(masterConn)
+	if !ok {
+		return false
+	}
+	addr, _ := w.current()
+	return addr != "" && mc.addr != addr
+}
+
+// followingConn is closed at the next failover (the link's subscription:
+// its end makes the link subscribe again, and resync).
+type followingConn struct {
+	fullConn
+	stop func() bool
+}
+
+func (c followingConn) Close() error {
+	c.stop()
+	return c.fullConn.Close()
+}
+
+// DialFollowing opens a connection outside the pool that, when the Redis
+// is managed by Sentinel, is closed as soon as its master changes.
+func (p *Pool) DialFollowing(ctx context.Context) (redis.Conn, error) {
+	var moved context.Context
+	if p.watch != nil {
+		_, moved = p.watch.current()
+	}
+	c, err := p.addr.Dial(ctx)
+	if err != nil || moved == nil {
+		return c, err
+	}
+	fc, ok := c.(fullConn)
+	if !ok {
+		return c, nil
+	}
+	return followingConn{fc, context.AfterFunc(moved, func() { fc.Close() })}, nil
+}
+
+// Close closes the pool and stops following the master.
+func (p *Pool) Close() error {
+	if p.watch != nil {
+		p.watch.close()
+	}
+	return p.Pool.Close()
+}
