@@ -45,6 +45,7 @@ type Gateway struct {
 	cfg      *config.Gateway // settings fixed at start (listen, redis, limits)
 	log      zerolog.Logger
 	admin    *redis.Pool  // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
+	seed     []byte       // tenant passwords derive from it (password.go)
 	sentinel *sentinelHub // the Sentinels of a hub they manage; nil: [gateway] redis
 	metrics  *metrics
 	disabled map[string]bool // [gateway] disabled
@@ -100,6 +101,9 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 		}}
 	tc, err := loadTLS(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if g.seed, err = passwordSeed(cfg.Key); err != nil {
 		return nil, err
 	}
 	g.tlsConf.Store(tc)
@@ -245,7 +249,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Gateway) {
 		t := prev
 		switch {
 		case prev == nil:
-			t = newTenant(g, tc, newPassword())
+			t = newTenant(g, tc, g.tenantPassword(g.cfg.UserPrefix+tc.Name)) // password.go
 			g.log.Info().Str("tenant", tc.Name).Str("client", tc.Client).Strs("namespaces", tc.Namespaces).
 				Strs("read", tc.Read).Msg("tenant added")
 		case !prev.cfg.Equal(tc):

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"net"
 	"strconv"
@@ -21,7 +19,7 @@ import (
 type tenant struct {
 	cfg  config.Tenant
 	user string
-	pass string // random, held in memory only
+	pass string // derived from the server key (password.go), held in memory only
 	g    *Gateway
 
 	readPrefixes [][]byte // namespaces and read prefixes
@@ -105,14 +103,6 @@ func channelGrants(db int, c config.Tenant) []grant {
 		gs = append(gs, grant{lit: []byte(ns), pattern: globEscape(ns) + "*"})
 	}
 	return append(gs, canaryGrants(db, c)...) // canary.go
-}
-
-func newPassword() string {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
 }
 
 // commandTimeout bounds the wait for one reply on a pooled connection
