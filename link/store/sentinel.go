@@ -31,19 +31,38 @@ func (a RedisAddr) dialAddr(ctx context.Context) (string, error) {
 	if !a.Sentinel.Set() {
 		return a.Addr, nil
 	}
-	var errs []error
+	clients := a.sentinelClients()
+	defer func() {
+		for _, c := range clients {
+			c.Close()
+		}
+	}()
+	return a.askMaster(ctx, clients)
+}
+
+// sentinelClients are clients of a's Sentinels, in order.
+func (a RedisAddr) sentinelClients() []*goredis.SentinelClient {
+	var cs []*goredis.SentinelClient
 	for _, s := range a.Sentinel.List() {
-		c := goredis.NewSentinelClient(&goredis.Options{Addr: s, DialTimeout: sentinelLookupTimeout,
-			ReadTimeout: sentinelLookupTimeout, WriteTimeout: sentinelLookupTimeout, MaxRetries: -1})
+		cs = append(cs, goredis.NewSentinelClient(&goredis.Options{Addr: s, DialTimeout: sentinelLookupTimeout,
+			ReadTimeout: sentinelLookupTimeout, WriteTimeout: sentinelLookupTimeout, MaxRetries: -1}))
+	}
+	return cs
+}
+
+// askMaster asks the Sentinels in turn; the first that names the master
+// answers.
+func (a RedisAddr) askMaster(ctx context.Context, clients []*goredis.SentinelClient) (string, error) {
+	var errs []error
+	for i, c := range clients {
 		r, err := c.GetMasterAddrByName(ctx, a.Sentinel.Master).Result()
-		c.Close()
 		if err == nil && len(r) == 2 {
 			return net.JoinHostPort(r[0], r[1]), nil
 		}
 		if err == nil {
 			err = fmt.Errorf("reply %q", r)
 		}
-		errs = append(errs, fmt.Errorf("Sentinel %s: %w", s, err))
+		errs = append(errs, fmt.Errorf("Sentinel %s: %w", a.Sentinel.List()[i], err))
 	}
 	return "", fmt.Errorf("no Sentinel names the master %q: %w", a.Sentinel.Master, errors.Join(errs...))
 }
@@ -79,9 +98,10 @@ func (a RedisAddr) checkMaster(ctx context.Context, c redis.Conn, addr string) e
 // after a failover, so a link that waited for its connections to break
 // would go on reading the old one.
 type masterWatch struct {
-	a    RedisAddr
-	mu   sync.Mutex
-	addr string // the master last found
+	a       RedisAddr
+	clients []*goredis.SentinelClient // kept: asked every second
+	mu      sync.Mutex
+	addr    string // the master last found
 	// moved is cancelled when the master changes.
 	moved context.Context
 	move  context.CancelFunc
@@ -97,7 +117,7 @@ func newMasterWatch(a RedisAddr) *masterWatch {
 		return nil
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	w := &masterWatch{a: a, stop: stop, done: make(chan struct{})}
+	w := &masterWatch{a: a, clients: a.sentinelClients(), stop: stop, done: make(chan struct{})}
 	w.moved, w.move = context.WithCancel(context.Background())
 	go w.run(ctx)
 	return w
@@ -109,7 +129,7 @@ func (w *masterWatch) run(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		ask, cancel := context.WithTimeout(ctx, 2*sentinelLookupTimeout)
-		addr, err := w.a.dialAddr(ask)
+		addr, err := w.a.askMaster(ask, w.clients)
 		cancel()
 		if err == nil {
 			w.found(addr)
@@ -145,6 +165,9 @@ func (w *masterWatch) current() (string, context.Context) {
 func (w *masterWatch) close() {
 	w.stop()
 	<-w.done
+	for _, c := range w.clients {
+		c.Close()
+	}
 }
 
 // fullConn is what a redigo connection is: the pool and PubSubConn use
