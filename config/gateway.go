@@ -81,8 +81,14 @@ type Tenant struct {
 	Limits     Limits   // [gateway]'s, with the tenant's overrides
 }
 
-// RedisRedacted is Redis with any password replaced by "xxxxx".
-func (g *Gateway) RedisRedacted() string { return redactURL(g.Redis) }
+// RedisRedacted is Redis with any password replaced by "xxxxx" (the
+// Sentinels and the master's name for a hub they manage).
+func (g *Gateway) RedisRedacted() string {
+	if g.Sentinel.Set() {
+		return g.Sentinel.String()
+	}
+	return redactURL(g.Redis)
+}
 
 // Equal says whether two tenants have the same settings.
 func (t Tenant) Equal(o Tenant) bool {

@@ -82,6 +82,9 @@ redis = "redis://gw:secret@hub/2"
 		g.RedisPassword != "secret" || g.RedisDB != 2 {
 		t.Errorf("parsed: %+v", g)
 	}
+	if r := g.RedisRedacted(); r != "redis+sentinel://127.0.0.1:26379,127.0.0.1:26380/hub" {
+		t.Errorf("RedisRedacted: %q", r)
+	}
 	if g, err := ParseGateway(path, []byte(gwSentinelHead+"redis_sentinels = [\"h:1\"]\nredis_master = \"hub\"\n")); err != nil || !g.Sentinel.Set() {
 		t.Errorf("without redis: %v", err)
 	}
