@@ -99,20 +99,21 @@ func (g *Gateway) checkMaster(c redis.Conn, addr string, epoch uint64) (redis.Co
 		}
 	}
 	role, err := redis.Values(c.Do("ROLE"))
-	if err == nil && (len(role) == 0 || string(asBytes(role[0])) != "master") {
-		err = fmt.Errorf("the hub Redis at %s is not the master (ROLE %q): a failover is under way", addr, asBytes(role[0]))
-		g.sentinel.forget(addr)
+	if err == nil {
+		var r []byte
+		if len(role) > 0 {
+			r, _ = role[0].([]byte)
+		}
+		if string(r) != "master" {
+			err = fmt.Errorf("the hub Redis at %s is not the master (ROLE %q): a failover is under way", addr, r)
+			g.sentinel.forget(addr)
+		}
 	}
 	if err != nil {
 		c.Close()
 		return nil, err
 	}
 	return masterConn{c, epoch}, nil
-}
-
-func asBytes(v any) []byte {
-	b, _ := v.([]byte)
-	return b
 }
 
 // staleMaster refuses a pooled connection made before the last failover.
