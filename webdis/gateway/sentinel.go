@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/gomodule/redigo/redis"
+	"github.com/prometheus/client_golang/prometheus"
 	goredis "github.com/redis/go-redis/v9"
 	"github.com/rs/zerolog"
 
@@ -214,15 +215,20 @@ func (s *sentinelHub) newEpoch() {
 	s.moved, s.moveNow = context.WithCancel(context.Background())
 }
 
-// Failovers is how many times the hub's master changed since the start
-// (always 0 without Sentinel).
-func (g *Gateway) Failovers() int {
-	if g.sentinel == nil {
-		return 0
-	}
-	g.sentinel.mu.Lock()
-	defer g.sentinel.mu.Unlock()
-	return g.sentinel.failovers
+var descFailovers = prometheus.NewDesc("redisrepl_gateway_hub_failovers_total",
+	"Times the master of the hub managed by Sentinel changed since the gateway started.", nil, nil)
+
+// sentinelCollector serves descFailovers (a gateway whose hub Sentinel
+// manages).
+type sentinelCollector struct{ s *sentinelHub }
+
+func (c sentinelCollector) Describe(ch chan<- *prometheus.Desc) { ch <- descFailovers }
+
+func (c sentinelCollector) Collect(ch chan<- prometheus.Metric) {
+	c.s.mu.Lock()
+	n := c.s.failovers
+	c.s.mu.Unlock()
+	ch <- prometheus.MustNewConstMetric(descFailovers, prometheus.CounterValue, float64(n))
 }
 
 // followSentinels follows the master until the gateway closes: the
