@@ -18,9 +18,18 @@ import (
 // are lost by Redis (asynchronous replication), not by the link: the
 // application writes every key again on the new master, and those last
 // values must all arrive.
+//
+// In the last case the old master hangs (SIGSTOP) right after the failover,
+// as a partitioned one does: nothing breaks the link's connections to it,
+// commands in flight on them included, so the link must close them itself.
 func TestLocalSentinelFailover(t *testing.T) {
-	for _, direction := range []config.Direction{config.Push, config.Both} {
-		t.Run(string(direction), func(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		direction config.Direction
+		hung      bool
+	}{{"push", config.Push, false}, {"both", config.Both, false}, {"both old master hung", config.Both, true}} {
+		direction := tc.direction
+		t.Run(tc.name, func(t *testing.T) {
 			set := webdistest.NewSentinelSet(t, "lab")
 			hub := webdistest.New(t, webdistest.Options{Log: t.Logf})
 			cfg := linkConfig(hub, "lab1:")
@@ -49,6 +58,13 @@ func TestLocalSentinelFailover(t *testing.T) {
 				t.Fatal(err)
 			}
 			failover := time.Since(began)
+			if tc.hung {
+				resume, err := set.Server(first).Pause()
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { resume() })
+			}
 			// Writes made once the new master is in force must all arrive.
 			after := w.Writes()
 			waitFor(t, 10*time.Second, "writes on the new master", func() bool { return w.Writes() > after+1000 })

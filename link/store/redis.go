@@ -108,7 +108,7 @@ func (a RedisAddr) Dial(ctx context.Context) (redis.Conn, error) {
 		if err = a.checkMaster(ctx, c, addr); err != nil {
 			c.Close()
 		} else if fc, ok := c.(fullConn); ok {
-			c = masterConn{fc, addr}
+			c = &masterConn{fullConn: fc, addr: addr}
 		}
 	}
 	if err == nil && a.TLS {
@@ -182,7 +182,13 @@ func NewPool(a RedisAddr, size int) *Pool {
 		addr:  a,
 		watch: w,
 		Pool: &redis.Pool{
-			DialContext: a.Dial,
+			DialContext: func(ctx context.Context) (redis.Conn, error) {
+				c, err := a.Dial(ctx)
+				if err == nil && w != nil {
+					w.track(c) // sentinel.go
+				}
+				return c, err
+			},
 			MaxIdle:     size,
 			MaxActive:   size,
 			Wait:        true,

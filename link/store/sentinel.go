@@ -74,6 +74,10 @@ func (a RedisAddr) checkMaster(ctx context.Context, c redis.Conn, addr string) e
 	if !a.Sentinel.Set() {
 		return nil
 	}
+	// A short wait: the connection is not yet one a failover closes, and a
+	// master that hangs must not hold the dial.
+	ctx, cancel := context.WithTimeout(ctx, 2*sentinelLookupTimeout)
+	defer cancel()
 	role, err := redis.Values(redis.DoContext(c, ctx, "ROLE"))
 	var re redis.Error
 	switch {
@@ -100,6 +104,7 @@ func (a RedisAddr) checkMaster(ctx context.Context, c redis.Conn, addr string) e
 type masterWatch struct {
 	a       RedisAddr
 	clients []*goredis.SentinelClient // kept: asked every second
+	conns   map[*masterConn]struct{}  // the pool's connections
 	mu      sync.Mutex
 	addr    string // the master last found
 	// moved is cancelled when the master changes.
@@ -117,7 +122,7 @@ func newMasterWatch(a RedisAddr) *masterWatch {
 		return nil
 	}
 	ctx, stop := context.WithCancel(context.Background())
-	w := &masterWatch{a: a, clients: a.sentinelClients(), stop: stop, done: make(chan struct{})}
+	w := &masterWatch{a: a, clients: a.sentinelClients(), conns: map[*masterConn]struct{}{}, stop: stop, done: make(chan struct{})}
 	w.moved, w.move = context.WithCancel(context.Background())
 	go w.run(ctx)
 	return w
@@ -153,6 +158,12 @@ func (w *masterWatch) found(addr string) {
 		w.moved, w.move = context.WithCancel(context.Background())
 	}
 	w.addr = addr
+	for c := range w.conns {
+		if c.addr != addr {
+			c.fullConn.Close() // a command on it fails now; the pool drops it
+			delete(w.conns, c)
+		}
+	}
 }
 
 // current is the master last found and the context its change cancels.
@@ -178,15 +189,44 @@ type fullConn interface {
 	redis.ConnWithTimeout
 }
 
-// masterConn is a connection with the address it was dialled to.
+// masterConn is a connection with the address it was dialled to; w, when
+// set, is the watch that closes it once that address is no longer the
+// master, even in the middle of a command: an old master that hangs
+// (partitioned, stopped) would otherwise hold the command forever.
 type masterConn struct {
 	fullConn
 	addr string
+	w    *masterWatch
+}
+
+func (c *masterConn) Close() error {
+	if c.w != nil {
+		c.w.mu.Lock()
+		delete(c.w.conns, c)
+		c.w.mu.Unlock()
+	}
+	return c.fullConn.Close()
+}
+
+// track has c closed when its master is no longer the one found.
+func (w *masterWatch) track(c redis.Conn) {
+	mc, ok := c.(*masterConn)
+	if !ok {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.addr != "" && mc.addr != w.addr {
+		mc.fullConn.Close()
+		return
+	}
+	mc.w = w
+	w.conns[mc] = struct{}{}
 }
 
 // stale: c was dialled to a master that is no longer the one found.
 func (w *masterWatch) stale(c redis.Conn) bool {
-	mc, ok := c.(masterConn)
+	mc, ok := c.(*masterConn)
 	if !ok {
 		return false
 	}

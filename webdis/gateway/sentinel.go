@@ -55,10 +55,11 @@ type sentinelHub struct {
 	// replicas: what the users of each replica were last set for (its
 	// run_id and the state's generation).
 	replicas map[string]string
+	conns    map[*masterConn]struct{} // open connections to the master in force
 }
 
 func newSentinelHub(cfg config.Sentinel, log zerolog.Logger) *sentinelHub {
-	s := &sentinelHub{cfg: cfg, log: log, replicas: map[string]string{}}
+	s := &sentinelHub{cfg: cfg, log: log, replicas: map[string]string{}, conns: map[*masterConn]struct{}{}}
 	for _, a := range cfg.List() {
 		s.clients = append(s.clients, goredis.NewSentinelClient(&goredis.Options{
 			Addr: a, DialTimeout: 2 * time.Second, ReadTimeout: 2 * time.Second, WriteTimeout: 2 * time.Second,
@@ -69,10 +70,24 @@ func newSentinelHub(cfg config.Sentinel, log zerolog.Logger) *sentinelHub {
 	return s
 }
 
-// masterConn is a connection to the hub with the epoch it was made in.
+// checkMasterTimeout bounds the check of a new connection.
+const checkMasterTimeout = 5 * time.Second
+
+// masterConn is a connection to the hub with the epoch it was made in. A
+// new epoch closes it, even in the middle of a command: an old master that
+// hangs (partitioned, stopped) would otherwise hold the command until its
+// timeout.
 type masterConn struct {
 	redis.Conn
 	epoch uint64
+	s     *sentinelHub
+}
+
+func (c *masterConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.conns, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // masterAddr is where the hub is: [gateway] redis, or the master the
@@ -93,13 +108,15 @@ func (g *Gateway) checkMaster(c redis.Conn, addr string, epoch uint64) (redis.Co
 	if g.sentinel == nil {
 		return c, nil
 	}
+	// A short wait: this connection is not yet one a failover closes, and
+	// a master that hangs must not hold the dial for commandTimeout.
 	if args := g.adminAuth(); args != nil {
-		if _, err := c.Do("AUTH", args...); err != nil {
+		if _, err := redis.DoWithTimeout(c, checkMasterTimeout, "AUTH", args...); err != nil {
 			c.Close()
 			return nil, err
 		}
 	}
-	role, err := redis.Values(c.Do("ROLE"))
+	role, err := redis.Values(redis.DoWithTimeout(c, checkMasterTimeout, "ROLE"))
 	if err == nil {
 		var r []byte
 		if len(role) > 0 {
@@ -114,7 +131,15 @@ func (g *Gateway) checkMaster(c redis.Conn, addr string, epoch uint64) (redis.Co
 		c.Close()
 		return nil, err
 	}
-	return masterConn{c, epoch}, nil
+	mc := &masterConn{Conn: c, epoch: epoch, s: g.sentinel}
+	g.sentinel.mu.Lock()
+	defer g.sentinel.mu.Unlock()
+	if epoch != g.sentinel.epoch { // a failover meanwhile
+		c.Close()
+		return nil, errors.New("the hub's master moved while connecting")
+	}
+	g.sentinel.conns[mc] = struct{}{}
+	return mc, nil
 }
 
 // staleMaster refuses a pooled connection made before the last failover.
@@ -122,7 +147,7 @@ func (g *Gateway) staleMaster(c redis.Conn) error {
 	if g.sentinel == nil {
 		return nil
 	}
-	if mc, ok := c.(masterConn); ok && mc.epoch != g.sentinel.currentEpoch() {
+	if mc, ok := c.(*masterConn); ok && mc.epoch != g.sentinel.currentEpoch() {
 		return errors.New("connection to the hub's previous master")
 	}
 	return nil
@@ -208,11 +233,16 @@ func (s *sentinelHub) forget(addr string) {
 	}
 }
 
-// newEpoch: pooled connections made until now are stale and streams end.
+// newEpoch: connections made until now are closed (a command on one fails
+// now, and the pool drops it) and streams end.
 func (s *sentinelHub) newEpoch() {
 	s.epoch++
 	s.moveNow()
 	s.moved, s.moveNow = context.WithCancel(context.Background())
+	for c := range s.conns {
+		c.Conn.Close()
+		delete(s.conns, c)
+	}
 }
 
 var descFailovers = prometheus.NewDesc("redisrepl_gateway_hub_failovers_total",

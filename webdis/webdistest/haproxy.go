@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/redisrepl/redisrepl/config"
 )
@@ -99,20 +98,3 @@ func startGatewayFile(file, out, binary string, cfg *config.Gateway) (*Process, 
 }
 
 func port2(addr string) string { return fmt.Sprint(port(addr)) }
-
-// Kill sends SIGKILL to the process (by its pid) and waits until it is
-// reaped: a crash, not a stop.
-func (p *Process) Kill() error {
-	if !p.Running() {
-		return nil
-	}
-	if err := syscall.Kill(p.Pid(), syscall.SIGKILL); err != nil {
-		return err
-	}
-	select {
-	case <-p.done:
-		return nil
-	case <-time.After(stopTimeout):
-		return fmt.Errorf("webdistest: %s (pid %d) survived SIGKILL", p.Name, p.Pid())
-	}
-}
