@@ -1,7 +1,8 @@
 # redisrepl: make build | deps | demo | test | bench | deb | fmt | clean
 #
 # deps installs what the tests run (redis-server, webdis, nginx-light,
-# prometheus, chromium, lintian, and valkey-server from bookworm-backports)
+# prometheus, chromium, lintian, redis-sentinel, haproxy, and valkey-server
+# from bookworm-backports)
 # with apt-get (Debian, run as root) when any is missing; Go itself must
 # already be there.
 # test runs every test against real redis-server, webdis and nginx (and the
@@ -61,12 +62,14 @@ build: check-go
 # a kill of the new webdis pids whose parent is init). Processes are found
 # through /proc, as a fresh machine may lack procps.
 DEPS           := redis-server:redis-server redis-cli:redis-tools webdis:webdis nginx:nginx-light \
-                  prometheus:prometheus promtool:prometheus chromium:chromium lintian:lintian
+                  prometheus:prometheus promtool:prometheus chromium:chromium lintian:lintian \
+                  redis-sentinel:redis-sentinel haproxy:haproxy
 DEPS_BACKPORTS := valkey-server:valkey-server
 # The daemons those packages may start: process name (as in /proc/PID/comm,
 # 15 characters at most) and service name.
 DEPS_DAEMONS   := redis-server:redis-server nginx:nginx webdis:webdis valkey-server:valkey-server \
-                  prometheus:prometheus prometheus-node:prometheus-node-exporter
+                  prometheus:prometheus prometheus-node:prometheus-node-exporter \
+                  redis-sentinel:redis-sentinel haproxy:haproxy
 have = command -v $(1) >/dev/null 2>&1 || test -x /usr/sbin/$(1) || test -x /usr/bin/$(1)
 
 deps:

@@ -100,6 +100,9 @@ type Link struct {
 	LocalUser     string
 	LocalPassword string // never printed: see String
 	LocalTLS      bool   // rediss://
+	// LocalSentinel: local = "redis+sentinel://…" (sentinel.go); LocalAddr
+	// is then its canonical form, not an address.
+	LocalSentinel Sentinel
 	// With LocalTLS: the CA that signed the local Redis's certificate ("" =
 	// the system's CAs), and the client certificate and key presented to it
 	// ("" = none).

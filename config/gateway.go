@@ -46,6 +46,9 @@ type Gateway struct {
 	// RedisCluster: the seed nodes of a Redis Cluster hub (gateway_hub.go);
 	// empty for one Redis.
 	RedisCluster []string
+	// Sentinel: the hub is the master they name (gateway_sentinel.go);
+	// Redis* then give its credentials, database and TLS only.
+	Sentinel Sentinel
 
 	MetricsAddr string // "" = off
 	LogLevel    string
@@ -79,8 +82,14 @@ type Tenant struct {
 	Limits     Limits   // [gateway]'s, with the tenant's overrides
 }
 
-// RedisRedacted is Redis with any password replaced by "xxxxx".
-func (g *Gateway) RedisRedacted() string { return redactURL(g.Redis) }
+// RedisRedacted is Redis with any password replaced by "xxxxx" (the
+// Sentinels and the master's name for a hub they manage).
+func (g *Gateway) RedisRedacted() string {
+	if g.Sentinel.Set() {
+		return g.Sentinel.String()
+	}
+	return redactURL(g.Redis)
+}
 
 // Equal says whether two tenants have the same settings.
 func (t Tenant) Equal(o Tenant) bool {
@@ -278,7 +287,7 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 				g.UserPrefix = s
 			}
 		default:
-			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) && !hubField(fail, k, v, g) {
+			if !limitField(fail, k, v, &g.Limits) && !gatewayWide(fail, k, v, g) && !hubField(fail, k, v, g) && !sentinelField(fail, k, v, g) {
 				fail("unknown field")
 			}
 		}
@@ -288,7 +297,7 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 			p.failG(k, "required")
 		}
 	}
-	p.hubRequired(t)
+	p.hubRequired(t) // gateway_hub.go
 	p.checkGatewayFiles(g)
 }
 

@@ -58,10 +58,18 @@ func hubField(fail func(string, ...any), k string, v any, g *Gateway) (known boo
 func (p *gwParser) hubRequired(t map[string]any) {
 	_, single := t["redis"]
 	_, cluster := t["redis_cluster"]
+	_, sentinels := t["redis_sentinels"]
+	_, master := t["redis_master"]
 	switch {
 	case single && cluster:
 		p.failG("redis_cluster", "name the hub by redis or by redis_cluster, not both")
-	case !single && !cluster:
-		p.failG("redis", "required (or redis_cluster, for a Redis Cluster hub)")
+	case cluster && (sentinels || master):
+		p.failG("redis_cluster", "a Redis Cluster hub is not managed by Sentinel: drop redis_sentinels and redis_master")
+	case sentinels && !master:
+		p.failG("redis_sentinels", "needs redis_master, the name the Sentinels monitor the hub under")
+	case master && !sentinels:
+		p.failG("redis_master", "needs redis_sentinels, the Sentinels that know the master")
+	case !single && !cluster && !sentinels:
+		p.failG("redis", "required (or redis_cluster, for a Redis Cluster hub, or redis_sentinels and redis_master, for a hub managed by Sentinel)")
 	}
 }

@@ -16,6 +16,10 @@ import (
 // is invalid). Its errors never hold s, which may carry a password.
 func parseLocal(s string, d *draft) error {
 	d.LocalAddr, d.LocalUser, d.LocalPassword, d.LocalTLS, d.urlDB = "", "", "", false, -1
+	d.LocalSentinel = Sentinel{}
+	if strings.HasPrefix(s, SentinelScheme) {
+		return parseLocalSentinel(s, d) // sentinel.go
+	}
 	const forms = "want redis://[user:password@]host:port/db, rediss://..., host:port or :port"
 	if !strings.Contains(s, "://") {
 		addr, err := hostPort(s, true)

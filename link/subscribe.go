@@ -28,7 +28,7 @@ func (l *Link) readLocalEvents(ctx context.Context, s *side, bo *backoff) error 
 		// canary tells), and resyncs still converge. Say what to do.
 		l.fail(err, "enable notifications")
 	}
-	conn, err := l.pool.Addr().Dial(ctx)
+	conn, err := l.pool.DialFollowing(ctx) // ends at a failover of a Sentinel-managed Redis
 	if err != nil {
 		return err
 	}

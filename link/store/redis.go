@@ -26,6 +26,9 @@ type RedisAddr struct {
 	// ("" = the system's CAs), and the client certificate and key files
 	// presented to it ("" = none).
 	CAFile, CertFile, KeyFile string
+	// Sentinel, when set, names the master to dial (sentinel.go); Addr is
+	// then its canonical redis+sentinel:// form.
+	Sentinel Sentinel
 
 	tls *tls.Config // loaded once by LoadTLS: a running link keeps it when a file goes missing
 }
@@ -74,7 +77,18 @@ func (a RedisAddr) Dial(ctx context.Context) (redis.Conn, error) {
 		}
 		opts = append(opts, redis.DialUseTLS(true), redis.DialTLSConfig(tc))
 	}
-	c, err := redis.DialContext(ctx, "tcp", a.Addr, opts...)
+	addr, err := a.dialAddr(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("local Redis %s: %w", a, err)
+	}
+	c, err := redis.DialContext(ctx, "tcp", addr, opts...)
+	if err == nil && a.Sentinel.Set() {
+		if err = a.checkMaster(ctx, c, addr); err != nil {
+			c.Close()
+		} else if fc, ok := c.(fullConn); ok {
+			c = &masterConn{fullConn: fc, addr: addr}
+		}
+	}
 	if err == nil && a.TLS {
 		// With TLS 1.3 a server that wants a client certificate says so only
 		// after the handshake, on the first read: ask now, so that the error
@@ -135,20 +149,32 @@ func isRemoteTLSAlert(err error) bool {
 // Pool is a redigo pool that implements Doer.
 type Pool struct {
 	*redis.Pool
-	addr RedisAddr
+	addr  RedisAddr
+	watch *masterWatch // a Redis managed by Sentinel: sentinel.go
 }
 
 // NewPool returns a pool of at most size connections to a.
 func NewPool(a RedisAddr, size int) *Pool {
+	w := newMasterWatch(a)
 	return &Pool{
-		addr: a,
+		addr:  a,
+		watch: w,
 		Pool: &redis.Pool{
-			DialContext: a.Dial,
+			DialContext: func(ctx context.Context) (redis.Conn, error) {
+				c, err := a.Dial(ctx)
+				if err == nil && w != nil {
+					w.track(c) // sentinel.go
+				}
+				return c, err
+			},
 			MaxIdle:     size,
 			MaxActive:   size,
 			Wait:        true,
 			IdleTimeout: 5 * time.Minute,
 			TestOnBorrow: func(c redis.Conn, t time.Time) error {
+				if w != nil && w.stale(c) {
+					return errOldMaster
+				}
 				if time.Since(t) < 30*time.Second {
 					return nil
 				}

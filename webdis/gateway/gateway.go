@@ -43,8 +43,10 @@ import (
 type Gateway struct {
 	cfg      *config.Gateway // settings fixed at start (listen, redis, limits)
 	log      zerolog.Logger
-	admin    *redis.Pool // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
-	backend  hubBackend  // a hub past one Redis (backend.go); nil: the one Redis of admin and the tenants' pools
+	admin    *redis.Pool  // the gateway's own Redis user: ACL management, SCAN, KEYS, INFO
+	backend  hubBackend   // a hub past one Redis (backend.go); nil: the one Redis of admin and the tenants' pools
+	seed     []byte       // tenant passwords derive from it (password.go)
+	sentinel *sentinelHub // the Sentinels of a hub they manage; nil: [gateway] redis
 	metrics  *metrics
 	disabled map[string]bool // [gateway] disabled
 	tlsConf  atomic.Pointer[tls.Config]
@@ -83,8 +85,14 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
+	if cfg.Sentinel.Set() {
+		g.sentinel = newSentinelHub(cfg.Sentinel, log) // sentinel.go
+	}
 	g.admin = &redis.Pool{Dial: g.dialAdmin, MaxIdle: 4, IdleTimeout: time.Minute,
 		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if err := g.staleMaster(c); err != nil {
+				return err
+			}
 			if time.Since(idle) < time.Second {
 				return nil
 			}
@@ -93,6 +101,9 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 		}}
 	tc, err := loadTLS(cfg)
 	if err != nil {
+		return nil, err
+	}
+	if g.seed, err = passwordSeed(cfg.Key); err != nil {
 		return nil, err
 	}
 	g.tlsConf.Store(tc)
@@ -168,6 +179,9 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	go g.watchHub(ctx)
+	if g.sentinel != nil {
+		go g.followSentinels(ctx)
+	}
 	g.log.Info().Str("listen", ln.Addr().String()).Str("path", g.cfg.URLPath).
 		Int("tenants", len(g.state.Load().byName)).Msg("gateway serving")
 	return nil
@@ -224,7 +238,7 @@ func (g *Gateway) Apply(ctx context.Context, cfg *config.Gateway) {
 		t := prev
 		switch {
 		case prev == nil:
-			t = newTenant(g, tc, newPassword())
+			t = newTenant(g, tc, g.tenantPassword(g.cfg.UserPrefix+tc.Name)) // password.go
 			g.log.Info().Str("tenant", tc.Name).Str("client", tc.Client).Strs("namespaces", tc.Namespaces).
 				Strs("read", tc.Read).Msg("tenant added")
 		case !prev.cfg.Equal(tc):

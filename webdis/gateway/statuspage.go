@@ -51,6 +51,9 @@ func (c opsCollector) Collect(ch chan<- prometheus.Metric) {
 func (g *Gateway) gatherer() prometheus.Gatherer {
 	ops := prometheus.NewRegistry()
 	ops.MustRegister(opsCollector{g})
+	if g.sentinel != nil {
+		ops.MustRegister(sentinelCollector{g.sentinel}) // sentinel.go
+	}
 	return prometheus.Gatherers{g.metrics.reg, ops}
 }
 

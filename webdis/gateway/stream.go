@@ -27,6 +27,7 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 		t.m.streamsG.Dec()
 	}()
 	sub := newSubscription(t, c)
+	moved := g.masterMoved() // done at the hub's next failover (sentinel.go)
 	verb := append([]byte(nil), c.args[0]...)
 	conn, err := g.openStream(r.Context(), t, sub, verb)
 	if err != nil {
@@ -40,6 +41,8 @@ func (g *Gateway) stream(w http.ResponseWriter, r *http.Request, t *tenant, c *c
 	defer stop()
 	stopT := context.AfterFunc(t.retired, conn.close)
 	defer stopT()
+	stopM := context.AfterFunc(moved, conn.close)
+	defer stopM()
 	rc := http.NewResponseController(w)
 	h := w.Header()
 	h.Set("Content-Type", c.mime)

@@ -2,8 +2,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"strings"
 	"sync"
@@ -20,7 +18,7 @@ import (
 type tenant struct {
 	cfg  config.Tenant
 	user string
-	pass string // random, held in memory only
+	pass string // derived from the server key (password.go), held in memory only
 	g    *Gateway
 
 	readPrefixes [][]byte // namespaces and read prefixes
@@ -55,6 +53,9 @@ func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 		// A connection idle for a while may have been cut (a restarted
 		// hub): check it, but not on the busy path.
 		TestOnBorrow: func(c redis.Conn, idle time.Time) error {
+			if err := g.staleMaster(c); err != nil { // sentinel.go
+				return err
+			}
 			if time.Since(idle) < time.Second {
 				return nil
 			}
@@ -103,14 +104,6 @@ func channelGrants(db int, c config.Tenant) []grant {
 	return append(gs, canaryGrants(db, c)...) // canary.go
 }
 
-func newPassword() string {
-	b := make([]byte, 24)
-	if _, err := rand.Read(b); err != nil {
-		panic(err) // crypto/rand does not fail on Linux
-	}
-	return hex.EncodeToString(b)
-}
-
 // commandTimeout bounds the wait for one reply on a pooled connection
 // (commands served are not blocking ones; a long script is the worst case).
 const commandTimeout = 2 * time.Minute
@@ -155,8 +148,21 @@ func isAuthError(err error) bool {
 		strings.HasPrefix(s, "NOPERM")
 }
 
-// dialRedis opens a plain connection to the hub Redis.
+// dialRedis opens a plain connection to the hub Redis (its master, when
+// Sentinel manages it: sentinel.go).
 func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
+	addr, epoch, err := g.masterAddr()
+	if err != nil {
+		return nil, err
+	}
+	c, err := redis.Dial("tcp", addr, g.dialOptions(readTimeout)...)
+	if err != nil {
+		return nil, err
+	}
+	return g.checkMaster(c, addr, epoch)
+}
+
+func (g *Gateway) dialOptions(readTimeout time.Duration) []redis.DialOption {
 	opts := []redis.DialOption{
 		redis.DialConnectTimeout(5 * time.Second),
 		redis.DialReadTimeout(readTimeout), redis.DialWriteTimeout(30 * time.Second),
@@ -164,7 +170,18 @@ func (g *Gateway) dialRedis(readTimeout time.Duration) (redis.Conn, error) {
 	if g.cfg.RedisTLS {
 		opts = append(opts, redis.DialUseTLS(true))
 	}
-	return redis.Dial("tcp", g.cfg.RedisAddr, opts...)
+	return opts
+}
+
+// adminAuth is the AUTH arguments of the gateway's own Redis user (nil: none).
+func (g *Gateway) adminAuth() []any {
+	switch {
+	case g.cfg.RedisUser != "":
+		return []any{g.cfg.RedisUser, g.cfg.RedisPassword}
+	case g.cfg.RedisPassword != "":
+		return []any{g.cfg.RedisPassword}
+	}
+	return nil
 }
 
 // dialAdmin opens a connection as the gateway's own Redis user.
@@ -177,14 +194,7 @@ func (g *Gateway) dialAdminTimeout(readTimeout time.Duration) (redis.Conn, error
 	if err != nil {
 		return nil, err
 	}
-	var args []any
-	switch {
-	case g.cfg.RedisUser != "":
-		args = []any{g.cfg.RedisUser, g.cfg.RedisPassword}
-	case g.cfg.RedisPassword != "":
-		args = []any{g.cfg.RedisPassword}
-	}
-	if args != nil {
+	if args := g.adminAuth(); args != nil && g.sentinel == nil { // checkMaster logged in already
 		if _, err := c.Do("AUTH", args...); err != nil {
 			c.Close()
 			return nil, err

@@ -5,12 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -172,16 +170,9 @@ func (h *Hub) runGatewayProcess() error {
 	h.gw.file = filepath.Join(h.Dir, "gateway.toml")
 	cfg := *h.gw.cfg
 	cfg.LogLevel = "info" // the access log too, as a hub runs it
-	if err := os.WriteFile(h.gw.file, []byte(GatewayTOML(&cfg)), 0o600); err != nil {
-		return err
-	}
-	p, err := StartProcess("redisrepl-gateway", h.gw.cfg.Listen, "", filepath.Join(h.Dir, "gateway.out"),
-		syscall.SIGKILL, h.opts.GatewayBinary, "gateway", "-config", h.gw.file)
+	p, err := startGatewayFile(h.gw.file, filepath.Join(h.Dir, "gateway.out"), h.opts.GatewayBinary, &cfg)
 	if err != nil {
 		return err
-	}
-	if err := p.waitFor("HTTPS answer", func() error { return dialTCP(h.gw.cfg.Listen) }); err != nil {
-		return p.fail(err)
 	}
 	h.gw.proc = p
 	return nil
@@ -212,6 +203,9 @@ func GatewayTOML(cfg *config.Gateway) string {
 		q(cfg.LogLevel), cfg.MaxBodyBytes, cfg.MaxStreams, cfg.MaxRequests)
 	fmt.Fprintf(&b, "header_timeout = %s\nidle_timeout = %s\nuser_prefix = %s\nkeyspace_events = %s\ndisabled = %s\n",
 		q(cfg.HeaderTimeout.String()), q(cfg.IdleTimeout.String()), q(cfg.UserPrefix), q(cfg.KeyspaceEvents), list(cfg.Disabled))
+	if cfg.MetricsAddr != "" {
+		fmt.Fprintf(&b, "metrics_addr = %s\n", q(cfg.MetricsAddr))
+	}
 	for _, t := range cfg.Tenants {
 		fmt.Fprintf(&b, "\n[[tenant]]\nname = %s\nclient = %s\nnamespaces = %s\nread = %s\neval = %t\n",
 			q(t.Name), q(t.Client), list(t.Namespaces), list(t.Read), t.Eval)

@@ -242,14 +242,15 @@ func (p *Process) fail(err error) error {
 }
 
 // StartRedis starts redis-server on 127.0.0.1:port without persistence,
-// logging to dir/redis-PORT.log, and waits until it answers PING.
-func StartRedis(dir string, port int) (*Process, error) {
+// logging to dir/redis-PORT.log, and waits until it answers PING; extra
+// are more options (e.g. "--replicaof", host, port).
+func StartRedis(dir string, port int, extra ...string) (*Process, error) {
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
 	base := filepath.Join(dir, fmt.Sprintf("redis-%d", port))
 	p, err := StartProcess("redis-server", addr, base+".log", base+".out", syscall.SIGKILL,
-		"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--dir", dir,
-		"--daemonize", "no", "--logfile", base+".log")
+		append([]string{"redis-server", "--port", strconv.Itoa(port), "--bind", "127.0.0.1",
+			"--save", "", "--appendonly", "no", "--dir", dir,
+			"--daemonize", "no", "--logfile", base + ".log"}, extra...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -44,13 +44,21 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 func (h *Hub) WaitEqual(t testing.TB, prefix string, d time.Duration, skip func(key string) bool) map[string]Key {
 	t.Helper()
 	local, remote := h.Conns(t)
-	deadline := time.Now().Add(d)
+	l, _ := waitEqual(t, local, remote, prefix, d, skip, [3]string{"sides", "locally", "remotely"})
+	return l
+}
+
+// waitEqual is WaitEqual on two connections; it also returns the time it
+// took. names are the two together, then where each is, for the failure.
+func waitEqual(t testing.TB, a, b redis.Conn, prefix string, d time.Duration, skip func(key string) bool, names [3]string) (map[string]Key, time.Duration) {
+	t.Helper()
+	start := time.Now()
 	for {
-		l, err := Dump(local, prefix)
+		l, err := Dump(a, prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
-		r, err := Dump(remote, prefix)
+		r, err := Dump(b, prefix)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -65,13 +73,13 @@ func (h *Hub) WaitEqual(t testing.TB, prefix string, d time.Duration, skip func(
 		}
 		diff := Diff(l, r, 1500)
 		if len(diff) == 0 {
-			return l
+			return l, time.Since(start)
 		}
-		if time.Now().After(deadline) {
+		if time.Since(start) > d {
 			if len(diff) > 20 {
 				diff = append(diff[:20], "...")
 			}
-			t.Fatalf("sides differ after %v (%d keys locally, %d remotely):\n%s", d, len(l), len(r), strings.Join(diff, "\n"))
+			t.Fatalf("%s differ after %v (%d keys %s, %d %s):\n%s", names[0], d, len(l), names[1], len(r), names[2], strings.Join(diff, "\n"))
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
