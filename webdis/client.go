@@ -247,6 +247,14 @@ func (c *Client) post(parent context.Context, body []byte) ([]byte, error) {
 	}
 	c.dial.used.Store(time.Now().UnixNano())
 	resp, err := c.transport().http.Do(req)
+	if err != nil && c.answered.Load() && closedByPeer(err) && !notIdempotent(parent) && ctx.Err() == nil {
+		// A connection the front closed while it sat ready (the spare of
+		// a restarted front, over HTTP/2: dialer.go cannot test one
+		// without reading the server's first frames): once more, on a
+		// new one, as net/http does itself for a reused connection.
+		req.Body = io.NopCloser(bytes.NewReader(body))
+		resp, err = c.transport().http.Do(req)
+	}
 	if err != nil {
 		switch {
 		case errors.Is(parent.Err(), context.DeadlineExceeded):
