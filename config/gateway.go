@@ -64,6 +64,7 @@ type Gateway struct {
 	MaxConnections int           // open connections to the gateway, all tenants
 	MaxBodyMemory  int64         // request bodies held at once, all tenants
 	BodyTimeout    time.Duration // time to receive a whole request body
+	Quota          QuotaScan     // how tenants' memory is measured (gateway_quota.go)
 
 	Tenants []Tenant
 }
@@ -117,7 +118,7 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
 		KeyspaceEvents: DefaultGatewayKeyspaceEvents, Limits: DefaultLimits,
 		MaxConnections: DefaultGatewayMaxConnections, MaxBodyMemory: DefaultGatewayMaxBodyMemory,
-		BodyTimeout: DefaultGatewayBodyTimeout}
+		BodyTimeout: DefaultGatewayBodyTimeout, Quota: DefaultQuotaScan}
 	gp := &gwParser{parser: p}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {

@@ -34,6 +34,9 @@ type Limits struct {
 	ScriptTime time.Duration
 	// MaxConnections caps the tenant's open connections to the gateway.
 	MaxConnections int64
+	// MaxMemory is the tenant's memory quota on the hub, in bytes (0 = none):
+	// over it, its writes that could grow are refused (gateway_quota.go).
+	MaxMemory int64
 }
 
 // Defaults of the limits. They leave room for a link's biggest requests
@@ -50,6 +53,7 @@ var DefaultLimits = Limits{
 	BytesPerSecond:    0,
 	ScriptTime:        200 * time.Millisecond,
 	MaxConnections:    256,
+	MaxMemory:         0,
 }
 
 // Defaults of the gateway-wide limits.
@@ -76,6 +80,7 @@ func limitField(fail func(string, ...any), k string, v any, l *Limits) (known bo
 		"commands_per_second": {&l.CommandsPerSecond, 0, 1 << 30},
 		"bytes_per_second":    {&l.BytesPerSecond, 0, 1 << 40},
 		"max_connections":     {&l.MaxConnections, 1, 1 << 20},
+		"max_memory":          {&l.MaxMemory, 0, 1 << 50},
 	}
 	if f, ok := ints[k]; ok {
 		if n, ok := gwInt(fail, v, f.lo, f.hi); ok {
@@ -108,7 +113,7 @@ func gatewayWide(fail func(string, ...any), k string, v any, g *Gateway) (known 
 			g.BodyTimeout = d
 		}
 	default:
-		return false
+		return quotaWide(fail, k, v, g)
 	}
 	return true
 }
@@ -143,6 +148,7 @@ func (l Limits) WithDefaults(d Limits) Limits {
 	pick(&l.CommandsPerSecond, d.CommandsPerSecond)
 	pick(&l.BytesPerSecond, d.BytesPerSecond)
 	pick(&l.MaxConnections, d.MaxConnections)
+	pick(&l.MaxMemory, d.MaxMemory)
 	if l.ScriptTime == 0 {
 		l.ScriptTime = d.ScriptTime
 	}

@@ -28,8 +28,19 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 	want = slices.Compact(want)
 	sum := sha1.Sum([]byte(webdis.ScanScript))
 	scan := hex.EncodeToString(sum[:])
+	replacing, growing := store.WritingScripts()
+	shas := func(ss []*store.Script) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.SHA)
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantRepl, wantGrow := shas(replacing), shas(growing)
 	got := gateway.LinkScripts()
-	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan {
+	gotRepl, gotGrow := gateway.LinkWritingScripts()
+	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan && slices.Equal(gotRepl, wantRepl) && slices.Equal(gotGrow, wantGrow) {
 		return
 	}
 	var b strings.Builder
@@ -40,6 +51,15 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 	}
 	b.WriteString("}\n\n// scanScriptSHA is the SHA1 of webdis.ScanScript, the link's scan step,\n// which the gateway runs itself (scan.go).\n")
 	fmt.Fprintf(&b, "const scanScriptSHA = %q\n", scan)
+	list := func(doc, name string, ss []string) {
+		fmt.Fprintf(&b, "\n%svar %s = []string{\n", doc, name)
+		for _, s := range ss {
+			fmt.Fprintf(&b, "\t%q,\n", s)
+		}
+		b.WriteString("}\n")
+	}
+	list("// linkReplacingSHAs and linkGrowingSHAs are link/store.WritingScripts():\n// the link's scripts that replace keys, and those that add to a key.\n", "linkReplacingSHAs", wantRepl)
+	list("", "linkGrowingSHAs", wantGrow)
 	if os.Getenv("UPDATE_LINK_SCRIPTS") != "" {
 		if err := os.WriteFile("../../webdis/gateway/linkscripts.go", []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)

@@ -121,7 +121,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 			timer.Stop()
 			return g.empty(w, http.StatusServiceUnavailable), name, in, 0
 		}
-		reply, err = g.run(r, t, k, &c, b)
+		reply, err = g.run(r, t, k, &c, b, in)
 		<-t.slots
 		if err != nil {
 			if r.Context().Err() == nil {
@@ -359,7 +359,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, t *tenant, name, reason string) 
 
 // run executes c for t; err is a failure to reach Redis (a reply of Redis,
 // error replies included, is reply).
-func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers) (any, error) {
+func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers, in int) (any, error) {
 	ctx := r.Context()
 	own := false
 	switch k {
@@ -402,6 +402,15 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 		}
 		return nil, err
 	}
+	e, quotaDone, err := t.quotaCheck(conn, c, in)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
+		t.m.refused(reasonQuota)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonQuota).Msg("refused")
+		return *e, nil
+	}
 	b.iargs = b.iargs[:0]
 	for _, a := range c.args[1:] {
 		b.iargs = append(b.iargs, a)
@@ -423,6 +432,7 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 				Dur("script_time", t.cfg.Limits.ScriptTime).Msg("script killed")
 		}
 	}
+	quotaDone(err)
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}

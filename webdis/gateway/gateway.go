@@ -54,6 +54,7 @@ type Gateway struct {
 	eventsSet atomic.Bool
 	conns     atomic.Int64 // open connections (throttle.go)
 	bodies    bodyBudget   // request bodies held
+	quota     quotas       // the tenants' memory (quota.go)
 
 	mu        sync.Mutex // reloads
 	lastErr   string
@@ -80,6 +81,7 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{}), disabled: map[string]bool{}}
 	g.cfg = withDefaults(cfg)
 	g.bodies.max = g.cfg.MaxBodyMemory
+	g.registerQuota(g.metrics.reg)
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
@@ -113,6 +115,9 @@ func withDefaults(cfg *config.Gateway) *config.Gateway {
 	}
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = config.DefaultGatewayBodyTimeout
+	}
+	if c.Quota == (config.QuotaScan{}) {
+		c.Quota = config.DefaultQuotaScan
 	}
 	return &c
 }
@@ -182,6 +187,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 		}
 	}()
 	go g.watchHub(ctx)
+	go g.measureMemory(ctx)
 	g.log.Info().Str("listen", ln.Addr().String()).Str("path", g.cfg.URLPath).
 		Int("tenants", len(g.state.Load().byName)).Msg("gateway serving")
 	return nil

@@ -21,3 +21,15 @@ var linkScriptSHAs = []string{
 // scanScriptSHA is the SHA1 of webdis.ScanScript, the link's scan step,
 // which the gateway runs itself (scan.go).
 const scanScriptSHA = "14e44ce1b0c6baef8cbd79e67dd4c60e03fff710"
+
+// linkReplacingSHAs and linkGrowingSHAs are link/store.WritingScripts():
+// the link's scripts that replace keys, and those that add to a key.
+var linkReplacingSHAs = []string{
+	"30bfdbbd1a3e0120341a87ba543079c13afe4825",
+	"58cfabc7236a802eaba299d9dab9d9d777da0b3d",
+	"d38b2099dc27e81dbf304b6e08c0b005192b596f",
+}
+
+var linkGrowingSHAs = []string{
+	"5e9af38fd9db0a7637b3e40a242b0dc754dc440b",
+}

@@ -37,6 +37,7 @@ type tenant struct {
 	retired context.Context
 	retire  context.CancelFunc
 	m       *tenantMetrics // shared by every version of the tenant of this name
+	usage   *usage         // its memory (quota.go), shared the same way
 
 	mu    sync.Mutex
 	ready bool // its ACL user is set on the hub as this gateway knows it
@@ -46,6 +47,7 @@ func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 	c.Limits = c.Limits.WithDefaults(g.cfg.Limits)
 	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
 		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
+	t.usage = g.quota.of(c.Name)
 	t.derive()
 	t.cmds, t.bytes = newBucket(c.Limits.CommandsPerSecond), newBucket(c.Limits.BytesPerSecond)
 	t.retired, t.retire = context.WithCancel(context.Background())
