@@ -109,20 +109,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("refused")
 		reply = *e
 	} else {
-		// A tenant's requests past max_requests wait for a slot, up to
-		// slotWait; then 429.
-		timer := time.NewTimer(slotWait)
-		select {
-		case t.slots <- struct{}{}:
-			timer.Stop()
-		case <-timer.C:
+		// A tenant's requests past max_requests, or past the gateway's
+		// max_total_requests, wait in its queue for a slot, up to
+		// slotWait; then 429 (fairqueue.go).
+		if !g.queue.acquire(r.Context(), t.queue, slotWait) {
+			if r.Context().Err() != nil {
+				return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+			}
 			return g.throttled(w, t, time.Second), name, in, 0
-		case <-r.Context().Done():
-			timer.Stop()
-			return g.empty(w, http.StatusServiceUnavailable), name, in, 0
 		}
 		reply, err = g.run(r, t, k, &c, b, in)
-		<-t.slots
+		g.queue.release(t.queue)
 		if err != nil {
 			if r.Context().Err() == nil {
 				g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Str("cmd", name).Msg("hub Redis unavailable")

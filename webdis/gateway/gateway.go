@@ -55,6 +55,7 @@ type Gateway struct {
 	conns     atomic.Int64 // open connections (throttle.go)
 	bodies    bodyBudget   // request bodies held
 	quota     quotas       // the tenants' memory (quota.go)
+	queue     *fairQueue   // requests in flight to the hub (fairqueue.go)
 
 	mu        sync.Mutex // reloads
 	lastErr   string
@@ -82,6 +83,7 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	g.cfg = withDefaults(cfg)
 	g.bodies.max = g.cfg.MaxBodyMemory
 	g.registerQuota(g.metrics.reg)
+	g.queue = newFairQueue(g.cfg.MaxRequests, g.metrics.reg)
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
@@ -115,6 +117,9 @@ func withDefaults(cfg *config.Gateway) *config.Gateway {
 	}
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = config.DefaultGatewayBodyTimeout
+	}
+	if c.MaxRequests == 0 {
+		c.MaxRequests = config.DefaultGatewayMaxRequests
 	}
 	if c.Quota == (config.QuotaScan{}) {
 		c.Quota = config.DefaultQuotaScan
