@@ -18,12 +18,12 @@ import (
 
 // Defaults of the [gateway] settings that have one.
 const (
-	DefaultGatewayPath        = "/"
-	DefaultGatewayMaxBody     = 64 << 20
-	DefaultGatewayMaxStreams  = 32
-	DefaultGatewayHeaderTime  = 10 * time.Second
-	DefaultGatewayIdleTime    = 120 * time.Second
-	DefaultGatewayUserPrefix  = "redisrepl-gw-"
+	DefaultGatewayPath       = "/"
+	DefaultGatewayMaxBody    = 64 << 20
+	DefaultGatewayMaxStreams = 32
+	DefaultGatewayHeaderTime = 10 * time.Second
+	DefaultGatewayIdleTime   = 120 * time.Second
+	DefaultGatewayUserPrefix = "redisrepl-gw-"
 	// DefaultGatewayKeyspaceEvents is what a link needs: every key event.
 	DefaultGatewayKeyspaceEvents = "KA"
 )
@@ -114,7 +114,7 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 	g := &Gateway{Path: path, URLPath: DefaultGatewayPath, LogLevel: "info",
 		MaxBodyBytes: DefaultGatewayMaxBody, MaxStreams: DefaultGatewayMaxStreams,
 		HeaderTimeout: DefaultGatewayHeaderTime,
-		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
+		IdleTimeout:   DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
 		KeyspaceEvents: DefaultGatewayKeyspaceEvents, Limits: DefaultLimits,
 		MaxConnections: DefaultGatewayMaxConnections, MaxBodyMemory: DefaultGatewayMaxBodyMemory,
 		BodyTimeout: DefaultGatewayBodyTimeout, Quota: DefaultQuotaScan, MaxRequests: DefaultGatewayMaxRequests}
