@@ -50,7 +50,7 @@ func GatewayConfig(c *Certs, listen, redisAddr string, opts Options) (*config.Ga
 		HeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		UserPrefix: config.DefaultGatewayUserPrefix, Disabled: opts.Disabled,
 		KeyspaceEvents: config.DefaultGatewayKeyspaceEvents,
-		Limits:         config.DefaultLimits, MaxConnections: config.DefaultGatewayMaxConnections,
+		Limits:         opts.Limits.WithDefaults(config.DefaultLimits), MaxConnections: config.DefaultGatewayMaxConnections,
 		MaxBodyMemory: config.DefaultGatewayMaxBodyMemory, BodyTimeout: config.DefaultGatewayBodyTimeout,
 		Tenants: append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
 	}
