@@ -40,7 +40,8 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 	wantRepl, wantGrow := shas(replacing), shas(growing)
 	got := gateway.LinkScripts()
 	gotRepl, gotGrow := gateway.LinkWritingScripts()
-	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan && slices.Equal(gotRepl, wantRepl) && slices.Equal(gotGrow, wantGrow) {
+	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan && slices.Equal(gotRepl, wantRepl) && slices.Equal(gotGrow, wantGrow) &&
+		gateway.LinkStagingMark() == store.StagingMark() {
 		return
 	}
 	var b strings.Builder
@@ -60,6 +61,7 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 	}
 	list("// linkReplacingSHAs and linkGrowingSHAs are link/store.WritingScripts():\n// the link's scripts that replace keys, and those that add to a key.\n", "linkReplacingSHAs", wantRepl)
 	list("", "linkGrowingSHAs", wantGrow)
+	fmt.Fprintf(&b, "\n// linkStagingMark is link/store.StagingMark(): in the name of a key being\n// copied in chunks.\nconst linkStagingMark = %q\n", store.StagingMark())
 	if os.Getenv("UPDATE_LINK_SCRIPTS") != "" {
 		if err := os.WriteFile("../../webdis/gateway/linkscripts.go", []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)

@@ -18,3 +18,8 @@ func Scripts() []*Script {
 func WritingScripts() (replacing, growing []*Script) {
 	return []*Script{applyScript, casApplyScript, finishScript}, []*Script{stageScript}
 }
+
+// StagingMark is what the name of a staging key holds (a key being copied
+// in chunks, renamed into place by finishScript): the gateway's quota
+// counts its bytes as the key's once renamed.
+func StagingMark() string { return string(stagingMark) }

@@ -33,3 +33,7 @@ var linkReplacingSHAs = []string{
 var linkGrowingSHAs = []string{
 	"5e9af38fd9db0a7637b3e40a242b0dc754dc440b",
 }
+
+// linkStagingMark is link/store.StagingMark(): in the name of a key being
+// copied in chunks.
+const linkStagingMark = "\x00redisrepl-staging\x00"

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
@@ -110,6 +111,9 @@ func setOf(words ...string) map[string]bool {
 	return m
 }
 
+// LinkStagingMark is what the name of a link's staging key holds.
+func LinkStagingMark() string { return linkStagingMark }
+
 // LinkWritingScripts are the SHA1s of the link's replacing and growing
 // scripts (link/store.WritingScripts), sorted.
 func LinkWritingScripts() (replacing, growing []string) {
@@ -154,7 +158,10 @@ func growthOf(c *command) (g growth, keys [][]byte, size int64) {
 		case linkGrowing[sha]:
 			return growAdd, nil, 0
 		case linkReplacing[sha]:
-			n, err := strconv.Atoi(string(args[min(1, len(args)-1)]))
+			if len(args) < 2 {
+				return growAdd, nil, 0 // Redis answers the error
+			}
+			n, err := strconv.Atoi(string(args[1]))
 			if err != nil || n < 0 || 2+n > len(args) {
 				return growAdd, nil, 0 // Redis answers the error
 			}
@@ -184,9 +191,11 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 	// Near the quota, what a replacing write or a delete frees is asked
 	// of the hub, so that the estimate follows the tenant back under.
 	near := limit > 0 && est+int64(in) > limit-limit/4
-	var before int64
+	// staged: the part of before held by staging keys, which a replacing
+	// script renames into place: their bytes stay the tenant's.
+	var before, staged int64
 	if near && (kind == growReplace || kind == growDelete) {
-		if before, err = memoryOf(conn, keys); err != nil {
+		if before, staged, err = memoryOf(conn, keys); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -202,31 +211,34 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 		case kind == growDelete:
 			u.delta.Add(-before)
 		case near && kind == growReplace:
-			u.delta.Add(size - before)
+			u.delta.Add(size - (before - staged))
 		default:
 			u.delta.Add(int64(in))
 		}
 	}, nil
 }
 
-// memoryOf is the sum of MEMORY USAGE of keys, asked on conn.
-func memoryOf(conn redis.Conn, keys [][]byte) (int64, error) {
+// memoryOf is the sum of MEMORY USAGE of keys, asked on conn, and the part
+// of it held by the link's staging keys.
+func memoryOf(conn redis.Conn, keys [][]byte) (total, staged int64, err error) {
 	for _, k := range keys {
 		conn.Send("MEMORY", "USAGE", k)
 	}
 	if err := conn.Flush(); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	var n int64
 	var first error
-	for range keys {
+	for _, k := range keys {
 		v, err := redis.Int64(conn.Receive())
 		if err != nil && err != redis.ErrNil && first == nil {
 			first = err
 		}
-		n += v
+		total += v
+		if bytes.Contains(k, []byte(linkStagingMark)) {
+			staged += v
+		}
 	}
-	return n, passRedisError(first)
+	return total, staged, passRedisError(first)
 }
 
 // measureMemory walks the hub's keyspace every memory_scan_interval until
