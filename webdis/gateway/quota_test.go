@@ -83,6 +83,11 @@ func TestMemoryQuotaRefusesGrowingWritesUntilTenantDeletes(t *testing.T) {
 	if !strings.Contains(e.metrics(t), `redisrepl_gateway_tenant_memory_quota_bytes{tenant="labA"} 1.048576e+06`) {
 		t.Error("/metrics lacks labA's quota")
 	}
+	for _, ts := range e.g.Status().Tenants {
+		if ts.Name == "labA" && (ts.MaxMemory != 1<<20 || ts.MemoryBytes < held) {
+			t.Errorf("/status of labA: memory %d, max %d", ts.MemoryBytes, ts.MaxMemory)
+		}
+	}
 
 	// Over quota: what adds is refused, the rest passes.
 	for _, cmd := range [][]string{
