@@ -25,10 +25,10 @@ import (
 //     tenant's namespace, at most memory_scan_keys_per_second keys a second,
 //     so that its cost on the hub's single thread is bounded and spread;
 //   - between walks, the bytes of the tenant's writes are added to the
-//     estimate (and, once it is past three quarters of its quota, the sizes
-//     of the keys it deletes or replaces, asked of the hub first, are taken
-//     off), so that a burst is seen before the next walk, and deletes bring
-//     the tenant back under at once;
+//     estimate, and the sizes of the keys a tenant with a quota deletes
+//     (and, once it is past three quarters of it, of those it replaces),
+//     asked of the hub first, are taken off: a burst is seen before the
+//     next walk, and deletes bring the tenant back under at once;
 //   - over quota, reads, deletes, the commands that only remove or move
 //     elements, and replacing writes (SET, MSET, the link's whole-key
 //     writes) no bigger than what they replace pass, so the tenant can get
@@ -188,13 +188,14 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 	u, limit := t.usage, t.cfg.Limits.MaxMemory
 	est := u.estimate()
 	over := limit > 0 && est+int64(in) > limit
-	// Near the quota, what a replacing write or a delete frees is asked
-	// of the hub, so that the estimate follows the tenant back under.
+	// What a delete frees, and near the quota what a replacing write
+	// frees, is asked of the hub, so that the estimate follows the tenant
+	// back under.
 	near := limit > 0 && est+int64(in) > limit-limit/4
 	// staged: the part of before held by staging keys, which a replacing
 	// script renames into place: their bytes stay the tenant's.
 	var before, staged int64
-	if near && (kind == growReplace || kind == growDelete) {
+	if near && kind == growReplace || limit > 0 && kind == growDelete {
 		if before, staged, err = memoryOf(conn, keys); err != nil {
 			return nil, nil, err
 		}
@@ -203,17 +204,23 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 		e := redis.Error(fmt.Sprintf("ERR gateway: over the tenant's max_memory (%d bytes; its keys hold about %d): delete keys to write again", limit, est))
 		return &e, nil, nil
 	}
+	if kind == growDelete {
+		return nil, func(err error) {
+			if err == nil {
+				u.delta.Add(-before)
+			}
+		}, nil
+	}
+	// What may grow is counted before it runs, so that requests running at
+	// once cannot pass the quota together; a failure gives it back.
+	grown := int64(in)
+	if near && kind == growReplace {
+		grown = size - (before - staged)
+	}
+	u.delta.Add(grown)
 	return nil, func(err error) {
 		if err != nil {
-			return
-		}
-		switch {
-		case kind == growDelete:
-			u.delta.Add(-before)
-		case near && kind == growReplace:
-			u.delta.Add(size - (before - staged))
-		default:
-			u.delta.Add(int64(in))
+			u.delta.Add(-grown)
 		}
 	}, nil
 }

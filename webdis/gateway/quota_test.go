@@ -112,8 +112,20 @@ func TestMemoryQuotaRefusesGrowingWritesUntilTenantDeletes(t *testing.T) {
 	}
 	wantPrefix(t, a, e.url, enc("SET", "labA:new", val), "+OK")
 	wantPrefix(t, a, e.url, enc("HSET", "labA:h", "f", "v"), ":1")
-	if !strings.Contains(e.metrics(t), `redisrepl_gateway_refusals_total{reason="over memory quota",tenant="labA"} 6`) {
-		t.Errorf("/metrics lacks labA's 6 quota refusals:\n%s", grepLines(e.metrics(t), "quota"))
+	// Adding to a key counts too, near the quota as far from it.
+	added := 0
+	for i := range 40 {
+		_, body, _ := tryPost(a, e.url, enc("HSET", "labA:h", fmt.Sprint("f", i), val))
+		if !strings.HasPrefix(body, ":1") {
+			break
+		}
+		added++
+	}
+	if added < 10 || added > 16 {
+		t.Errorf("labA added %d fields of 64 KiB to a hash under a 1 MiB quota", added)
+	}
+	if !strings.Contains(e.metrics(t), `redisrepl_gateway_refusals_total{reason="over memory quota",tenant="labA"} 7`) {
+		t.Errorf("/metrics lacks labA's 7 quota refusals:\n%s", grepLines(e.metrics(t), "quota"))
 	}
 	if strings.Contains(e.metrics(t), `reason="over memory quota",tenant="labB"`) {
 		t.Error("labB was refused for a quota it does not have")
