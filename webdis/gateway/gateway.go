@@ -15,7 +15,8 @@
 // (what a tenant may run), tenant.go (a tenant in force, its pool), acl.go
 // (its ACL user), exec.go (serving a request: limits, running a command),
 // scan.go (SCAN and KEYS filtered), stream.go (SUBSCRIBE streams), glob.go,
-// metrics.go (/metrics, /healthz, /status).
+// metrics.go (/metrics, /healthz, /status), quota.go (the tenants' memory
+// quotas), fairqueue.go (requests in flight to the hub, per tenant).
 package gateway
 
 import (
