@@ -16,13 +16,12 @@ import (
 
 // Defaults of the [gateway] settings that have one.
 const (
-	DefaultGatewayPath        = "/"
-	DefaultGatewayMaxBody     = 64 << 20
-	DefaultGatewayMaxStreams  = 32
-	DefaultGatewayMaxRequests = 64
-	DefaultGatewayHeaderTime  = 10 * time.Second
-	DefaultGatewayIdleTime    = 120 * time.Second
-	DefaultGatewayUserPrefix  = "redisrepl-gw-"
+	DefaultGatewayPath       = "/"
+	DefaultGatewayMaxBody    = 64 << 20
+	DefaultGatewayMaxStreams = 32
+	DefaultGatewayHeaderTime = 10 * time.Second
+	DefaultGatewayIdleTime   = 120 * time.Second
+	DefaultGatewayUserPrefix = "redisrepl-gw-"
 	// DefaultGatewayKeyspaceEvents is what a link needs: every key event.
 	DefaultGatewayKeyspaceEvents = "KA"
 )
@@ -55,7 +54,6 @@ type Gateway struct {
 
 	MaxBodyBytes  int64         // largest request body
 	MaxStreams    int           // open SUBSCRIBE/PSUBSCRIBE streams per tenant
-	MaxRequests   int           // requests in flight per tenant (streams excluded)
 	HeaderTimeout time.Duration // time to read a request's headers
 	IdleTimeout   time.Duration // keep-alive connection idle limit
 	UserPrefix    string        // ACL user names are UserPrefix + tenant name
@@ -66,8 +64,10 @@ type Gateway struct {
 
 	Limits         Limits        // per tenant, unless its [[tenant]] says otherwise
 	MaxConnections int           // open connections to the gateway, all tenants
+	MaxRequests    int           // requests in flight to the hub, all tenants (fairqueue.go)
 	MaxBodyMemory  int64         // request bodies held at once, all tenants
 	BodyTimeout    time.Duration // time to receive a whole request body
+	Quota          QuotaScan     // how tenants' memory is measured (gateway_quota.go)
 
 	Tenants []Tenant
 }
@@ -123,11 +123,11 @@ func ParseGateway(path string, data []byte) (*Gateway, error) {
 	}
 	g := &Gateway{Path: path, URLPath: DefaultGatewayPath, LogLevel: "info",
 		MaxBodyBytes: DefaultGatewayMaxBody, MaxStreams: DefaultGatewayMaxStreams,
-		MaxRequests: DefaultGatewayMaxRequests, HeaderTimeout: DefaultGatewayHeaderTime,
-		IdleTimeout: DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
+		HeaderTimeout: DefaultGatewayHeaderTime,
+		IdleTimeout:   DefaultGatewayIdleTime, UserPrefix: DefaultGatewayUserPrefix,
 		KeyspaceEvents: DefaultGatewayKeyspaceEvents, Limits: DefaultLimits,
 		MaxConnections: DefaultGatewayMaxConnections, MaxBodyMemory: DefaultGatewayMaxBodyMemory,
-		BodyTimeout: DefaultGatewayBodyTimeout}
+		BodyTimeout: DefaultGatewayBodyTimeout, Quota: DefaultQuotaScan, MaxRequests: DefaultGatewayMaxRequests}
 	gp := &gwParser{core: p}
 	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		switch v := raw[k]; k {
@@ -246,10 +246,6 @@ func (p *gwParser) gateway(t map[string]any, g *Gateway) {
 		case "max_streams":
 			if n, ok := gwInt(fail, v, 1, 100000); ok {
 				g.MaxStreams = int(n)
-			}
-		case "max_requests":
-			if n, ok := gwInt(fail, v, 1, 100000); ok {
-				g.MaxRequests = int(n)
 			}
 		case "header_timeout":
 			if d, ok := gwDuration(fail, v, 100*time.Millisecond, time.Hour); ok {

@@ -34,6 +34,13 @@ type Limits struct {
 	ScriptTime time.Duration
 	// MaxConnections caps the tenant's open connections to the gateway.
 	MaxConnections int64
+	// MaxMemory is the tenant's memory quota on the hub, in bytes (0 = none):
+	// over it, its writes that could grow are refused (gateway_quota.go).
+	MaxMemory int64
+	// MaxRequests caps the tenant's requests in flight to the hub (streams
+	// excluded); more wait in its queue. 0: an eighth of the gateway's
+	// max_total_requests (TenantMaxRequests).
+	MaxRequests int64
 }
 
 // Defaults of the limits. They leave room for a link's biggest requests
@@ -50,6 +57,7 @@ var DefaultLimits = Limits{
 	BytesPerSecond:    0,
 	ScriptTime:        200 * time.Millisecond,
 	MaxConnections:    256,
+	MaxMemory:         0,
 }
 
 // Defaults of the gateway-wide limits.
@@ -58,7 +66,20 @@ const (
 	DefaultGatewayBodyTimeout    = 60 * time.Second
 	// DefaultGatewayMaxBodyMemory bounds the request bodies held at once.
 	DefaultGatewayMaxBodyMemory = 512 << 20
+	// DefaultGatewayMaxRequests bounds the requests in flight to the hub:
+	// Redis runs one command at a time, so more in flight only lengthen
+	// every tenant's wait in its event loop.
+	DefaultGatewayMaxRequests = 64
 )
+
+// TenantMaxRequests is a tenant's max_requests: its own, or an eighth of
+// the gateway's total (at least 1), so that no tenant holds all the slots.
+func TenantMaxRequests(l Limits, total int) int {
+	if l.MaxRequests > 0 {
+		return int(l.MaxRequests)
+	}
+	return max(1, total/8)
+}
 
 // limitField reads one limit field k of [gateway] or a [[tenant]] into l;
 // known = false if k is not a limit.
@@ -76,6 +97,8 @@ func limitField(fail func(string, ...any), k string, v any, l *Limits) (known bo
 		"commands_per_second": {&l.CommandsPerSecond, 0, 1 << 30},
 		"bytes_per_second":    {&l.BytesPerSecond, 0, 1 << 40},
 		"max_connections":     {&l.MaxConnections, 1, 1 << 20},
+		"max_memory":          {&l.MaxMemory, 0, 1 << 50},
+		"max_requests":        {&l.MaxRequests, 1, 100000},
 	}
 	if f, ok := ints[k]; ok {
 		if n, ok := gwInt(fail, v, f.lo, f.hi); ok {
@@ -95,6 +118,10 @@ func limitField(fail func(string, ...any), k string, v any, l *Limits) (known bo
 // gatewayWide reads a [gateway]-only limit; known = false if k is none.
 func gatewayWide(fail func(string, ...any), k string, v any, g *Gateway) (known bool) {
 	switch k {
+	case "max_total_requests":
+		if n, ok := gwInt(fail, v, 1, 100000); ok {
+			g.MaxRequests = int(n)
+		}
 	case "max_total_connections":
 		if n, ok := gwInt(fail, v, 1, 1<<20); ok {
 			g.MaxConnections = int(n)
@@ -108,7 +135,7 @@ func gatewayWide(fail func(string, ...any), k string, v any, g *Gateway) (known 
 			g.BodyTimeout = d
 		}
 	default:
-		return false
+		return quotaWide(fail, k, v, g)
 	}
 	return true
 }
@@ -143,6 +170,8 @@ func (l Limits) WithDefaults(d Limits) Limits {
 	pick(&l.CommandsPerSecond, d.CommandsPerSecond)
 	pick(&l.BytesPerSecond, d.BytesPerSecond)
 	pick(&l.MaxConnections, d.MaxConnections)
+	pick(&l.MaxMemory, d.MaxMemory)
+	pick(&l.MaxRequests, d.MaxRequests)
 	if l.ScriptTime == 0 {
 		l.ScriptTime = d.ScriptTime
 	}

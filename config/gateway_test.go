@@ -41,7 +41,7 @@ func TestGatewayParse(t *testing.T) {
 	}
 	if g.Listen != "127.0.0.1:8443" || g.URLPath != "/redis" || g.Cert != filepath.Join(dir, "lab.pem") ||
 		g.RedisAddr != "127.0.0.1:6380" || g.RedisDB != 2 || g.RedisUser != "u" || g.RedisPassword != "secret" ||
-		g.MaxStreams != 3 || g.HeaderTimeout != 2*time.Second || g.MaxRequests != DefaultGatewayMaxRequests ||
+		g.MaxStreams != 3 || g.HeaderTimeout != 2*time.Second || g.MaxRequests != DefaultGatewayMaxRequests || g.Limits.MaxRequests != 0 ||
 		g.MaxBodyBytes != DefaultGatewayMaxBody || g.UserPrefix != DefaultGatewayUserPrefix || !slices.Equal(g.Disabled, []string{"EVAL"}) {
 		t.Errorf("parsed: %+v", g)
 	}

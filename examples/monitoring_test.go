@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redisrepl/redisrepl/config"
 	"github.com/redisrepl/redisrepl/webdis/webdistest"
 )
 
@@ -194,7 +195,8 @@ func ruleParts(expr string) []string {
 // without error, and none fires while all is well.
 func TestDashboardAndRulesAgainstPrometheus(t *testing.T) {
 	prometheus := webdistest.RequireProgram(t, "prometheus", "prometheus")
-	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, Namespaces: []string{"mon:"}, Log: t.Logf})
+	hub := webdistest.New(t, webdistest.Options{Front: webdistest.FrontGateway, Namespaces: []string{"mon:"},
+		Limits: config.Limits{MaxMemory: 1 << 30}, Log: t.Logf}) // a quota, for its series
 	dir := t.TempDir()
 
 	// The gateway's /metrics, as "redisrepl gateway" serves it.
@@ -328,13 +330,13 @@ scrape_configs:
 		}
 	}
 	for _, want := range []string{"RedisreplLinkNotLive", "RedisreplLagHigh", "RedisreplEventsNotProved", "RedisreplKeyErrors",
-		"RedisreplResyncFailing", "RedisreplCertificateExpiring", "RedisreplGatewayRefusalsSpiking", "RedisreplGatewayHubDown"} {
+		"RedisreplResyncFailing", "RedisreplCertificateExpiring", "RedisreplGatewayRefusalsSpiking", "RedisreplGatewayHubDown", "RedisreplGatewayTenantNearQuota"} {
 		if !alerts[want] {
 			t.Errorf("Prometheus loaded no alert %s from %s", want, rules)
 		}
 	}
-	if len(alerts) != 8 {
-		t.Errorf("Prometheus loaded %d alerts, want 8: %v", len(alerts), alerts)
+	if len(alerts) != 9 {
+		t.Errorf("Prometheus loaded %d alerts, want 9: %v", len(alerts), alerts)
 	}
 
 	for what, expr := range exprs {

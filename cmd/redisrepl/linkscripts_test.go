@@ -28,8 +28,20 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 	want = slices.Compact(want)
 	sum := sha1.Sum([]byte(webdis.ScanScript))
 	scan := hex.EncodeToString(sum[:])
+	replacing, growing := store.WritingScripts()
+	shas := func(ss []*store.Script) []string {
+		var out []string
+		for _, s := range ss {
+			out = append(out, s.SHA)
+		}
+		slices.Sort(out)
+		return out
+	}
+	wantRepl, wantGrow := shas(replacing), shas(growing)
 	got := gateway.LinkScripts()
-	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan {
+	gotRepl, gotGrow := gateway.LinkWritingScripts()
+	if slices.Equal(got, want) && gateway.ScanScriptSHA() == scan && slices.Equal(gotRepl, wantRepl) && slices.Equal(gotGrow, wantGrow) &&
+		gateway.LinkStagingMark() == store.StagingMark() {
 		return
 	}
 	var b strings.Builder
@@ -39,6 +51,16 @@ func TestGatewayKnowsLinkScripts(t *testing.T) {
 		fmt.Fprintf(&b, "\t%q,\n", s)
 	}
 	b.WriteString("}\n")
+	list := func(doc, name string, ss []string) {
+		fmt.Fprintf(&b, "\n%svar %s = []string{\n", doc, name)
+		for _, s := range ss {
+			fmt.Fprintf(&b, "\t%q,\n", s)
+		}
+		b.WriteString("}\n")
+	}
+	list("// linkReplacingSHAs and linkGrowingSHAs are link/store.WritingScripts():\n// the link's scripts that replace keys, and those that add to a key.\n", "linkReplacingSHAs", wantRepl)
+	list("", "linkGrowingSHAs", wantGrow)
+	fmt.Fprintf(&b, "\n// linkStagingMark is link/store.StagingMark(): in the name of a key being\n// copied in chunks.\nconst linkStagingMark = %q\n", store.StagingMark())
 	if os.Getenv("UPDATE_LINK_SCRIPTS") != "" {
 		if err := os.WriteFile("../../webdis/gateway/linkscripts.go", []byte(b.String()), 0o644); err != nil {
 			t.Fatal(err)

@@ -45,6 +45,7 @@ namespaces = ["lab2:"]
 max_connections = 40
 keys_budget = 100000
 bytes_per_second = 67108864
+max_memory = 67108864
 
 [[tenant]]
 name        = "lab3"
@@ -309,6 +310,25 @@ func TestHostileTenant(t *testing.T) {
 			wantPrefix(t, a2, e.url, enc("SET", "lab2:b", strings.Repeat("ba", 5500)), "+OK")
 			wantPrefix(t, a2, e.url, enc("LCS", "lab2:a", "lab2:b"), "-ERR gateway: over the tenant's max_lcs_bytes")
 		}},
+		{"200 SETs of 1 MiB (a 64 MiB quota)", func(t *testing.T) {
+			v := strings.Repeat("q", 1<<20)
+			refused := 0
+			for i := range 200 {
+				st, body, err := tryPost(a2, e.url, enc("SET", fmt.Sprintf("lab2:fill%d", i), v))
+				if err != nil || st != 200 {
+					t.Fatalf("SET: %d %v", st, err)
+				}
+				if strings.HasPrefix(body, "-ERR gateway: over the tenant's max_memory") {
+					refused++
+				}
+			}
+			if refused < 130 {
+				t.Errorf("lab2 filled past its 64 MiB quota: %d of 200 SETs of 1 MiB refused", refused)
+			}
+			for i := range 200 {
+				hub.Do("DEL", fmt.Sprintf("lab2:fill%d", i))
+			}
+		}},
 		{"150 idle TLS connections", func(t *testing.T) {
 			var conns []net.Conn
 			refused := 0
@@ -377,6 +397,7 @@ func TestHostileTenant(t *testing.T) {
 		`redisrepl_gateway_refusals_total{reason="script killed",tenant="lab3"}`,
 		`redisrepl_gateway_refusals_total{reason="over a limit",tenant="lab2"}`,
 		`redisrepl_gateway_refusals_total{reason="too many connections",tenant="lab2"}`,
+		`redisrepl_gateway_refusals_total{reason="over memory quota",tenant="lab2"}`,
 	} {
 		if !strings.Contains(m, want) {
 			t.Errorf("/metrics lacks %s", want)

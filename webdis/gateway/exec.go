@@ -110,20 +110,17 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, t *tenant, b *bu
 		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", name).Str("reason", reasonLimit).Msg("refused")
 		reply = *e
 	} else {
-		// A tenant's requests past max_requests wait for a slot, up to
-		// slotWait; then 429.
-		timer := time.NewTimer(slotWait)
-		select {
-		case t.slots <- struct{}{}:
-			timer.Stop()
-		case <-timer.C:
+		// A tenant's requests past max_requests, or past the gateway's
+		// max_total_requests, wait in its queue for a slot, up to
+		// slotWait; then 429 (fairqueue.go).
+		if !g.queue.acquire(r.Context(), t.queue, slotWait) {
+			if r.Context().Err() != nil {
+				return g.empty(w, http.StatusServiceUnavailable), name, in, 0
+			}
 			return g.throttled(w, t, time.Second), name, in, 0
-		case <-r.Context().Done():
-			timer.Stop()
-			return g.empty(w, http.StatusServiceUnavailable), name, in, 0
 		}
-		reply, err = g.run(r, t, k, &c, b)
-		<-t.slots
+		reply, err = g.run(r, t, k, &c, b, in)
+		g.queue.release(t.queue)
 		if err != nil {
 			if r.Context().Err() == nil {
 				g.log.Warn().Err(err).Str("tenant", t.cfg.Name).Str("cmd", name).Msg("hub Redis unavailable")
@@ -374,7 +371,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, t *tenant, name, reason string) 
 
 // run executes c for t; err is a failure to reach Redis (a reply of Redis,
 // error replies included, is reply).
-func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers) (any, error) {
+func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers, in int) (any, error) {
 	ctx := r.Context()
 	own := false
 	switch k {
@@ -420,6 +417,15 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 		}
 		return nil, err
 	}
+	e, quotaDone, err := t.quotaCheck(conn, c, in)
+	if err != nil {
+		return nil, err
+	}
+	if e != nil {
+		t.m.refused(reasonQuota)
+		g.log.Warn().Str("tenant", t.cfg.Name).Str("cmd", c.name()).Str("reason", reasonQuota).Msg("refused")
+		return *e, nil
+	}
 	b.iargs = b.iargs[:0]
 	for _, a := range c.args[1:] {
 		b.iargs = append(b.iargs, a)
@@ -441,6 +447,7 @@ func (g *Gateway) run(r *http.Request, t *tenant, k kind, c *command, b *buffers
 				Dur("script_time", t.cfg.Limits.ScriptTime).Msg("script killed")
 		}
 	}
+	quotaDone(err)
 	if re, ok := err.(redis.Error); ok {
 		return re, nil
 	}

@@ -15,8 +15,9 @@
 // (what a tenant may run), tenant.go (a tenant in force, its pool), acl.go
 // (its ACL user), exec.go (serving a request: limits, running a command),
 // scan.go (SCAN and KEYS filtered), stream.go (SUBSCRIBE streams), glob.go,
-// metrics.go (/metrics, /healthz, /status); backend.go (a hub past one
-// Redis), cluster*.go (a Redis Cluster hub).
+// metrics.go (/metrics, /healthz, /status), quota.go (the tenants' memory
+// quotas), fairqueue.go (requests in flight to the hub, per tenant);
+// backend.go (a hub past one Redis), cluster*.go (a Redis Cluster hub).
 package gateway
 
 import (
@@ -56,6 +57,8 @@ type Gateway struct {
 	eventsSet atomic.Bool
 	conns     atomic.Int64 // open connections (throttle.go)
 	bodies    bodyBudget   // request bodies held
+	quota     quotas       // the tenants' memory (quota.go)
+	queue     *fairQueue   // requests in flight to the hub (fairqueue.go)
 
 	mu        sync.Mutex // reloads
 	lastErr   string
@@ -82,6 +85,8 @@ func New(cfg *config.Gateway, log zerolog.Logger) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: log, metrics: newMetrics(), done: make(chan struct{}), disabled: map[string]bool{}}
 	g.cfg = withDefaults(cfg)
 	g.bodies.max = g.cfg.MaxBodyMemory
+	g.registerQuota(g.metrics.reg)
+	g.queue = newFairQueue(g.cfg.MaxRequests, g.metrics.reg)
 	for _, c := range cfg.Disabled {
 		g.disabled[strings.ToUpper(c)] = true
 	}
@@ -127,6 +132,12 @@ func withDefaults(cfg *config.Gateway) *config.Gateway {
 	}
 	if c.BodyTimeout == 0 {
 		c.BodyTimeout = config.DefaultGatewayBodyTimeout
+	}
+	if c.MaxRequests == 0 {
+		c.MaxRequests = config.DefaultGatewayMaxRequests
+	}
+	if c.Quota == (config.QuotaScan{}) {
+		c.Quota = config.DefaultQuotaScan
 	}
 	return &c
 }
@@ -182,6 +193,7 @@ func (g *Gateway) Start(ctx context.Context) error {
 	if g.sentinel != nil {
 		go g.followSentinels(ctx)
 	}
+	go g.measureMemory(ctx)
 	g.log.Info().Str("listen", ln.Addr().String()).Str("path", g.cfg.URLPath).
 		Int("tenants", len(g.state.Load().byName)).Msg("gateway serving")
 	return nil

@@ -17,3 +17,19 @@ var linkScriptSHAs = []string{
 	"d38b2099dc27e81dbf304b6e08c0b005192b596f",
 	"e8ece4dd2e95ce091ba4639fb831da691b998c19",
 }
+
+// linkReplacingSHAs and linkGrowingSHAs are link/store.WritingScripts():
+// the link's scripts that replace keys, and those that add to a key.
+var linkReplacingSHAs = []string{
+	"30bfdbbd1a3e0120341a87ba543079c13afe4825",
+	"58cfabc7236a802eaba299d9dab9d9d777da0b3d",
+	"d38b2099dc27e81dbf304b6e08c0b005192b596f",
+}
+
+var linkGrowingSHAs = []string{
+	"5e9af38fd9db0a7637b3e40a242b0dc754dc440b",
+}
+
+// linkStagingMark is link/store.StagingMark(): in the name of a key being
+// copied in chunks.
+const linkStagingMark = "\x00redisrepl-staging\x00"

@@ -114,6 +114,8 @@ type TenantStatus struct {
 	User        string   `json:"acl_user"`
 	Ready       bool     `json:"ready"` // its ACL user is set on the hub
 	OpenStreams int32    `json:"open_streams"`
+	MemoryBytes int64    `json:"memory_bytes"`         // the estimate of its keys (quota.go)
+	MaxMemory   int64    `json:"max_memory,omitempty"` // its quota
 }
 
 // Status is the document served at /status.
@@ -141,7 +143,7 @@ func (g *Gateway) Status() Status {
 	for _, t := range st.byName {
 		s.Tenants = append(s.Tenants, TenantStatus{Name: t.cfg.Name, Client: t.cfg.Client,
 			Namespaces: t.cfg.Namespaces, Read: t.cfg.Read, User: t.user, Ready: t.isReady(),
-			OpenStreams: t.m.streams.Load()})
+			OpenStreams: t.m.streams.Load(), MemoryBytes: t.usage.estimate(), MaxMemory: t.cfg.Limits.MaxMemory})
 	}
 	slices.SortFunc(s.Tenants, func(a, b TenantStatus) int { return strings.Compare(a.Name, b.Name) })
 	return s

@@ -182,13 +182,3 @@ func TestLinksFollowHubFailover(t *testing.T) {
 		})
 	}
 }
-
-func grepLines(text, sub string) string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}

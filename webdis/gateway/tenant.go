@@ -25,7 +25,7 @@ type tenant struct {
 	grants       []grant  // channels it may subscribe to
 
 	pool  *redis.Pool
-	slots chan struct{} // requests in flight
+	queue *tenantQueue // its requests in flight to the hub (fairqueue.go)
 	// cmds and bytes are its rates (throttle.go).
 	cmds, bytes *bucket
 	// retired is done once the tenant is removed or changed: its streams
@@ -34,6 +34,7 @@ type tenant struct {
 	retired context.Context
 	retire  context.CancelFunc
 	m       *tenantMetrics // shared by every version of the tenant of this name
+	usage   *usage         // its memory (quota.go), shared the same way
 
 	mu    sync.Mutex
 	ready bool // its ACL user is set on the hub as this gateway knows it
@@ -42,13 +43,16 @@ type tenant struct {
 func newTenant(g *Gateway, c config.Tenant, pass string) *tenant {
 	c.Limits = c.Limits.WithDefaults(g.cfg.Limits)
 	t := &tenant{cfg: c, user: g.cfg.UserPrefix + c.Name, pass: pass, g: g,
-		slots: make(chan struct{}, g.cfg.MaxRequests), m: g.metrics.tenant(c.Name)}
+		m: g.metrics.tenant(c.Name)}
+	inFlight := config.TenantMaxRequests(c.Limits, g.cfg.MaxRequests)
+	t.queue = g.queue.tenant(c.Name, inFlight)
+	t.usage = g.quota.of(c.Name)
 	t.derive()
 	t.cmds, t.bytes = newBucket(c.Limits.CommandsPerSecond), newBucket(c.Limits.BytesPerSecond)
 	t.retired, t.retire = context.WithCancel(context.Background())
 	t.pool = &redis.Pool{
 		Dial:        func() (redis.Conn, error) { return t.dial(commandTimeout) },
-		MaxIdle:     g.cfg.MaxRequests,
+		MaxIdle:     inFlight,
 		IdleTimeout: 5 * time.Minute,
 		// A connection idle for a while may have been cut (a restarted
 		// hub): check it, but not on the busy path.

@@ -18,10 +18,7 @@ import (
 // and buffered request bodies in total. Over a tenant's limit the answer
 // is 429, over the gateway's 503, both with Retry-After.
 //
-// Fairness between tenants comes from their separate pools: each tenant's
-// requests run on its own connections to the hub, at most max_requests at
-// a time, and Redis serves its connections in turn, so one tenant's queue
-// of requests waits in the gateway, not in front of another's.
+// Fairness between tenants of the hub's time is fairqueue.go's.
 
 const (
 	reasonThrottled   = "throttled"

@@ -44,11 +44,11 @@ func GatewayConfig(c *Certs, listen, redisAddr string, opts Options) (*config.Ga
 		Path: filepath.Join(filepath.Dir(c.CA), "gateway.toml"), Listen: listen, URLPath: "/redis",
 		Cert: c.ServerCert, Key: c.ServerKey, ClientCA: c.CA,
 		Redis: fmt.Sprintf("redis://%s/%d", redisAddr, opts.RemoteDB), RedisAddr: redisAddr, RedisDB: opts.RemoteDB,
-		LogLevel: "warn", MaxBodyBytes: maxBody, MaxStreams: 256, MaxRequests: 64,
+		LogLevel: "warn", MaxBodyBytes: maxBody, MaxStreams: 256, MaxRequests: config.DefaultGatewayMaxRequests,
 		HeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second,
 		UserPrefix: config.DefaultGatewayUserPrefix, Disabled: opts.Disabled,
 		KeyspaceEvents: config.DefaultGatewayKeyspaceEvents,
-		Limits:         config.DefaultLimits, MaxConnections: config.DefaultGatewayMaxConnections,
+		Limits:         opts.Limits.WithDefaults(config.DefaultLimits), MaxConnections: config.DefaultGatewayMaxConnections,
 		MaxBodyMemory: config.DefaultGatewayMaxBodyMemory, BodyTimeout: config.DefaultGatewayBodyTimeout,
 		Tenants: append([]config.Tenant{{Name: "test", Client: TestClientName, Namespaces: ns, Read: opts.Read}}, opts.Tenants...),
 	}
@@ -199,7 +199,7 @@ func GatewayTOML(cfg *config.Gateway) string {
 	}
 	fmt.Fprintf(&b, "[gateway]\nlisten = %s\npath = %s\ncert = %s\nkey = %s\nclient_ca = %s\nredis = %s\n",
 		q(cfg.Listen), q(cfg.URLPath), q(cfg.Cert), q(cfg.Key), q(cfg.ClientCA), q(cfg.Redis))
-	fmt.Fprintf(&b, "log_level = %s\nmax_body_bytes = %d\nmax_streams = %d\nmax_requests = %d\n",
+	fmt.Fprintf(&b, "log_level = %s\nmax_body_bytes = %d\nmax_streams = %d\nmax_total_requests = %d\n",
 		q(cfg.LogLevel), cfg.MaxBodyBytes, cfg.MaxStreams, cfg.MaxRequests)
 	fmt.Fprintf(&b, "header_timeout = %s\nidle_timeout = %s\nuser_prefix = %s\nkeyspace_events = %s\ndisabled = %s\n",
 		q(cfg.HeaderTimeout.String()), q(cfg.IdleTimeout.String()), q(cfg.UserPrefix), q(cfg.KeyspaceEvents), list(cfg.Disabled))

@@ -86,6 +86,9 @@ type Options struct {
 	Namespaces, Read []string
 	// With FrontGateway: more tenants, served alongside the default one.
 	Tenants []config.Tenant
+	// With FrontGateway: the per-tenant limits of [gateway] (zero fields
+	// are the defaults), e.g. a max_memory.
+	Limits config.Limits
 	// With FrontGateway: run this redisrepl binary ("BINARY gateway
 	// -config FILE", the file written from the options) as a child process,
 	// as a hub runs it, instead of the gateway in the test process.
