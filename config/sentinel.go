@@ -59,13 +59,13 @@ func checkSentinelAddrs(addrs []string) error {
 	for _, a := range addrs {
 		hp, err := hostPort(a, false)
 		if err != nil {
-			return fmt.Errorf("sentinel %v", err)
+			return fmt.Errorf("Sentinel %v", err)
 		}
 		if strings.HasPrefix(hp, ":") {
-			return fmt.Errorf("sentinel %q has no host", a)
+			return fmt.Errorf("Sentinel %q has no host", a)
 		}
 		if seen[hp] {
-			return fmt.Errorf("sentinel %q is named twice", a)
+			return fmt.Errorf("Sentinel %q is named twice", a)
 		}
 		seen[hp] = true
 	}
