@@ -18,8 +18,8 @@ import (
 // keys (100-byte strings) from a real local Redis to a real hub through
 // nginx+Webdis: the local read, the decision and the remote write, as a
 // worker does it. It reports per key: wall time of one worker (ns/key) and
-// allocations in this process (allocs/key, B/key). The figures issue 11
-// asks for before and after a change of the hot path come from here:
+// allocations in this process (allocs/key, B/key). The figures to compare
+// before and after a change of the hot path come from here:
 //
 //	go test ./link -run '^$' -bench CopyBatch -benchtime 200x
 func BenchmarkCopyBatch(b *testing.B) {

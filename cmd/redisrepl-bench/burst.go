@@ -19,7 +19,7 @@ import (
 // Burst: N distinct keys (~100-byte values) written locally as fast as a
 // pipelined redigo connection goes, while a live link runs; keys/s from the
 // first write until the remote's DBSIZE (polled every 5 ms) reaches N.
-// Compared with the ceilings of the same run (DESIGN.md §6: ≥ 10× single
+// Compared with the ceilings of the same run (targets: ≥ 10× single
 // SET per request, ≥ 0.3× MSET of 100 keys per request, 8 connections).
 //
 // Both sides are flushed and a fresh link started (and waited live) before

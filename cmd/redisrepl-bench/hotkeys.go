@@ -11,7 +11,7 @@ import (
 
 // Hot keys: U updates (50,000) to 100 keys, pipelined as fast as possible,
 // update i writing "hot:<i mod 100>" = "u<i>". The link should coalesce:
-// DESIGN.md §6 wants ≤ 0.05 remote writes per update and the remote quiet
+// the target is ≤ 0.05 remote writes per update and the remote quiet
 // within 1 s after the writer stops.
 //
 // Remote writes are counted on the remote redis-server itself, before and

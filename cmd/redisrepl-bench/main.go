@@ -1,6 +1,7 @@
 // Command redisrepl-bench measures a replication link against the real parts
 // it talks to (two redis-servers, webdis, nginx with mutual TLS, all on
-// loopback, started by webdistest), as DESIGN.md §6 asks. `make bench` runs it.
+// loopback, started by webdistest), each figure beside its ceiling and
+// target (README, "Performance"). `make bench` runs it.
 //
 // Every scenario starts its own stack, runs the link in-process (link.New +
 // Run, logs discarded unless -v) and stops everything it started, even on

@@ -29,7 +29,7 @@ import (
 //     before the writes when the kernel allows it. It includes the garbage
 //     of the bench's own writer.
 //
-// bytes_per_key divides by N; key_len is the key length used (DESIGN.md:
+// bytes_per_key divides by N; key_len is the key length used (target:
 // ≤ 200 bytes per key plus the key).
 
 const memTargetPerKey = 200.0
