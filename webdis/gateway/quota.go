@@ -185,26 +185,34 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 	if kind == growNone || t.g.backend != nil { // not measured on a cluster hub: see measureMemory
 		return nil, func(error) {}, nil
 	}
-	if kind == growNone {
-		return nil, func(error) {}, nil
-	}
 	u, limit := t.usage, t.cfg.Limits.MaxMemory
+	// What may grow is reserved before it is judged, so that requests
+	// running at once each see the others' (a check and then an add
+	// would let a window of them pass the quota together); a refusal or
+	// a failure gives it back.
+	reserved := int64(in)
+	if kind == growDelete {
+		reserved = 0
+	}
+	u.delta.Add(reserved)
 	est := u.estimate()
-	over := limit > 0 && est+int64(in) > limit
+	over := limit > 0 && est > limit
 	// What a delete frees, and near the quota what a replacing write
 	// frees, is asked of the hub, so that the estimate follows the tenant
 	// back under.
-	near := limit > 0 && est+int64(in) > limit-limit/4
+	near := limit > 0 && est > limit-limit/4
 	// staged: the part of before held by staging keys, which a replacing
 	// script renames into place: their bytes stay the tenant's.
 	var before, staged int64
 	if near && kind == growReplace || limit > 0 && kind == growDelete {
 		if before, staged, err = memoryOf(conn, keys); err != nil {
+			u.delta.Add(-reserved)
 			return nil, nil, err
 		}
 	}
 	if over && (kind == growAdd || kind == growReplace && size > before) {
-		e := redis.Error(fmt.Sprintf("ERR gateway: over the tenant's max_memory (%d bytes; its keys hold about %d): delete keys to write again", limit, est))
+		u.delta.Add(-reserved)
+		e := redis.Error(fmt.Sprintf("ERR gateway: over the tenant's max_memory (%d bytes; its keys hold about %d): delete keys to write again", limit, est-reserved))
 		return &e, nil, nil
 	}
 	if kind == growDelete {
@@ -214,13 +222,11 @@ func (t *tenant) quotaCheck(conn redis.Conn, c *command, in int) (refusal *redis
 			}
 		}, nil
 	}
-	// What may grow is counted before it runs, so that requests running at
-	// once cannot pass the quota together; a failure gives it back.
-	grown := int64(in)
+	grown := reserved
 	if near && kind == growReplace {
 		grown = size - (before - staged)
+		u.delta.Add(grown - reserved)
 	}
-	u.delta.Add(grown)
 	return nil, func(err error) {
 		if err != nil {
 			u.delta.Add(-grown)
